@@ -1,0 +1,1 @@
+"""scaleflow: flow matching on embedding vectors, and model-scale studies."""

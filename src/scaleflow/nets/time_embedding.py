@@ -1,0 +1,61 @@
+"""Time handling shared by every velocity network: shape normalization and sinusoidal features."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def broadcast_time(t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """Bring `t` to one time per row of `x`.
+
+    Args:
+        t: a Python number, a 0-d tensor, `[B]` or `[B, 1]`.
+        x: `[B, D]`, whose batch size, device and dtype `t` takes.
+
+    Returns:
+        `[B]` tensor of times.
+    """
+    t = torch.as_tensor(t, device=x.device, dtype=x.dtype)
+    if t.dim() == 2 and t.shape[1] == 1:
+        t = t[:, 0]
+    if t.dim() == 0:
+        t = t.expand(x.shape[0])
+    if t.dim() != 1 or t.shape[0] != x.shape[0]:
+        raise ValueError(f"t must be a scalar, [B] or [B, 1] with B={x.shape[0]}; got shape {tuple(t.shape)}")
+    return t
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal features of time, as in DiT and the Transformer.
+
+    Times live in [0, 1] here, so they are scaled by 1000 first: without it the
+    low-frequency half of the features would be nearly constant over the whole path.
+
+    Args:
+        t: `[B]` times.
+        dim: number of features (odd dims get one zero column).
+
+    Returns:
+        `[B, dim]` embedding `[cos(f t), sin(f t)]`.
+    """
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = (1000.0 * t.float())[:, None] * freqs[None, :]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb.to(t.dtype) if t.is_floating_point() else emb
+
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoidal features -> Linear -> SiLU -> Linear: `t: [B]` -> `[B, out_dim]`."""
+
+    def __init__(self, out_dim: int, frequency_dim: int = 256):
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        self.mlp = nn.Sequential(nn.Linear(frequency_dim, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(timestep_embedding(t, self.frequency_dim))
