@@ -1,1 +1,12 @@
 """scaleflow: flow matching on embedding vectors, and model-scale studies."""
+from scaleflow.nets import (
+    SCALING_CONFIGS,
+    count_parameters,
+    create_model,
+    get_scaled_config,
+    list_available_scales,
+)
+
+__version__ = "0.1.0"
+
+__all__ = ["SCALING_CONFIGS", "count_parameters", "create_model", "get_scaled_config", "list_available_scales"]

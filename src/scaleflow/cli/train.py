@@ -1,0 +1,97 @@
+"""`scaleflow train`: train a velocity network on embeddings; every option overrides --config."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+from rich.console import Console
+
+from scaleflow.cli.errors import user_errors
+from scaleflow.training.config import ConfigError, TrainConfig, make_config
+from scaleflow.training.run import train as run_training
+
+_F = TrainConfig.model_fields
+
+
+def _help(name: str) -> str:
+    field = _F[name]
+    return f"{field.description or name} [default: {field.default if field.default_factory is None else '{}'}]"
+
+
+def parse_model_options(pairs: list[str]) -> dict:
+    """`["hidden_dim=512", "hidden_dims=[256,128]"]` -> `{"hidden_dim": 512, "hidden_dims": [256, 128]}`."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--model-opt {pair!r}: expected KEY=VALUE, e.g. --model-opt hidden_dim=512")
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
+@user_errors
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options; command-line options override it."),
+    data: Optional[str] = typer.Option(None, help=_help("data")),
+    texts: Optional[str] = typer.Option(None, help=_help("texts")),
+    n_train: Optional[int] = typer.Option(None, help=_help("n_train")),
+    n_val: Optional[float] = typer.Option(None, help=_help("n_val") + " (a value >= 1 is a count)"),
+    n_test: Optional[float] = typer.Option(None, help=_help("n_test") + " (a value >= 1 is a count)"),
+    dedup: Optional[bool] = typer.Option(None, "--dedup/--no-dedup", help=_help("dedup")),
+    dedup_threshold: Optional[float] = typer.Option(None, help=_help("dedup_threshold")),
+    arch: Optional[str] = typer.Option(None, help=_help("arch") + ": mlp | dit | unet | mamba"),
+    scale: Optional[str] = typer.Option(None, help=_help("scale")),
+    model_opt: list[str] = typer.Option([], "--model-opt", help="network option KEY=VALUE overriding the scale (repeatable)"),
+    prediction: Optional[str] = typer.Option(None, help=_help("prediction") + ": velocity | x1"),
+    flow: Optional[str] = typer.Option(None, help=_help("flow") + ": icfm | otcfm | si-gvp"),
+    sigma: Optional[float] = typer.Option(None, help=_help("sigma")),
+    ot_method: Optional[str] = typer.Option(None, help=_help("ot_method") + ": exact | sinkhorn"),
+    time_sampling: Optional[str] = typer.Option(None, help=_help("time_sampling") + ": uniform | logit-normal"),
+    steps: Optional[int] = typer.Option(None, help=_help("steps")),
+    batch_size: Optional[int] = typer.Option(None, help=_help("batch_size")),
+    lr: Optional[float] = typer.Option(None, help=_help("lr")),
+    weight_decay: Optional[float] = typer.Option(None, help=_help("weight_decay")),
+    warmup_steps: Optional[int] = typer.Option(None, help=_help("warmup_steps")),
+    grad_clip: Optional[float] = typer.Option(None, help=_help("grad_clip")),
+    ema_decay: Optional[float] = typer.Option(None, help=_help("ema_decay")),
+    val_every: Optional[int] = typer.Option(None, help=_help("val_every")),
+    patience: Optional[int] = typer.Option(None, help=_help("patience")),
+    checkpoint_every: Optional[int] = typer.Option(None, help=_help("checkpoint_every")),
+    precision: Optional[str] = typer.Option(None, help=_help("precision") + ": fp32 | bf16"),
+    seed: Optional[int] = typer.Option(None, help=_help("seed")),
+    device: Optional[str] = typer.Option(None, help=_help("device")),
+    out: Optional[str] = typer.Option(None, "--out", help=_help("out")),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
+    wandb: Optional[bool] = typer.Option(None, "--wandb/--no-wandb", help=_help("wandb")),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Train a velocity network on embeddings and write a run folder (config, weights, metrics, summary)."""
+    options = {k: v for k, v in locals().items() if k not in ("config", "model_opt", "resume", "quiet")}
+    for key in ("n_val", "n_test"):  # 200 means 200 rows, 0.1 means 10%
+        if options[key] is not None and options[key] >= 1 and float(options[key]).is_integer():
+            options[key] = int(options[key])
+    if model_opt:
+        options["model"] = parse_model_options(model_opt)
+    if resume:
+        if out is None:
+            raise ConfigError("--resume needs --out RUN_FOLDER")
+        saved = Path(out) / "config.yaml"
+        if not saved.exists():
+            raise ConfigError(f"{out}: nothing to resume (no config.yaml)")
+        given = {k: v for k, v in options.items() if v is not None and k != "out"}
+        if given:
+            raise ConfigError(f"--resume continues {out} with its own config; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
+        cfg = make_config(yaml_path=saved)
+    else:
+        cfg = make_config(options, yaml_path=config)
+    console = Console(stderr=True)
+    run_dir = Path(out or cfg.out or Path("runs") / cfg.run_name())
+    console.print(f"training {cfg.arch}/{cfg.scale} with {cfg.flow} on {cfg.data} -> {run_dir}")
+    summary = run_training(cfg, run_dir, resume=resume, progress=not quiet)
+    console.print(
+        f"done: best val loss {summary['best_val_loss']:.4f} (baseline {summary['baseline_val_loss']:.4f}) "
+        f"at step {summary['best_step']}, {summary['steps']} steps in {summary['wall_seconds']:.0f}s"
+    )
+    console.print(f"run folder: {run_dir}\nnext: scaleflow sample {run_dir} --n 1000 --out samples.npy")

@@ -1,0 +1,97 @@
+"""Per-dimension standardization of embeddings, fitted on training rows only."""
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+
+
+class Standardizer:
+    """`z = (x - mean) / std` per dimension, and its inverse.
+
+    Fit on the training rows only, so val/test statistics never leak into the model.
+    Statistics are computed in float64 and stored as float32 `[D]` arrays, which makes
+    every saved form (lists, tensors) round-trip bit for bit.
+    """
+
+    def __init__(self, mean: Any, std: Any, min_std: float = 1e-8) -> None:
+        self.mean = _vector(mean)
+        self.std = np.maximum(_vector(std), np.float32(min_std))
+        self.min_std = float(min_std)
+        if self.mean.shape != self.std.shape:
+            raise ValueError(f"mean has shape {self.mean.shape} but std has {self.std.shape}")
+        self._cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def fit(cls, x: np.ndarray | torch.Tensor, min_std: float = 1e-8) -> "Standardizer":
+        """Statistics of `x` `[N, D]` (pass the training rows). std is the population std
+        (ddof=0, so the fitted rows come out with std exactly 1), clamped below at
+        `min_std` so a constant column maps to 0 instead of dividing by zero."""
+        x64 = (x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor)
+               else np.asarray(x, dtype=np.float64))
+        if x64.ndim != 2 or x64.shape[0] == 0:
+            raise ValueError(f"fit needs [N, D] with N >= 1, got shape {x64.shape}")
+        return cls(x64.mean(axis=0), x64.std(axis=0), min_std=min_std)
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.shape[0])
+
+    def transform(self, x: Array) -> Array:
+        """`[..., D]` -> standardized `[..., D]`, same type, dtype (floats) and device."""
+        mean, std = self._stats_like(x)
+        return (x - mean) / std
+
+    def inverse_transform(self, z: Array) -> Array:
+        """Undo `transform`: `[..., D]` -> `[..., D]` in the original embedding space."""
+        mean, std = self._stats_like(z)
+        return z * std + mean
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-friendly: plain float lists."""
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "min_std": self.min_std}
+
+    @classmethod
+    def from_state_dict(cls, d: dict[str, Any]) -> "Standardizer":
+        return cls(d["mean"], d["std"], min_std=float(d.get("min_std", 1e-8)))
+
+    def to_tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        """`{prefix+"mean": [D], prefix+"std": [D]}` float32 tensors, e.g. for safetensors."""
+        return {prefix + "mean": torch.from_numpy(self.mean.copy()),
+                prefix + "std": torch.from_numpy(self.std.copy())}
+
+    @classmethod
+    def from_tensors(cls, d: dict[str, torch.Tensor], prefix: str = "") -> "Standardizer":
+        return cls(d[prefix + "mean"], d[prefix + "std"])
+
+    def _stats_like(self, x: Any) -> tuple[Any, Any]:
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"data has dimension {x.shape[-1]} but the standardizer was fitted on {self.dim}")
+        if isinstance(x, torch.Tensor):
+            if not x.is_floating_point():
+                raise TypeError(f"expected a floating-point tensor, got {x.dtype}")
+            key = (x.device, x.dtype)
+            if key not in self._cache:  # avoid a host-to-device copy per batch
+                # in float16 a 1e-8 std would round to 0; the dtype's tiny keeps division finite
+                std = torch.as_tensor(self.std, device=x.device, dtype=x.dtype)
+                self._cache[key] = (torch.as_tensor(self.mean, device=x.device, dtype=x.dtype),
+                                    std.clamp_min(torch.finfo(x.dtype).tiny))
+            return self._cache[key]
+        dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float32)
+        std = np.maximum(self.std.astype(dtype), np.finfo(dtype).tiny)
+        return self.mean.astype(dtype), std
+
+    def __repr__(self) -> str:
+        return f"Standardizer(dim={self.dim}, min_std={self.min_std:g})"
+
+
+def _vector(v: Any) -> np.ndarray:
+    if isinstance(v, torch.Tensor):
+        v = v.detach().cpu().double().numpy()
+    out = np.asarray(v, dtype=np.float64).astype(np.float32)
+    if out.ndim != 1:
+        raise ValueError(f"statistics must be 1-D [D], got shape {out.shape}")
+    return out

@@ -1,0 +1,114 @@
+"""From a data source to normalized train/val/test tensors: load, deduplicate, split, standardize."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from scaleflow.data.builtin import BUILTIN_DATASETS, load_builtin
+from scaleflow.data.dedup import near_duplicate_mask
+from scaleflow.data.errors import DataError
+from scaleflow.data.loading import EmbeddingSet, load_embeddings
+from scaleflow.data.normalization import Standardizer
+from scaleflow.data.splits import Splits, make_splits
+
+MAX_HELD_OUT_FROM_FRACTION = 1000  # a fraction of a big file should not swallow it
+
+
+@dataclass
+class PreparedData:
+    """Normalized splits of one embedding file, plus what is needed to undo and reproduce them.
+
+    Attributes:
+        train, val, test: `[n, D]` float32 tensors in the standardized space.
+        standardizer: fitted on the training rows; `inverse_transform` gives back original space.
+        splits: row indices into the *original* file (after dedup they skip removed rows).
+        texts: the file's texts (all rows, original order) or None.
+        source: where the rows came from ("builtin:<name>" or a path).
+        n_removed: rows dropped as near-duplicates.
+    """
+
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    standardizer: Standardizer
+    splits: Splits
+    texts: Optional[list[str]]
+    source: str
+    n_removed: int = 0
+
+    @property
+    def dim(self) -> int:
+        return int(self.train.shape[1])
+
+    def texts_of(self, split: str) -> Optional[list[str]]:
+        """Texts of the rows of `split` ("train", "val", "test"), aligned with its tensor."""
+        if self.texts is None:
+            return None
+        return [self.texts[i] for i in getattr(self.splits, split)]
+
+
+def load_source(data: str, texts: Optional[str] = None) -> EmbeddingSet:
+    """`"builtin"`, `"builtin:<name>"` or a path -> validated `EmbeddingSet`."""
+    if data == "builtin" or data.startswith("builtin:"):
+        name = data.partition(":")[2] or next(iter(BUILTIN_DATASETS))
+        embeddings, builtin_texts = load_builtin(name)
+        return EmbeddingSet(embeddings=embeddings, texts=builtin_texts, source=f"builtin:{name}")
+    return load_embeddings(data, texts_path=texts)
+
+
+def held_out_rows(value: Union[int, float], n_rows: int) -> int:
+    """A count as given; a fraction of `n_rows`, at most 1000 rows."""
+    if isinstance(value, float):
+        return min(MAX_HELD_OUT_FROM_FRACTION, max(1, round(value * n_rows)))
+    return int(value)
+
+
+def prepare_data(
+    data: str = "builtin",
+    texts: Optional[str] = None,
+    n_train: Optional[int] = None,
+    n_val: Union[int, float] = 0.1,
+    n_test: Union[int, float] = 0.1,
+    dedup: bool = False,
+    dedup_threshold: float = 0.95,
+    seed: int = 0,
+    splits: Optional[Splits] = None,
+) -> PreparedData:
+    """Load and split a data source; statistics come from the training rows only.
+
+    Val and test are held out first from a seeded permutation, then training subsets are nested
+    prefixes (see `make_splits`). Pass `splits` (e.g. read back from a run) to reuse them exactly.
+
+    Raises:
+        DataError: unreadable or invalid data, or fewer rows than the split needs.
+    """
+    rows = load_source(data, texts)
+    n_removed = 0
+    kept = np.arange(len(rows), dtype=np.int64)
+    if splits is None:
+        if dedup:
+            mask, n_removed = near_duplicate_mask(rows.embeddings, dedup_threshold)
+            kept = np.flatnonzero(mask).astype(np.int64)
+        local = make_splits(
+            len(kept), held_out_rows(n_val, len(kept)), held_out_rows(n_test, len(kept)),
+            n_train=n_train, seed=seed, source=rows.source,
+        )
+        # Indices into the original file, so the run's record points at real rows.
+        splits = Splits(
+            train=kept[local.train], val=kept[local.val], test=kept[local.test],
+            n_rows=len(rows), seed=seed, train_sizes=local.train_sizes,
+        )
+    elif splits.n_rows != len(rows):
+        raise DataError(f"{rows.source}: has {len(rows)} rows but the run was split from {splits.n_rows}; "
+                        "point --data at the file the run was trained on")
+    embeddings = torch.from_numpy(rows.embeddings)
+    train = embeddings[torch.from_numpy(splits.train)]
+    standardizer = Standardizer.fit(train)
+    pick = lambda index: standardizer.transform(embeddings[torch.from_numpy(index)]).contiguous()  # noqa: E731
+    return PreparedData(
+        train=pick(splits.train), val=pick(splits.val), test=pick(splits.test), standardizer=standardizer,
+        splits=splits, texts=rows.texts, source=rows.source, n_removed=int(n_removed),
+    )

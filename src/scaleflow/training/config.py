@@ -1,0 +1,148 @@
+"""The training configuration: validated once, overlaid in one order, written next to every run.
+
+Order: these defaults <- a YAML file <- command-line options. A run is a pure function of its
+resolved `TrainConfig` (plus the data file it names), so the run folder's `config.yaml` alone
+reproduces it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from scaleflow.flows.registry import FLOWS
+from scaleflow.nets import ARCHITECTURES, SCALES
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the option and the problem."""
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run depends on."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # data
+    data: str = Field("builtin", description="embedding file (.npy/.npz/.pt/.safetensors/.parquet) or 'builtin'")
+    texts: Optional[str] = Field(None, description="optional .txt/.jsonl with one text per row")
+    n_train: Optional[int] = Field(None, gt=0, description="training rows (nested subsets); None = all")
+    n_val: Union[int, float] = Field(0.1, description="validation rows: a count, or a fraction (at most 1000 rows)")
+    n_test: Union[int, float] = Field(0.1, description="test rows: a count, or a fraction (at most 1000 rows)")
+    dedup: bool = Field(False, description="drop near-duplicate rows before splitting")
+    dedup_threshold: float = Field(0.95, gt=0, le=1, description="cosine similarity counted as a duplicate")
+
+    # model
+    arch: str = Field("mlp", description="velocity network family")
+    scale: Optional[str] = Field("small", description="tiny | small | base (None: the family's defaults)")
+    model: dict[str, Any] = Field(default_factory=dict, description="overrides of the scale's config")
+    prediction: Literal["velocity", "x1"] = Field("velocity", description="what the network outputs")
+
+    # flow
+    flow: str = Field("icfm", description="probability path and coupling")
+    sigma: float = Field(0.0, ge=0, description="std of the Gaussian around the path")
+    ot_method: Literal["exact", "sinkhorn"] = Field("exact", description="otcfm's transport solver")
+    time_sampling: Literal["uniform", "logit-normal"] = Field("uniform", description="distribution of training t")
+    reflow_source: Optional[str] = Field(None, description="reflow: the run whose ODE made the pairs")
+
+    # optimisation
+    steps: int = Field(3000, gt=0, description="optimizer steps")
+    batch_size: int = Field(256, gt=0)
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW)")
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(100, ge=0, description="linear warmup, then cosine decay")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor as a share of lr")
+    grad_clip: float = Field(1.0, ge=0, description="max gradient norm (0 disables)")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay, warmed up as min(decay, (1+s)/(10+s))")
+    val_every: int = Field(100, gt=0, description="steps between validations")
+    patience: int = Field(0, ge=0, description="validations without improvement before stopping (0: never)")
+    checkpoint_every: int = Field(500, gt=0, description="steps between resumable checkpoints")
+    log_every: int = Field(25, gt=0, description="steps between metrics.jsonl lines")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="autocast dtype of the forward pass")
+    seed: int = 0
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+
+    # outputs
+    out: Optional[str] = Field(None, description="run folder (default runs/<arch>-<scale>-<flow>)")
+    wandb: bool = Field(False, description="log to Weights & Biases (offline unless WANDB_MODE says otherwise)")
+    wandb_project: str = "scaleflow"
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        if value not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {value!r}; available: {', '.join(ARCHITECTURES)}")
+        return value
+
+    @field_validator("scale")
+    @classmethod
+    def _known_scale(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and value not in SCALES:
+            raise ValueError(f"unknown scale {value!r}; available: {', '.join(SCALES)}")
+        return value
+
+    @field_validator("flow")
+    @classmethod
+    def _known_flow(cls, value: str) -> str:
+        if value not in FLOWS:
+            raise ValueError(f"unknown flow {value!r}; available: {', '.join(FLOWS)}")
+        return value
+
+    @field_validator("n_val", "n_test")
+    @classmethod
+    def _count_or_fraction(cls, value: Union[int, float]) -> Union[int, float]:
+        if isinstance(value, float) and not 0 < value < 1 or isinstance(value, int) and value < 0:
+            raise ValueError("give a row count (>= 0) or a fraction in (0, 1)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainConfig":
+        if (self.flow == "reflow") != (self.reflow_source is not None):
+            raise ValueError("flow 'reflow' and reflow_source go together (use `scaleflow reflow RUN`)")
+        return self
+
+    def run_name(self) -> str:
+        return f"{self.arch}-{self.scale or 'default'}-{self.flow}"
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(), sort_keys=False)
+
+
+def _one_line(err: ValidationError, where: str) -> str:
+    problems = []
+    for e in err.errors():
+        option = ".".join(str(p) for p in e["loc"]) or "config"
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            message = f"unknown option; known: {', '.join(TrainConfig.model_fields)}"
+        problems.append(f"{option}: {message}")
+    return f"{where}{'; '.join(problems)}"
+
+
+def make_config(overrides: dict[str, Any] | None = None, yaml_path: str | Path | None = None) -> TrainConfig:
+    """Resolve defaults <- YAML file <- overrides (None values in overrides mean "not given").
+
+    Raises:
+        ConfigError: one line naming the file/option and the problem.
+    """
+    values: dict[str, Any] = {}
+    where = ""
+    if yaml_path is not None:
+        path = Path(yaml_path)
+        where = f"{path}: "
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of option: value, got {type(loaded).__name__}")
+        values.update(loaded or {})
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return TrainConfig(**values)
+    except ValidationError as err:
+        raise ConfigError(_one_line(err, where)) from None

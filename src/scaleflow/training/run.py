@@ -1,0 +1,181 @@
+"""A training run as a pure function of its config, and its folder read back as a `Run`.
+
+Run folder:
+    config.yaml            the resolved TrainConfig (reproduces the run)
+    model.json             arch, scale, resolved network config, prediction, flow, input_dim, params
+    splits.json            row indices of train/val/test into the data file
+    normalization.safetensors  per-dimension mean/std of the training rows
+    model.safetensors      raw weights at the best validation loss
+    ema.safetensors        EMA weights at the best validation loss (sampled by default)
+    checkpoints/last.pt    everything needed to resume (weights, EMA, optimizer, schedule, state)
+    metrics.jsonl          training and validation records
+    summary.json           best_val_loss, baseline_val_loss, steps, params, wall_seconds, ...
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import yaml
+from safetensors.torch import load_file
+from torch import nn
+
+from scaleflow.data.loading import check_dimension
+from scaleflow.data.normalization import Standardizer
+from scaleflow.data.prepare import PreparedData, prepare_data
+from scaleflow.data.splits import Splits
+from scaleflow.flows.base import Flow
+from scaleflow.flows.registry import create_flow
+from scaleflow.flows.time_sampling import make_time_sampler
+from scaleflow.nets import count_parameters, create_model
+from scaleflow.sampling.velocity import VelocityField
+from scaleflow.training.config import ConfigError, TrainConfig, make_config
+from scaleflow.training.io import write_json, write_safetensors, write_text
+from scaleflow.training.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda when available, else cpu; anything else as given (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {name} was asked for but CUDA is not available here; use --device cpu")
+    return device
+
+
+def build_flow(config: TrainConfig) -> Flow:
+    """The config's flow with its time sampler (reflow trains on fixed pairs along the straight path)."""
+    kwargs = {"sigma": config.sigma, "time_sampler": make_time_sampler(config.time_sampling)}
+    if config.flow == "otcfm":
+        kwargs["method"] = config.ot_method
+    return create_flow(config.flow, **kwargs)
+
+
+def build_model(config: TrainConfig, input_dim: int) -> nn.Module:
+    return create_model(config.arch, config.scale, **{**config.model, "input_dim": input_dim})
+
+
+def _load_reflow_pairs(config: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = load_file(str(Path(config.reflow_source) / "reflow_pairs.safetensors"))
+    return pairs["x0"].to(device), pairs["x1"].to(device)
+
+
+def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: bool = False, progress: bool = True,
+          on_step: Optional[Callable[[int], None]] = None, data: Optional[PreparedData] = None) -> dict:
+    """Train one run and write its folder. Returns the summary (also in `summary.json`).
+
+    Args:
+        config: the validated configuration; the run is a function of it and its data file.
+        run_dir: defaults to `config.out` or `runs/<arch>-<scale>-<flow>`.
+        resume: continue from `run_dir/checkpoints/last.pt` (the folder's config must match).
+        data: already prepared data (sweeps share one load); must come from the same config.
+    """
+    run_dir = Path(run_dir or config.out or Path("runs") / config.run_name())
+    last = run_dir / "checkpoints" / "last.pt"
+    if resume and not last.exists():
+        raise ConfigError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
+    if not resume and (run_dir / "config.yaml").exists():
+        raise ConfigError(f"{run_dir}: already holds a run; use --resume to continue it or choose another --out")
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    splits = Splits.from_dict(json.loads((run_dir / "splits.json").read_text())) if resume else None
+    data = data or prepare_data(config.data, config.texts, config.n_train, config.n_val, config.n_test,
+                                config.dedup, config.dedup_threshold, config.seed, splits=splits)
+    train_rows, pairs_x0 = data.train.to(device), None
+    if config.flow == "reflow":
+        pairs_x0, train_rows = _load_reflow_pairs(config, device)
+    model = build_model(config, data.dim)
+    flow = build_flow(config)
+    trainer = Trainer(config, model, flow, train_rows, data.val.to(device), run_dir, pairs_x0, on_step, progress)
+    if resume:
+        trainer.load_checkpoint(last)
+    else:
+        _write_run_header(run_dir, config, model, data)
+    state = trainer.fit()
+    summary = {
+        "best_val_loss": state.best_val_loss,
+        "best_step": state.best_step,
+        "baseline_val_loss": trainer.validation.baseline_loss,
+        "final_val_loss": state.history[-1]["val_loss"] if state.history else None,
+        "loss_space": config.prediction,
+        "steps": state.step,
+        "stopped_early": state.step < config.steps,
+        "params": count_parameters(model),
+        "wall_seconds": state.wall_seconds,
+        "steps_per_second": state.step / max(state.wall_seconds, 1e-9),
+        "train_rows": len(train_rows),
+        "dim": data.dim,
+        "device": str(device),
+    }
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _write_run_header(run_dir: Path, config: TrainConfig, model: nn.Module, data: PreparedData) -> None:
+    """Everything that describes the run before its first step, so even a crashed run can be read."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", config.to_yaml())
+    write_json(run_dir / "splits.json", data.splits.to_dict())
+    write_safetensors(run_dir / "normalization.safetensors", data.standardizer.to_tensors())
+    write_json(run_dir / "model.json", {
+        "arch": config.arch, "scale": config.scale, "config": model.config, "input_dim": data.dim,
+        "prediction": config.prediction, "flow": config.flow, "params": count_parameters(model),
+        "data_source": data.source,
+    })
+
+
+@dataclass
+class Run:
+    """A trained run read back from its folder (like `from_pretrained`)."""
+
+    path: Path
+    config: TrainConfig
+    model: nn.Module
+    flow: Flow
+    standardizer: Standardizer
+    splits: Splits
+    summary: dict
+    info: dict
+
+    @property
+    def velocity(self) -> VelocityField:
+        """The network as a velocity field `v(x: [B, D], t: [B])` in the normalized space."""
+        return VelocityField(self.model, self.flow, self.config.prediction)
+
+    def data(self) -> PreparedData:
+        """The run's train/val/test rows, re-read from its data file with its own splits."""
+        data = prepare_data(self.config.data, self.config.texts, splits=self.splits)
+        check_dimension(data.train, self.info["input_dim"], what=f"run {self.path}")
+        return data
+
+
+def load_run(path: str | Path, weights: str = "ema", device: str | torch.device = "cpu") -> Run:
+    """Rebuild a run's network (EMA weights by default, or "model" for the raw ones) in eval mode."""
+    path = Path(path)
+    if not (path / "model.json").exists():
+        raise ConfigError(f"{path}: not a scaleflow run folder (no model.json)")
+    if weights not in ("ema", "model"):
+        raise ValueError(f"weights must be 'ema' or 'model'; got {weights!r}")
+    weights_file = path / f"{weights}.safetensors"
+    if not weights_file.exists():
+        raise ConfigError(f"{path}: has no {weights_file.name} yet (the run has not validated once)")
+    info = json.loads((path / "model.json").read_text())
+    config = make_config(yaml_path=path / "config.yaml")
+    model = create_model(info["arch"], **info["config"])
+    model.load_state_dict(load_file(str(weights_file)))
+    model.to(device).eval().requires_grad_(False)
+    summary_file = path / "summary.json"
+    return Run(
+        path=path, config=config, model=model, flow=build_flow(config),
+        standardizer=Standardizer.from_tensors(load_file(str(path / "normalization.safetensors"))),
+        splits=Splits.from_dict(json.loads((path / "splits.json").read_text())),
+        summary=json.loads(summary_file.read_text()) if summary_file.exists() else {},
+        info=info,
+    )

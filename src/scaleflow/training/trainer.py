@@ -1,0 +1,218 @@
+"""The training loop: batches by index from a resident dataset, AdamW, clipping, EMA, validation,
+early stopping, best/last checkpoints and exact resume.
+
+Every random draw of step `s` (batch order, noise, times, coupling) comes from generators seeded
+by `(seed, s)`, so a resumed run replays the uninterrupted one exactly without saving RNG streams.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scaleflow.flows.base import Flow
+from scaleflow.training.config import TrainConfig
+from scaleflow.training.ema import EMA
+from scaleflow.training.io import append_jsonl, write_safetensors, write_torch
+from scaleflow.training.optim import make_adamw
+from scaleflow.training.progress import TrainingProgress
+from scaleflow.training.schedule import warmup_cosine
+
+VAL_SEED_OFFSET = 1_000_003  # validation draws never coincide with any training step's
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or Inf; the message says where and what was kept."""
+
+
+def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    """The generator for one step's draws: a pure function of (seed, step)."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_000_007 + step)
+
+
+@dataclass
+class ValidationSet:
+    """Fixed `(t, x_t, target)` draws over the validation rows, so val losses are comparable over time."""
+
+    t: torch.Tensor
+    x_t: torch.Tensor
+    target: torch.Tensor
+
+    @property
+    def baseline_loss(self) -> float:
+        """Loss of the best constant predictor (the mean target): what 'learned nothing' scores."""
+        return float((self.target - self.target.mean(0)).square().mean())
+
+
+def make_validation_set(flow: Flow, val: torch.Tensor, prediction: str, seed: int, batch_size: int) -> ValidationSet:
+    """Draw noise, times (and couplings, per batch of `batch_size`) once for `val: [N, D]`."""
+    g = step_generator(seed, VAL_SEED_OFFSET, val.device)
+    parts = []
+    for x1 in val.split(batch_size):
+        x0 = torch.randn(x1.shape, generator=g, device=val.device)
+        sample = flow.sample_path(x0, x1, generator=g)
+        parts.append((sample.t, sample.x_t, sample.u_t if prediction == "velocity" else sample.x1))
+    return ValidationSet(*(torch.cat(p) for p in zip(*parts)))
+
+
+@dataclass
+class TrainState:
+    """What a resumable checkpoint holds besides the tensors."""
+
+    step: int = 0  # steps completed
+    best_val_loss: float = math.inf
+    best_step: int = -1
+    bad_validations: int = 0
+    wall_seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)  # validation records
+
+
+class Trainer:
+    """Trains `model` on `train: [N, D]` (normalized) with `flow`, writing into `run_dir`.
+
+    Args:
+        pairs_x0: for reflow, the noise `[N, D]` paired with each training row; otherwise fresh noise.
+        on_step: called as `on_step(step)` after each completed step (tests simulate crashes with it).
+    """
+
+    def __init__(self, config: TrainConfig, model: nn.Module, flow: Flow, train: torch.Tensor, val: torch.Tensor,
+                 run_dir: Path, pairs_x0: Optional[torch.Tensor] = None, on_step: Optional[Callable[[int], None]] = None,
+                 progress: bool = True):
+        self.cfg, self.flow, self.run_dir, self.on_step, self.progress = config, flow, Path(run_dir), on_step, progress
+        self.device = train.device
+        self.model = model.to(self.device)
+        self.train, self.pairs_x0 = train, pairs_x0
+        self.batch_size = min(config.batch_size, len(train))
+        self.steps_per_epoch = len(train) // self.batch_size
+        self.optimizer = make_adamw(self.model, config.lr, config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: warmup_cosine(s, config.steps, config.warmup_steps, config.min_lr_ratio))
+        self.ema = EMA(self.model, config.ema_decay)
+        self.validation = make_validation_set(flow, val, config.prediction, config.seed, max(self.batch_size, 256))
+        self.autocast = torch.bfloat16 if config.precision == "bf16" else None
+        self.state = TrainState()
+        self._epoch, self._order = -1, None
+
+    # --- one step -----------------------------------------------------------------------------
+    def batch_indices(self, step: int) -> torch.Tensor:
+        """Row indices of step `step`: a fresh seeded permutation per epoch, cut into batches."""
+        epoch, k = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            g = step_generator(self.cfg.seed, -1 - epoch, torch.device("cpu"))
+            self._epoch, self._order = epoch, torch.randperm(len(self.train), generator=g).to(self.device)
+        return self._order[k * self.batch_size:(k + 1) * self.batch_size]
+
+    def loss(self, x_t: torch.Tensor, t: torch.Tensor, target: torch.Tensor, model: nn.Module) -> torch.Tensor:
+        if self.autocast is None:
+            out = model(x_t, t)
+        else:
+            with torch.autocast(self.device.type, dtype=self.autocast):
+                out = model(x_t, t)
+        return F.mse_loss(out.float(), target)
+
+    def train_step(self, step: int) -> tuple[float, float]:
+        index = self.batch_indices(step)
+        g = step_generator(self.cfg.seed, step, self.device)
+        x1 = self.train[index]
+        x0 = self.pairs_x0[index] if self.pairs_x0 is not None else torch.randn(x1.shape, generator=g, device=self.device)
+        sample = self.flow.sample_path(x0, x1, generator=g)
+        target = sample.u_t if self.cfg.prediction == "velocity" else sample.x1
+        loss = self.loss(sample.x_t, sample.t, target, self.model)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip or math.inf, foreach=True)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(self._diverged_message(step, loss_value))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.ema.update(self.model, step)
+        return loss_value, float(grad_norm)
+
+    def _diverged_message(self, step: int, loss: float) -> str:
+        last = self.run_dir / "checkpoints" / "last.pt"
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
+        return f"loss became {loss} at step {step}; training stopped and {kept}; try a lower --lr or --grad-clip"
+
+    # --- validation and checkpoints ------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self, model: nn.Module) -> float:
+        model.eval()
+        v = self.validation
+        total = sum(
+            float(self.loss(x, t, y, model)) * len(x)
+            for x, t, y in zip(v.x_t.split(1024), v.t.split(1024), v.target.split(1024))
+        )
+        model.train()
+        return total / len(v.x_t)
+
+    def save_best(self) -> None:
+        write_safetensors(self.run_dir / "model.safetensors", self.model.state_dict())
+        write_safetensors(self.run_dir / "ema.safetensors", self.ema.state_dict())
+
+    def save_checkpoint(self) -> None:
+        write_torch(self.run_dir / "checkpoints" / "last.pt", {
+            "state": self.state.__dict__, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        })
+
+    def load_checkpoint(self, path: Path) -> None:
+        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(ckpt["model"])
+        self.ema.load_state_dict(ckpt["ema"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        self.state = TrainState(**ckpt["state"])
+
+    # --- the loop ------------------------------------------------------------------------------
+    def fit(self) -> TrainState:
+        """Run from `state.step` to `config.steps` (or early stopping). Returns the final state."""
+        cfg, state = self.cfg, self.state
+        metrics = self.run_dir / "metrics.jsonl"
+        started, start_step = time.perf_counter(), state.step
+        wall_before = state.wall_seconds
+        with TrainingProgress(cfg.steps, start_step, enabled=self.progress) as bar:
+            step = start_step
+            while step < cfg.steps:
+                loss, grad_norm = self.train_step(step)
+                step += 1
+                state.step = step
+                state.wall_seconds = wall_before + time.perf_counter() - started
+                rate = (step - start_step) / max(state.wall_seconds - wall_before, 1e-9)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    append_jsonl(metrics, {"step": step, "loss": loss, "grad_norm": grad_norm,
+                                           "lr": self.scheduler.get_last_lr()[0], "steps_per_s": rate})
+                stop = False
+                if step % cfg.val_every == 0 or step == cfg.steps:
+                    stop = self._validate_and_track(step, metrics)
+                    bar.val_loss = state.best_val_loss
+                bar.update(step, loss, rate)
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
+                    self.save_checkpoint()
+                if self.on_step is not None:
+                    self.on_step(step)
+                if stop:
+                    break
+        return state
+
+    def _validate_and_track(self, step: int, metrics: Path) -> bool:
+        """Validate EMA and raw weights, keep the best, and say whether patience ran out."""
+        state = self.state
+        val_loss, raw_loss = self.validate(self.ema.shadow), self.validate(self.model)
+        record = {"step": step, "val_loss": val_loss, "val_loss_raw": raw_loss}
+        append_jsonl(metrics, record)
+        state.history.append(record)
+        if val_loss < state.best_val_loss:
+            state.best_val_loss, state.best_step, state.bad_validations = val_loss, step, 0
+            self.save_best()
+        else:
+            state.bad_validations += 1
+        return self.cfg.patience > 0 and state.bad_validations >= self.cfg.patience

@@ -1,0 +1,12 @@
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def small_data(tmp_path):
+    """A 400 x 8 low-rank Gaussian dataset saved as .npy; returns its path."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((400, 3)) @ rng.standard_normal((3, 8))).astype(np.float32)
+    path = tmp_path / "small.npy"
+    np.save(path, x)
+    return str(path)

@@ -1,0 +1,121 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from scaleflow.flows import create_flow
+from scaleflow.nets import create_model
+from scaleflow.training.config import make_config
+from scaleflow.training.run import load_run, train
+from scaleflow.training.trainer import Trainer, TrainingDiverged
+
+
+def _config(data, **overrides):
+    base = dict(data=data, arch="mlp", scale="tiny", model={"hidden_dim": 32}, steps=40, batch_size=32,
+                val_every=10, checkpoint_every=10, log_every=5, n_val=40, n_test=40, warmup_steps=5, lr=1e-2)
+    return make_config({**base, **overrides})
+
+
+def test_run_folder_and_summary(small_data, tmp_path):
+    summary = train(_config(small_data), tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "model.json", "splits.json", "normalization.safetensors", "model.safetensors",
+                 "ema.safetensors", "checkpoints/last.pt", "metrics.jsonl", "summary.json"):
+        assert (run / name).exists(), name
+    assert json.loads((run / "summary.json").read_text()) == summary
+    for key in ("best_val_loss", "baseline_val_loss", "steps", "params", "wall_seconds"):
+        assert key in summary
+    assert summary["steps"] == 40 and summary["params"] == json.loads((run / "model.json").read_text())["params"]
+    assert summary["best_val_loss"] < summary["baseline_val_loss"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_loss" in r] == [10, 20, 30, 40]
+    assert not list(run.rglob("*.tmp"))  # every file was renamed into place
+
+
+def test_load_run_rebuilds_the_ema_network(small_data, tmp_path):
+    train(_config(small_data), tmp_path / "run", progress=False)
+    run = load_run(tmp_path / "run")
+    ema = load_file(str(tmp_path / "run" / "ema.safetensors"))
+    for name, tensor in run.model.state_dict().items():
+        assert torch.equal(tensor, ema[name])
+    data = run.data()
+    assert data.test.shape == (40, 8)
+    x = torch.randn(3, 8)
+    assert run.velocity(x, torch.rand(3)).shape == (3, 8)
+
+
+def test_overfits_a_tiny_dataset(tmp_path):
+    # Fixed (noise, data) pairs, as reflow trains on: (x_t, t) then determines the pair, so the
+    # velocity target is a function the network can fit exactly.
+    g = torch.Generator().manual_seed(0)
+    x1, x0 = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    config = make_config(dict(arch="mlp", scale="tiny", model={"hidden_dim": 64}, steps=800, batch_size=4,
+                              lr=3e-3, weight_decay=0.0, warmup_steps=20, val_every=800, log_every=800))
+    torch.manual_seed(0)
+    model = create_model("mlp", "tiny", input_dim=8, hidden_dim=64)
+    trainer = Trainer(config, model, create_flow("reflow"), x1, x1, tmp_path, pairs_x0=x0, progress=False)
+    first, _ = trainer.train_step(0)
+    trainer.state.step = 1
+    trainer.fit()
+    t = torch.rand(4, generator=g)
+    residual = (model(trainer.flow.compute_xt(x0, x1, t), t) - (x1 - x0)).square().mean()
+    assert residual < 1e-3 * first  # memorized: near-zero loss on the training pairs
+
+
+def test_resume_after_crash_equals_uninterrupted(small_data, tmp_path):
+    config = _config(small_data)
+    train(config, tmp_path / "straight", progress=False)
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_25(step):
+        if step == 25:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(config, tmp_path / "resumed", progress=False, on_step=crash_at_25)
+    assert torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)["state"]["step"] == 20
+    train(config, tmp_path / "resumed", resume=True, progress=False)
+    for name in ("model.safetensors", "ema.safetensors"):
+        a, b = load_file(str(tmp_path / "straight" / name)), load_file(str(tmp_path / "resumed" / name))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    a = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["state"]["best_val_loss"] == b["state"]["best_val_loss"]
+
+
+def test_refuses_to_overwrite_or_resume_nothing(small_data, tmp_path):
+    config = _config(small_data, steps=10)
+    train(config, tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="already holds a run; use --resume"):
+        train(config, tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="nothing to resume"):
+        train(config, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_early_stopping_fires_after_patience(small_data, tmp_path, monkeypatch):
+    losses = iter([1.0, 1.0, 0.9, 0.9, 0.95, 0.95, 0.97, 0.97, 0.99, 0.99, 0.5, 0.5])
+    monkeypatch.setattr(Trainer, "validate", lambda self, model: next(losses))
+    summary = train(_config(small_data, steps=100, patience=2), tmp_path / "run", progress=False)
+    assert summary["steps"] == 40 and summary["stopped_early"]  # best at step 20, no gain at 30 and 40
+    assert summary["best_step"] == 20 and summary["best_val_loss"] == 0.9
+
+
+def test_nan_loss_stops_with_a_clear_message(small_data, tmp_path, monkeypatch):
+    original = Trainer.loss
+
+    def poisoned(self, x_t, t, target, model):
+        loss = original(self, x_t, t, target, model)
+        return loss * float("nan") if model.training and self.state.step >= 15 else loss
+
+    monkeypatch.setattr(Trainer, "loss", poisoned)
+    with pytest.raises(TrainingDiverged) as info:
+        train(_config(small_data), tmp_path / "run", progress=False)
+    message = str(info.value)
+    assert "loss became nan at step 15" in message and "last.pt" in message
+    kept = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
+    assert kept["state"]["step"] == 10
+    assert all(torch.isfinite(v).all() for v in kept["model"].values())
