@@ -71,3 +71,15 @@ def test_rejects_bad_arguments():
         bootstrap_ci(_mean, x, confidence=1.0)
     with pytest.raises(ValueError):
         bootstrap_ci(_mean, x, n_resamples=0)
+
+
+def test_bias_correction_recenters_a_size_biased_metric():
+    from scaleflow.evaluation.distribution import frechet_distance
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(200, 20, generator=g), torch.randn(200, 20, generator=g) + 0.3
+    value, (lo, hi) = bootstrap_ci(frechet_distance, x, y, n_resamples=100, seed=0)
+    assert lo > value  # duplicates inflate every resample: the plain interval misses the value
+    value_c, (lo_c, hi_c) = bootstrap_ci(frechet_distance, x, y, n_resamples=100, seed=0, correct_bias=True)
+    assert value_c == value and lo_c < value < hi_c
+    assert hi_c - lo_c == pytest.approx(hi - lo)  # same spread, recentered

@@ -36,6 +36,16 @@ def test_exclude_self_is_by_index_so_duplicates_count():
     assert (nearest_neighbor_distances(x, x)[:] == 0).all()  # without exclusion each row finds itself
 
 
+def test_small_distances_are_exact_in_float32():
+    # The matmul form ||a||^2 + ||b||^2 - 2ab has round-off ~1e-3 here; returned distances must not.
+    g = torch.Generator().manual_seed(2)
+    train = torch.randn(300, 64, generator=g) * 3.0
+    noise = torch.randn(300, 64, generator=g) * 1e-4
+    got = nearest_neighbor_distances(train + noise, train)
+    torch.testing.assert_close(got, noise.norm(dim=1), rtol=1e-3, atol=0.0)
+    assert (nearest_neighbor_distances(train, train.clone()) == 0).all()
+
+
 def test_exclude_self_requires_the_same_set():
     x = np.zeros((4, 2))
     with pytest.raises(ValueError):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from scaleflow.evaluation.prdc import precision_recall_density_coverage
+from scaleflow.evaluation.prdc import precision_recall_density_coverage, prdc_indicators
 
 prdc = pytest.importorskip("prdc")
 
@@ -53,6 +53,20 @@ def test_hand_worked_one_dimensional_case():
     got = precision_recall_density_coverage(real, fake, k=1)
     assert got == pytest.approx({"precision": 1 / 3, "recall": 1.0, "density": 2 / 3, "coverage": 0.4})
     assert got == pytest.approx(_reference(real, fake, 1))
+
+
+def test_indicators_average_to_the_metrics():
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(size=(120, 10)), rng.normal(size=(90, 10)) + 0.4
+    metrics = precision_recall_density_coverage(real, fake, k=4, chunk_size=32)
+    ind = prdc_indicators(real, fake, k=4, chunk_size=32)
+    assert {name: tuple(v.shape) for name, v in ind.items()} == {
+        "precision": (90,), "recall": (120,), "density": (90,), "coverage": (120,)
+    }
+    for name, value in metrics.items():
+        assert ind[name].dtype == torch.float64
+        assert float(ind[name].mean()) == pytest.approx(value, abs=1e-12), name
+    assert set(ind["precision"].unique().tolist()) <= {0.0, 1.0}
 
 
 def test_far_away_fakes_score_zero():

@@ -77,9 +77,10 @@ def test_scan_delta_bias_softplus_and_dispatcher():
     assert isinstance(ss.mamba_ssm_available(), bool)
 
 
-def test_scan_gradients_match_naive():
+@pytest.mark.parametrize("L", [1, 6])
+def test_scan_gradients_match_naive(L):
     """The hand-written backward agrees with autograd through the naive loop (and gradcheck)."""
-    kw = random_scan_inputs(2, 3, 6, 4, torch.float64, seed=1)
+    kw = random_scan_inputs(2, 3, L, 4, torch.float64, seed=1)
     bias = torch.randn(3, dtype=torch.float64)
     leaves = {k: v.clone().requires_grad_() for k, v in kw.items()}
     leaves["delta_bias"] = bias.clone().requires_grad_()
@@ -91,6 +92,14 @@ def test_scan_gradients_match_naive():
         torch.testing.assert_close(a, b, msg=name)
     names = ["u", "delta", "A", "B", "C"]
     assert torch.autograd.gradcheck(lambda *a: ss.selective_scan_torch(*a), [leaves[k] for k in names])
+
+
+@pytest.mark.parametrize("L", [1, 3, 16])
+def test_causal_conv_matches_conv1d(L):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(6, 6, 4, groups=6, padding=3).double()
+    x = torch.randn(2, 6, L, dtype=torch.float64)
+    torch.testing.assert_close(mamba_mod.causal_conv1d(x, conv.weight, conv.bias), conv(x)[..., :L])
 
 
 def test_network_matches_naive_scan(monkeypatch):

@@ -7,13 +7,18 @@ from typing import Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from scaleflow.data.embed import EmbedderUnavailableError
 
 F = TypeVar("F", bound=Callable)
 err_console = Console(stderr=True)
 
 # Errors that describe the user's input: bad options, files, configs. Anything else is our bug
 # and keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, FileNotFoundError, IsADirectoryError, PermissionError, EmbedderUnavailableError,
+)
 
 
 def user_errors(command: F) -> F:
@@ -30,7 +35,7 @@ def user_errors(command: F) -> F:
             if os.environ.get("SCALEFLOW_DEBUG"):
                 raise
             message = " ".join(str(err).split()) or type(err).__name__
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

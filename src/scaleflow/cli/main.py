@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import typer
 
+from scaleflow.cli.compare import compare
+from scaleflow.cli.embed import embed
+from scaleflow.cli.evaluate import eval_command
 from scaleflow.cli.params import params
+from scaleflow.cli.reflow import reflow
+from scaleflow.cli.sample import sample
 from scaleflow.cli.train import train
 
 app = typer.Typer(
@@ -15,6 +20,11 @@ app = typer.Typer(
 )
 app.command("params")(params)
 app.command("train")(train)
+app.command("sample")(sample)
+app.command("eval")(eval_command)
+app.command("compare")(compare)
+app.command("reflow")(reflow)
+app.command("embed")(embed)
 
 
 @app.callback()

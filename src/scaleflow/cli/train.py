@@ -59,7 +59,7 @@ def train(
     val_every: Optional[int] = typer.Option(None, help=_help("val_every")),
     patience: Optional[int] = typer.Option(None, help=_help("patience")),
     checkpoint_every: Optional[int] = typer.Option(None, help=_help("checkpoint_every")),
-    precision: Optional[str] = typer.Option(None, help=_help("precision") + ": fp32 | bf16"),
+    precision: Optional[str] = typer.Option(None, help=_help("precision") + ": auto | fp32 | bf16"),
     seed: Optional[int] = typer.Option(None, help=_help("seed")),
     device: Optional[str] = typer.Option(None, help=_help("device")),
     out: Optional[str] = typer.Option(None, "--out", help=_help("out")),

@@ -20,6 +20,7 @@ from scaleflow.data.errors import DataError
 from scaleflow.data.loading import load_texts
 
 SONAR_ENCODER = "text_sonar_basic_encoder"
+SONAR_DECODER = "text_sonar_basic_decoder"
 SONAR_LANG = "eng_Latn"
 SONAR_DIM = 1024
 
@@ -85,6 +86,32 @@ def _embed_sonar(texts: list[str], batch_size: int, device: str) -> np.ndarray:
     emb = pipeline.predict(texts, source_lang=SONAR_LANG, batch_size=batch_size,
                            target_device=torch.device("cpu"))
     return emb.float().numpy()
+
+
+def decode_embeddings(embeddings: np.ndarray, batch_size: int = 32, device: str = "cpu",
+                      max_seq_len: int = 128) -> list[str]:
+    """Decode SONAR embeddings `[N, 1024]` to English text with SONAR's text decoder.
+
+    Raises:
+        EmbedderUnavailableError: SONAR is not installed or its decoder cannot be loaded.
+        ValueError: the embeddings are not 1024-D (they cannot be SONAR embeddings).
+    """
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    if embeddings.ndim != 2 or embeddings.shape[1] != SONAR_DIM:
+        raise ValueError(f"--decode needs SONAR embeddings [N, {SONAR_DIM}]; these are {list(embeddings.shape)}")
+    try:
+        from sonar.inference_pipelines.text import EmbeddingToTextModelPipeline
+    except ImportError as e:
+        raise EmbedderUnavailableError(SONAR_MISSING) from e
+    import torch
+
+    try:
+        pipeline = EmbeddingToTextModelPipeline(decoder=SONAR_DECODER, tokenizer=SONAR_ENCODER,
+                                                device=torch.device(device))
+    except Exception as e:  # fairseq2 raises its own asset/download errors
+        raise EmbedderUnavailableError(_load_failure("SONAR " + SONAR_DECODER, e)) from e
+    return list(pipeline.predict(torch.from_numpy(embeddings), target_lang=SONAR_LANG,
+                                 batch_size=batch_size, max_seq_len=max_seq_len))
 
 
 def _embed_sentence_transformers(texts: list[str], model: str, batch_size: int,

@@ -24,6 +24,7 @@ def bootstrap_ci(
     confidence: float = 0.95,
     seed: int | None = 0,
     generator: torch.Generator | None = None,
+    correct_bias: bool = False,
 ) -> tuple[float, tuple[float, float]]:
     """Value of `metric_fn(*arrays)` and a percentile bootstrap interval around it.
 
@@ -48,6 +49,9 @@ def bootstrap_ci(
         seed: seeds a private generator (deterministic results); ignored if `generator` is given.
             None: a nondeterministic seed.
         generator: a CPU `torch.Generator` to draw indices from (advanced; overrides `seed`).
+        correct_bias: shift the resampled values by their bias, `mean(resamples) - value`, before
+            taking quantiles. For metrics biased by sample size (the Frechet distance grows as
+            duplicates shrink the effective sample), the plain interval can miss the value entirely.
 
     Returns:
         (value on the full arrays, (lo, hi)) as floats.
@@ -73,6 +77,8 @@ def bootstrap_ci(
     for b in range(n_resamples):
         resampled = [_take_rows(a, torch.randint(n, (n,), generator=generator)) for a, n in zip(arrays, sizes)]
         stats[b] = float(metric_fn(*resampled))
+    if correct_bias:
+        stats -= stats.mean() - value
     alpha = (1.0 - confidence) / 2.0
     lo, hi = torch.quantile(stats, torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64))
     return value, (float(lo), float(hi))

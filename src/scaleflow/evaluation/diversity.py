@@ -24,7 +24,7 @@ def _mean_pairwise_cosine(u: torch.Tensor) -> float:
         raise ValueError(f"need at least 2 rows for pairwise statistics; got {n}")
     u = u.to(torch.float64)
     s = u.sum(0)
-    off_diag = s.dot(s) - n
+    off_diag = s.dot(s) - (u * u).sum()
     return float(off_diag) / (n * (n - 1))
 
 

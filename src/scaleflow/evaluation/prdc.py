@@ -22,21 +22,11 @@ from scaleflow.evaluation.distribution import DEFAULT_CHUNK, ArrayLike, as_matri
 from scaleflow.evaluation.memorization import knn_squared_distances
 
 
-def precision_recall_density_coverage(
-    real: ArrayLike, fake: ArrayLike, k: int = 5, chunk_size: int = DEFAULT_CHUNK
-) -> dict[str, float]:
-    """PRDC of `fake: [M, D]` against `real: [N, D]` with k-nearest-neighbour balls.
-
-    Args:
-        real: real (reference) embeddings, N > k rows.
-        fake: generated embeddings, M > k rows.
-        k: neighbour rank that sets the ball radii (the paper recommends 5).
-        chunk_size: rows per distance block.
-
-    Returns:
-        {"precision", "recall", "density", "coverage"} as floats; precision, recall and
-        coverage lie in [0, 1], density in [0, N/k].
-    """
+def _ball_counts(
+    real: ArrayLike, fake: ArrayLike, k: int, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-point ball memberships: `[M]` number of real balls holding each fake (int64),
+    `[N]` real ball holds some fake (coverage), `[N]` real inside some fake ball (recall)."""
     r, f = as_matrix_pair(real, fake, ("real", "fake"))
     n, m = r.shape[0], f.shape[0]
     if k < 1 or n <= k or m <= k:
@@ -67,10 +57,59 @@ def precision_recall_density_coverage(
             fake_in_real_balls[j] += inside_real.sum(0)
             real_covered[i] |= inside_real.any(1)
             real_in_fake_ball[i] |= (d2 < fake_rad2[j].unsqueeze(0)).any(1)
+    return fake_in_real_balls, real_covered, real_in_fake_ball
 
+
+def prdc_indicators(
+    real: ArrayLike, fake: ArrayLike, k: int = 5, chunk_size: int = DEFAULT_CHUNK
+) -> dict[str, torch.Tensor]:
+    """Per-point terms whose means are PRDC, for bootstrapping without recomputing distances.
+
+    Resampling these rows keeps the kNN radii of the full sets fixed (a conditional
+    bootstrap): cheaper than resampling the embeddings, and free of the duplicate-row bias
+    that resampling embeddings gives kNN radii.
+
+    Args:
+        real: `[N, D]` real embeddings; fake: `[M, D]` generated ones (N, M > k).
+        k, chunk_size: as in `precision_recall_density_coverage`.
+
+    Returns:
+        float64 tensors:
+          "precision": `[M]` 1 if the fake point lies in some real ball, else 0;
+          "density":   `[M]` number of real balls holding the fake point, divided by k;
+          "recall":    `[N]` 1 if the real point lies in some fake ball, else 0;
+          "coverage":  `[N]` 1 if the real point's ball holds some fake point, else 0.
+        Each `.mean()` equals the corresponding `precision_recall_density_coverage` value
+        (up to float64 round-off for density).
+    """
+    counts, covered, recalled = _ball_counts(real, fake, k, chunk_size)
     return {
-        "precision": float((fake_in_real_balls > 0).double().mean()),
-        "recall": float(real_in_fake_ball.double().mean()),
-        "density": float(fake_in_real_balls.sum()) / (k * m),
-        "coverage": float(real_covered.double().mean()),
+        "precision": (counts > 0).double(),
+        "recall": recalled.double(),
+        "density": counts.double() / k,
+        "coverage": covered.double(),
+    }
+
+
+def precision_recall_density_coverage(
+    real: ArrayLike, fake: ArrayLike, k: int = 5, chunk_size: int = DEFAULT_CHUNK
+) -> dict[str, float]:
+    """PRDC of `fake: [M, D]` against `real: [N, D]` with k-nearest-neighbour balls.
+
+    Args:
+        real: real (reference) embeddings, N > k rows.
+        fake: generated embeddings, M > k rows.
+        k: neighbour rank that sets the ball radii (the paper recommends 5).
+        chunk_size: rows per distance block; memory is O(chunk_size^2).
+
+    Returns:
+        {"precision", "recall", "density", "coverage"} as floats; precision, recall and
+        coverage lie in [0, 1], density in [0, N/k].
+    """
+    counts, covered, recalled = _ball_counts(real, fake, k, chunk_size)
+    return {
+        "precision": float((counts > 0).double().mean()),
+        "recall": float(recalled.double().mean()),
+        "density": float(counts.sum()) / (k * counts.shape[0]),  # exact integer sum: identical sets give 1.0
+        "coverage": float(covered.double().mean()),
     }

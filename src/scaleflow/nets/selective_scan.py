@@ -78,6 +78,11 @@ def selective_scan_torch(
     """
     if A.is_complex() or B.dim() != 3 or C.dim() != 3:
         raise NotImplementedError("selective_scan_torch supports real A and B, C of shape [batch, N, L]")
+    with torch.autocast(u.device.type, enabled=False):  # the fp32 math below must stay fp32
+        return _selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def _selective_scan_torch(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     dtype_in = u.dtype
     # Accumulate in at least fp32 (as mamba's reference does); keep fp64 when given fp64.
     wdtype = torch.promote_types(torch.promote_types(u.dtype, delta.dtype), torch.float32)
@@ -102,7 +107,10 @@ def selective_scan_torch(
 
 
 def _scan_forward(u, delta, A, B, C, keep_states: bool):
-    """Run the recurrence one `[b, d, N]` slab per step, in place.
+    """Run the recurrence one `[b, d, N]` slab per step with `out=`/in-place ops.
+
+    Fresh large tensors are expensive on CPU (page faults on every new allocation), so the
+    loop reuses a few preallocated slabs instead of allocating temporaries per step.
 
     Returns `y: [b, d, L]` and, for backward, the time-major `(dt, du, Bt, Ct, H)` with every
     state `H: [L, b, d, N]` when `keep_states`; without it (inference) only one slab is live.
@@ -113,32 +121,30 @@ def _scan_forward(u, delta, A, B, C, keep_states: bool):
     Ct = C.permute(2, 0, 1).contiguous()                          # [L, b, N]
     L, b, d = dt.shape
     H = dt.new_empty(L if keep_states else 1, b, d, A.shape[1])
+    decay = torch.empty_like(H[0])
     y = dt.new_empty(L, b, d)
     for t in range(L):
         # h_t = exp(dt_t A) * h_{t-1} + du_t B_t, the last term an outer product over (d, N)
         du_t, B_t = du[t].unsqueeze(-1), Bt[t].unsqueeze(1)
-        decay = (dt[t].unsqueeze(-1) * A).exp_() if t else None
-        if keep_states:
-            h = torch.mul(du_t, B_t, out=H[t])
-            if t:
-                h.addcmul_(decay, H[t - 1])
+        h = H[t] if keep_states else H[0]
+        if t == 0:
+            torch.mul(du_t, B_t, out=h)                           # h_{-1} = 0
         else:
-            h = H[0]
-            if t:
-                h.mul_(decay).addcmul_(du_t, B_t)
+            torch.mul(dt[t].unsqueeze(-1), A, out=decay).exp_()
+            if keep_states:
+                torch.mul(du_t, B_t, out=h).addcmul_(decay, H[t - 1])
             else:
-                torch.mul(du_t, B_t, out=h)
-        torch.bmm(h, Ct[t].unsqueeze(-1), out=y[t].unsqueeze(-1))
+                h.mul_(decay).addcmul_(du_t, B_t)
+        torch.bmm(h, Ct[t].unsqueeze(-1), out=y[t].unsqueeze(-1))   # y_t = C_t . h_t
     return y.permute(1, 2, 0), (dt, du, Bt, Ct, H)
 
 
 class _LinearScan(torch.autograd.Function):
     """`y_t = C_t . h_t` with `h_t = exp(delta_t A) * h_{t-1} + delta_t u_t B_t`, `h_{-1} = 0`.
 
-    Works on time-major `[L, b, d, N]` states one `[b, d, N]` slab per step with in-place
-    ops. Forward keeps every state (needed for dA and dC); backward recomputes the decays
-    instead of storing them, and runs the adjoint recurrence
-    `g_{t-1} = exp(delta_t A) * g_t + C_{t-1} gy_{t-1}` in reverse.
+    Forward keeps every state (needed for the A/delta and C gradients). Backward recomputes
+    the decays instead of storing them and runs the adjoint recurrence in reverse:
+    `g_t = C_t gy_t + exp(delta_{t+1} A) * g_{t+1}`, where `g_t = dLoss/dh_t`.
     Inputs: u, delta `[b, d, L]`, A `[d, N]`, B, C `[b, N, L]`; output `[b, d, L]`.
     """
 
@@ -150,29 +156,34 @@ class _LinearScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_y):
-        u, A, dt, du, Bt, Ct, H = ctx.saved_tensors
-        gy = grad_y.permute(2, 0, 1).contiguous()                 # [L, b, d]
-        L = dt.shape[0]
-        g_du, g_dt = torch.empty_like(dt), torch.zeros_like(dt)
-        g_B, g_C = torch.empty_like(Bt), torch.empty_like(Ct)
-        g_A_acc = torch.zeros_like(H[0])                          # summed over batch at the end
-        gh = torch.zeros_like(H[0])                               # dLoss/dh_t, [b, d, N]
-        for t in reversed(range(L)):
-            torch.bmm(gy[t].unsqueeze(1), H[t], out=g_C[t].unsqueeze(1))
-            gh.addcmul_(gy[t].unsqueeze(-1), Ct[t].unsqueeze(1))
-            torch.bmm(gh, Bt[t].unsqueeze(-1), out=g_du[t].unsqueeze(-1))
-            torch.bmm(du[t].unsqueeze(1), gh, out=g_B[t].unsqueeze(1))
-            if t:
-                decay = (dt[t].unsqueeze(-1) * A).exp_()
-                w = gh * H[t - 1]
-                w.mul_(decay)                                      # dLoss/d(dt_t A)
-                g_dt[t] = (w * A).sum(-1)
-                g_A_acc.addcmul_(w, dt[t].unsqueeze(-1))
-                gh.mul_(decay)                                     # carry to h_{t-1}
-        g_dt.addcmul_(g_du, u.permute(2, 0, 1))
-        g_u = g_du * dt
-        return (g_u.permute(1, 2, 0), g_dt.permute(1, 2, 0), g_A_acc.sum(0),
-                g_B.permute(1, 2, 0), g_C.permute(1, 2, 0))
+        with torch.autocast(grad_y.device.type, enabled=False):
+            return _scan_backward(grad_y, *ctx.saved_tensors)
+
+
+def _scan_backward(grad_y, u, A, dt, du, Bt, Ct, H):
+    """Gradients of `_LinearScan` w.r.t. (u, delta, A, B, C); `grad_y: [b, d, L]`."""
+    gy = grad_y.to(dt.dtype).permute(2, 0, 1).contiguous()    # [L, b, d]
+    g_du, g_dt = torch.empty_like(dt), torch.zeros_like(dt)   # g_dt[0] gets no decay term
+    g_B, g_C = torch.empty_like(Bt), torch.empty_like(Ct)
+    gh = torch.zeros_like(H[0])                               # g_t, [b, d, N]
+    g_A = torch.zeros_like(H[0])                              # per-row dA, summed at the end
+    decay, w = torch.empty_like(gh), torch.empty_like(gh)
+    for t in reversed(range(dt.shape[0])):
+        torch.bmm(gy[t].unsqueeze(1), H[t], out=g_C[t].unsqueeze(1))
+        gh.addcmul_(gy[t].unsqueeze(-1), Ct[t].unsqueeze(1))
+        # h_t's drive du_t B_t: contract g_t over N for du, over d for B.
+        torch.bmm(gh, Bt[t].unsqueeze(-1), out=g_du[t].unsqueeze(-1))
+        torch.bmm(du[t].unsqueeze(1), gh, out=g_B[t].unsqueeze(1))
+        if t:
+            torch.mul(dt[t].unsqueeze(-1), A, out=decay).exp_()
+            torch.mul(gh, H[t - 1], out=w).mul_(decay)        # dLoss/d(dt_t A)
+            g_A.addcmul_(w, dt[t].unsqueeze(-1))
+            torch.sum(w.mul_(A), dim=-1, out=g_dt[t])
+            gh.mul_(decay)                                    # carry g_t to h_{t-1}
+    g_dt.addcmul_(g_du, u.permute(2, 0, 1))                   # du = dt * u
+    g_u = g_du.mul_(dt)
+    return (g_u.permute(1, 2, 0), g_dt.permute(1, 2, 0), g_A.sum(0),
+            g_B.permute(1, 2, 0), g_C.permute(1, 2, 0))
 
 
 def selective_scan(
@@ -193,9 +204,10 @@ def selective_scan(
         if fn is not None:
             # The kernel wants contiguous inputs with L innermost.
             return fn(
-                u.contiguous(), delta.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
+                u.contiguous(), delta.contiguous(), A.float().contiguous(), B.contiguous(), C.contiguous(),
                 D=None if D is None else D.float(), z=None if z is None else z.contiguous(),
                 delta_bias=None if delta_bias is None else delta_bias.float(),
                 delta_softplus=delta_softplus,
             )
-    return selective_scan_torch(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
+    return selective_scan_torch(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                                delta_softplus=delta_softplus)

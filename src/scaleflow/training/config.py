@@ -46,6 +46,7 @@ class TrainConfig(BaseModel):
     ot_method: Literal["exact", "sinkhorn"] = Field("exact", description="otcfm's transport solver")
     time_sampling: Literal["uniform", "logit-normal"] = Field("uniform", description="distribution of training t")
     reflow_source: Optional[str] = Field(None, description="reflow: the run whose ODE made the pairs")
+    init_from: Optional[str] = Field(None, description="start from this run's EMA weights (same arch and dim)")
 
     # optimisation
     steps: int = Field(3000, gt=0, description="optimizer steps")
@@ -60,7 +61,8 @@ class TrainConfig(BaseModel):
     patience: int = Field(0, ge=0, description="validations without improvement before stopping (0: never)")
     checkpoint_every: int = Field(500, gt=0, description="steps between resumable checkpoints")
     log_every: int = Field(25, gt=0, description="steps between metrics.jsonl lines")
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="autocast dtype of the forward pass")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="training forward pass: bf16 autocast where the hardware is native (auto), or forced")
     seed: int = 0
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
 

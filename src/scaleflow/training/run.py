@@ -62,9 +62,25 @@ def build_model(config: TrainConfig, input_dim: int) -> nn.Module:
     return create_model(config.arch, config.scale, **{**config.model, "input_dim": input_dim})
 
 
-def _load_reflow_pairs(config: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    pairs = load_file(str(Path(config.reflow_source) / "reflow_pairs.safetensors"))
+REFLOW_PAIRS = "reflow_pairs.safetensors"
+
+
+def _load_reflow_pairs(run_dir: Path, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    path = run_dir / REFLOW_PAIRS
+    if not path.exists():
+        raise ConfigError(f"{run_dir}: flow 'reflow' trains on {REFLOW_PAIRS}, which is missing; make it with `scaleflow reflow RUN`")
+    pairs = load_file(str(path))
     return pairs["x0"].to(device), pairs["x1"].to(device)
+
+
+def _initialize_from(model: nn.Module, source: str) -> None:
+    weights = Path(source) / "ema.safetensors"
+    if not weights.exists():
+        raise ConfigError(f"init_from: {source} has no ema.safetensors to start from")
+    try:
+        model.load_state_dict(load_file(str(weights)))
+    except RuntimeError as err:
+        raise ConfigError(f"init_from: {source} holds a different network ({str(err).splitlines()[0]})") from None
 
 
 def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: bool = False, progress: bool = True,
@@ -90,8 +106,10 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
                                 config.dedup, config.dedup_threshold, config.seed, splits=splits)
     train_rows, pairs_x0 = data.train.to(device), None
     if config.flow == "reflow":
-        pairs_x0, train_rows = _load_reflow_pairs(config, device)
+        pairs_x0, train_rows = _load_reflow_pairs(run_dir, device)
     model = build_model(config, data.dim)
+    if config.init_from and not resume:
+        _initialize_from(model, config.init_from)
     flow = build_flow(config)
     trainer = Trainer(config, model, flow, train_rows, data.val.to(device), run_dir, pairs_x0, on_step, progress)
     if resume:
@@ -113,6 +131,7 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
         "train_rows": len(train_rows),
         "dim": data.dim,
         "device": str(device),
+        "autocast": str(trainer.autocast).removeprefix("torch.") if trainer.autocast else "fp32",
     }
     write_json(run_dir / "summary.json", summary)
     return summary

@@ -21,6 +21,7 @@ from scaleflow.training.config import TrainConfig
 from scaleflow.training.ema import EMA
 from scaleflow.training.io import append_jsonl, write_safetensors, write_torch
 from scaleflow.training.optim import make_adamw
+from scaleflow.training.precision import autocast_dtype
 from scaleflow.training.progress import TrainingProgress
 from scaleflow.training.schedule import warmup_cosine
 
@@ -95,7 +96,7 @@ class Trainer:
             self.optimizer, lambda s: warmup_cosine(s, config.steps, config.warmup_steps, config.min_lr_ratio))
         self.ema = EMA(self.model, config.ema_decay)
         self.validation = make_validation_set(flow, val, config.prediction, config.seed, max(self.batch_size, 256))
-        self.autocast = torch.bfloat16 if config.precision == "bf16" else None
+        self.autocast = autocast_dtype(config.precision, self.device)
         self.state = TrainState()
         self._epoch, self._order = -1, None
 
@@ -109,7 +110,9 @@ class Trainer:
         return self._order[k * self.batch_size:(k + 1) * self.batch_size]
 
     def loss(self, x_t: torch.Tensor, t: torch.Tensor, target: torch.Tensor, model: nn.Module) -> torch.Tensor:
-        if self.autocast is None:
+        """Mean squared error of `model(x_t, t)` against `target`; autocast only while training, so
+        validation losses are full-precision numbers comparable across precisions."""
+        if self.autocast is None or not model.training:
             out = model(x_t, t)
         else:
             with torch.autocast(self.device.type, dtype=self.autocast):

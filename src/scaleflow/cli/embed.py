@@ -1,0 +1,33 @@
+"""`scaleflow embed TEXTS --out E.npy`: texts to embeddings (SONAR, or a sentence-transformers model)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from scaleflow.cli.errors import user_errors
+from scaleflow.data.embed import embed_texts, read_texts
+from scaleflow.data.saving import SAVE_SUFFIXES, save_embeddings
+from scaleflow.training.config import ConfigError
+
+
+@user_errors
+def embed(
+    texts: Path = typer.Argument(..., help=".txt (one text per line) or .jsonl (a 'text' field per line)"),
+    out: Path = typer.Option(..., "--out", help=f"embeddings file to write ({', '.join(SAVE_SUFFIXES)})"),
+    model: Optional[str] = typer.Option(None, help="sentence-transformers model name or folder; default: SONAR (extra [sonar])"),
+    batch_size: int = typer.Option(64, help="texts per forward pass"),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+) -> None:
+    """Embed texts, one per line, into a file `scaleflow train --data` reads (texts kept in .parquet).
+
+    Nothing is downloaded unless your environment allows it (HF_HUB_OFFLINE=1 forbids it).
+    """
+    if out.suffix.lower() not in SAVE_SUFFIXES:
+        raise ConfigError(f"--out {out}: use one of {', '.join(SAVE_SUFFIXES)}")
+    rows = read_texts(texts)
+    embeddings = embed_texts(rows, model=model, batch_size=batch_size, device=device)
+    save_embeddings(out, embeddings, texts=rows if out.suffix.lower() == ".parquet" else None)
+    Console(stderr=True).print(f"embedded {len(rows)} texts -> {out} ({embeddings.shape[1]}-D)")

@@ -1,0 +1,74 @@
+"""`scaleflow sample RUN`: generate embeddings from a trained run, in the original embedding space."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+from rich.console import Console
+
+from scaleflow.cli.errors import user_errors
+from scaleflow.data.saving import SAVE_SUFFIXES, save_embeddings
+from scaleflow.sampling.sample import generate
+from scaleflow.sampling.solvers import SOLVERS
+from scaleflow.training.config import ConfigError
+from scaleflow.training.run import load_run, resolve_device
+
+
+def nearest_texts(samples: torch.Tensor, reference: torch.Tensor, texts: list[str], k: int) -> list[list[tuple[float, str]]]:
+    """For each sample `[S, D]`, the k most cosine-similar reference rows `[N, D]` as (cosine, text)."""
+    a = torch.nn.functional.normalize(samples, dim=1)
+    b = torch.nn.functional.normalize(reference, dim=1)
+    sims, index = (a @ b.T).topk(min(k, len(b)), dim=1)
+    return [[(float(s), texts[int(i)]) for s, i in zip(row_s, row_i)] for row_s, row_i in zip(sims, index)]
+
+
+@user_errors
+def sample(
+    run: Path = typer.Argument(..., help="run folder written by `scaleflow train`"),
+    n: int = typer.Option(1000, "--n", help="number of samples"),
+    solver: str = typer.Option("heun", help=f"ODE solver: {' | '.join(SOLVERS)}"),
+    steps: int = typer.Option(20, help="solver steps (fixed-step solvers)"),
+    rtol: float = typer.Option(1e-5, help="dopri5 relative tolerance"),
+    atol: float = typer.Option(1e-5, help="dopri5 absolute tolerance"),
+    seed: int = typer.Option(0, help="noise seed"),
+    weights: str = typer.Option("ema", help="ema | model (raw weights)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    batch_size: int = typer.Option(4096, help="samples integrated at once"),
+    out: Optional[Path] = typer.Option(None, "--out", help=f"write samples here ({', '.join(SAVE_SUFFIXES)})"),
+    neighbors: int = typer.Option(0, "--neighbors", help="print the K nearest training texts of a few samples"),
+    show: int = typer.Option(5, help="how many samples --neighbors / --decode print"),
+    decode: bool = typer.Option(False, "--decode", help="decode samples to text with SONAR (extra [sonar])"),
+) -> None:
+    """Generate embeddings from a trained run (EMA weights), un-normalized to the original space."""
+    if n < 1:
+        raise ConfigError(f"--n must be >= 1; got {n}")
+    if out is not None and out.suffix.lower() not in SAVE_SUFFIXES:
+        raise ConfigError(f"--out {out}: use one of {', '.join(SAVE_SUFFIXES)}")
+    target = resolve_device(device)
+    loaded = load_run(run, weights=weights, device=target)
+    dim = loaded.info["input_dim"]
+    batch = generate(loaded.velocity, n, dim, solver, steps, seed, target, batch_size, rtol=rtol, atol=atol)
+    samples = loaded.standardizer.inverse_transform(batch.x).cpu()
+    console = Console(stderr=True)
+    console.print(f"{n} samples from {run} with {solver} ({batch.nfe} NFE) in {batch.seconds:.2f}s "
+                  f"({n / max(batch.seconds, 1e-9):.0f} samples/s)")
+    if out is not None:
+        save_embeddings(out, samples.numpy())
+        console.print(f"wrote {out}")
+    if neighbors > 0:
+        data = loaded.data()
+        texts = data.texts_of("train")
+        if texts is None:
+            raise ConfigError(f"--neighbors: the run's data ({data.source}) has no texts; train with --texts")
+        train_rows = data.standardizer.inverse_transform(data.train)
+        for i, row in enumerate(nearest_texts(samples[:show], train_rows, texts, neighbors)):
+            console.print(f"[bold]sample {i}[/]")
+            for cosine, text in row:
+                console.print(f"  {cosine:.3f}  {text}", highlight=False, markup=False)
+    if decode:
+        from scaleflow.data.embed import decode_embeddings
+
+        for i, text in enumerate(decode_embeddings(samples[:show].numpy())):
+            console.print(f"sample {i}: {text}", highlight=False, markup=False)

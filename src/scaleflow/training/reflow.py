@@ -1,0 +1,32 @@
+"""Reflow: sample (noise, endpoint) pairs with a trained run's ODE, then train on those fixed pairs."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from scaleflow.sampling.sample import generate
+from scaleflow.training.config import ConfigError, make_config
+from scaleflow.training.io import write_safetensors
+from scaleflow.training.run import REFLOW_PAIRS, load_run, resolve_device, train
+
+
+def reflow(source: str | Path, out: str | Path, n_pairs: Optional[int] = None, solver: str = "dopri5",
+           solver_steps: int = 50, seed: int = 0, progress: bool = True, **overrides) -> dict:
+    """Train a rectified flow from `source` into `out`; returns the new run's summary.
+
+    The pairs are `n_pairs` noise draws (default: as many as the source's training rows) and where
+    the source's EMA network carries them at t=1 (normalized space), written to `out/reflow_pairs.safetensors`.
+    The new network starts from the source's EMA weights; `overrides` change other options (e.g. steps).
+    """
+    source, out = Path(source), Path(out)
+    if (out / "config.yaml").exists():
+        raise ConfigError(f"{out}: already holds a run; choose another --out")
+    run = load_run(source, device=resolve_device(run_device := overrides.pop("device", "auto")))
+    n = n_pairs or run.summary.get("train_rows") or len(run.splits.train)
+    pairs = generate(run.velocity, n, run.info["input_dim"], solver, solver_steps, seed, resolve_device(run_device))
+    write_safetensors(out / REFLOW_PAIRS, {"x0": pairs.x0, "x1": pairs.x})
+    config = make_config({
+        **run.config.model_dump(), "flow": "reflow", "reflow_source": str(source), "init_from": str(source),
+        "out": str(out), "device": run_device, **overrides,
+    })
+    return train(config, out, progress=progress)
