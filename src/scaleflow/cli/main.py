@@ -4,6 +4,7 @@ from __future__ import annotations
 import typer
 
 from scaleflow.cli.compare import compare
+from scaleflow.cli.demo import demo
 from scaleflow.cli.embed import embed
 from scaleflow.cli.evaluate import eval_command
 from scaleflow.cli.params import params
@@ -25,6 +26,7 @@ app.command("eval")(eval_command)
 app.command("compare")(compare)
 app.command("reflow")(reflow)
 app.command("embed")(embed)
+app.command("demo")(demo)
 
 
 @app.callback()

@@ -39,7 +39,7 @@ def _entry(value: float, ci: Sequence[float], floor: Optional[float] = None, **e
 
 
 @torch.no_grad()
-def test_loss_per_row(model: torch.nn.Module, flow, x1: torch.Tensor, prediction: str, seed: int,
+def heldout_loss_per_row(model: torch.nn.Module, flow, x1: torch.Tensor, prediction: str, seed: int,
                       batch_size: int = 1024) -> tuple[torch.Tensor, float]:
     """Flow-matching loss of each test row `[N]` at one fixed (noise, t) draw, and the constant
     predictor's loss on the same draws."""
@@ -103,7 +103,7 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
     real_draw = train[torch.randperm(len(train), generator=g)[: min(n, len(train))].to(device)]
     out: dict[str, Any] = {}
 
-    losses, baseline = test_loss_per_row(run.model, run.flow, test, run.config.prediction, seed)
+    losses, baseline = heldout_loss_per_row(run.model, run.flow, test, run.config.prediction, seed)
     out["val_loss"] = _entry(*_mean_ci(losses, n_boot, seed), baseline=baseline, split="test",
                              loss_space=run.config.prediction)
     rec = reconstruction_errors(velocity, test[:n], solver, steps)

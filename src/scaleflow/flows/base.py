@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 
 from scaleflow.flows.time_sampling import TimeSampler
+from scaleflow.nets.time_embedding import broadcast_time as as_times  # one rule for t's shapes everywhere
 
 
 class PathSample(NamedTuple):
@@ -31,18 +32,6 @@ class PathSample(NamedTuple):
 def pad_like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Reshape `t: [B]` to `[B, 1, ...]` so it broadcasts against `x: [B, ...]`."""
     return t.reshape(-1, *([1] * (x.dim() - 1)))
-
-
-def as_times(t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
-    """Bring `t` (number, 0-d, `[B]` or `[B, 1]`) to `[B]` on `x`'s device and dtype."""
-    t = torch.as_tensor(t, device=x.device, dtype=x.dtype)
-    if t.dim() == 2 and t.shape[1] == 1:
-        t = t[:, 0]
-    if t.dim() == 0:
-        t = t.expand(x.shape[0])
-    if t.dim() != 1 or t.shape[0] != x.shape[0]:
-        raise ValueError(f"t must be a scalar, [B] or [B, 1] with B={x.shape[0]}; got shape {tuple(t.shape)}")
-    return t
 
 
 class Flow(abc.ABC):

@@ -5,12 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaleflow.nets.time_embedding import TimestepEmbedder, broadcast_time
-
-
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """AdaLN: x: [B, S, h], shift/scale: [B, h]."""
-    return x * (1 + scale[:, None]) + shift[:, None]
+from scaleflow.nets.time_embedding import TimestepEmbedder, broadcast_time, modulate
 
 
 class Attention(nn.Module):

@@ -14,12 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scaleflow.nets.selective_scan import selective_scan
-from scaleflow.nets.time_embedding import TimestepEmbedder, broadcast_time
-
-
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """AdaLN: `x: [B, L, H]`, `shift, scale: [B, H]` -> `x * (1 + scale) + shift`."""
-    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+from scaleflow.nets.time_embedding import TimestepEmbedder, broadcast_time, modulate
 
 
 def _at_least_fp32(p: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Time handling shared by every velocity network: shape normalization and sinusoidal features."""
+"""Time handling shared by every velocity network: shape normalization, sinusoidal features, AdaLN."""
 from __future__ import annotations
 
 import math
@@ -59,3 +59,8 @@ class TimestepEmbedder(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return self.mlp(timestep_embedding(t, self.frequency_dim))
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """AdaLN: `x: [B, L, H]`, `shift, scale: [B, H]` -> `x * (1 + scale) + shift` (zero shift/scale = identity)."""
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
