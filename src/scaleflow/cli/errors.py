@@ -17,7 +17,8 @@ err_console = Console(stderr=True)
 # Errors that describe the user's input: bad options, files, configs. Anything else is our bug
 # and keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, FileNotFoundError, IsADirectoryError, PermissionError, EmbedderUnavailableError,
+    ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
+    EmbedderUnavailableError,
 )
 
 

@@ -80,9 +80,10 @@ def train(
         saved = Path(out) / "config.yaml"
         if not saved.exists():
             raise ConfigError(f"{out}: nothing to resume (no config.yaml)")
-        given = {k: v for k, v in options.items() if v is not None and k != "out"}
+        given = [k for k, v in options.items() if v is not None and k != "out"] + (["config"] if config else [])
         if given:
-            raise ConfigError(f"--resume continues {out} with its own config; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
+            flags = ", ".join("--model-opt" if k == "model" else "--" + k.replace("_", "-") for k in given)
+            raise ConfigError(f"--resume continues {out} with its own config; drop {flags}")
         cfg = make_config(yaml_path=saved)
     else:
         cfg = make_config(options, yaml_path=config)

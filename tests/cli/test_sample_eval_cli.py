@@ -1,0 +1,190 @@
+"""`scaleflow sample`, `scaleflow eval` and `scaleflow compare` on tiny trained runs."""
+from __future__ import annotations
+
+import json
+import math
+import re
+import stat
+
+import numpy as np
+import pytest
+
+from scaleflow.data.loading import load_embeddings
+
+METRICS = {"val_loss", "reconstruction_mse", "fd", "mmd", "precision", "recall", "density", "coverage",
+           "memorization", "diversity", "straightness"}
+NO_FLOOR = {"val_loss", "reconstruction_mse", "straightness"}
+
+
+# --------------------------------------------------------------------------- sample
+
+
+@pytest.fixture(scope="module")
+def npy_samples(text_run, cli, tmp_path_factory):
+    out = tmp_path_factory.mktemp("samples") / "s.npy"
+    result = cli(["sample", text_run, "--n", "30", "--out", out])
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_sample_writes_original_space_npy(npy_samples, data_files):
+    out, result = npy_samples
+    assert f"wrote {out}" in result.stderr and "30 samples" in result.stderr
+    samples = np.load(out)
+    assert samples.shape == (30, 8) and samples.dtype == np.float32
+    assert np.isfinite(samples).all()
+    data = np.load(data_files[0])
+    # un-normalized: centred near the data (mean ~5), not near 0 as the network's normalized space is
+    gap = np.abs(samples.mean(0) - data.mean(0)) / data.std(0)
+    assert gap.mean() < 1.0, gap
+    assert (np.abs(samples.mean(0)) / data.std(0)).mean() > 2.0
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".parquet"])
+def test_sample_other_formats_load_back(suffix, npy_samples, text_run, cli, tmp_path):
+    out = tmp_path / f"s{suffix}"
+    result = cli(["sample", text_run, "--n", "30", "--out", out])
+    assert result.exit_code == 0, result.output
+    loaded = load_embeddings(out)
+    assert loaded.embeddings.shape == (30, 8) and loaded.embeddings.dtype == np.float32
+    np.testing.assert_allclose(loaded.embeddings, np.load(npy_samples[0]), rtol=1e-6)  # same seed, same samples
+
+
+def test_sample_safetensors_is_readable_like_other_outputs(text_run, cli, tmp_path):
+    for suffix in (".npy", ".safetensors"):
+        assert cli(["sample", text_run, "--n", "4", "--out", tmp_path / f"s{suffix}"]).exit_code == 0
+        assert stat.S_IMODE((tmp_path / f"s{suffix}").stat().st_mode) == 0o644, suffix
+
+
+def test_sample_euler_few_steps(text_run, cli, tmp_path):
+    out = tmp_path / "e.npy"
+    result = cli(["sample", text_run, "--n", "30", "--solver", "euler", "--steps", "5", "--out", out])
+    assert result.exit_code == 0, result.output
+    assert "euler (5 NFE)" in result.stderr
+    assert np.load(out).shape == (30, 8)
+
+
+def test_sample_bad_suffix(text_run, cli, user_error, tmp_path):
+    user_error(cli(["sample", text_run, "--n", "30", "--out", tmp_path / "s.csv"]), "s.csv", ".npy")
+    assert not list(tmp_path.iterdir())
+
+
+def test_sample_neighbors_prints_training_texts(text_run, cli):
+    result = cli(["sample", text_run, "--n", "30", "--neighbors", "2", "--show", "1"])
+    assert result.exit_code == 0, result.output
+    assert "sample 0" in result.output and "sample 1" not in result.output
+    rows = re.findall(r"^\s+(-?\d\.\d{3})\s+(text number (\d+))$", result.stderr, flags=re.M)
+    assert len(rows) == 2, result.stderr
+    train = set(json.loads((text_run / "splits.json").read_text())["train"])
+    for cosine, _, index in rows:
+        assert -1.0 <= float(cosine) <= 1.0
+        assert int(index) in train  # neighbours come from the training split's texts
+
+
+def test_sample_neighbors_without_texts(plain_run, cli, user_error):
+    user_error(cli(["sample", plain_run, "--n", "30", "--neighbors", "2"]), "--neighbors", "no texts", "--texts")
+
+
+def test_sample_decode_on_non_sonar_dims_keeps_brackets(text_run, cli, user_error):
+    user_error(cli(["sample", text_run, "--n", "5", "--decode"]), "--decode", "[N, 1024]", "[5, 8]")
+
+
+@pytest.fixture(scope="module")
+def sonar_sized_run(tmp_path_factory, cli, make_data):
+    """A tiny run on 1024-D rows, so --decode gets as far as importing SONAR."""
+    folder = tmp_path_factory.mktemp("d1024")
+    data, _ = make_data(folder, n=60, dim=1024, texts=False)
+    out = folder / "run"
+    result = cli(["train", "--data", data, "--arch", "mlp", "--scale", "tiny", "--model-opt", "hidden_dim=16",
+                  "--steps", "2", "--val-every", "1", "--n-val", "10", "--n-test", "10", "--quiet", "--out", out])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_sample_decode_without_sonar(sonar_sized_run, cli, user_error, block_imports):
+    block_imports("sonar")
+    user_error(cli(["sample", sonar_sized_run, "--n", "3", "--decode"]), "scaleflow[sonar]")
+
+
+def test_sample_not_a_run(cli, user_error, tmp_path):
+    user_error(cli(["sample", tmp_path, "--n", "5"]), str(tmp_path), "not a scaleflow run folder")
+
+
+# --------------------------------------------------------------------------- eval
+
+
+@pytest.fixture(scope="module")
+def evaluated(text_run, plain_run, cli):
+    """text_run evaluated without the NFE curve, plain_run with it (the default)."""
+    quick = cli(["eval", text_run, "--n", "40", "--bootstrap", "20", "--no-nfe-curve"])
+    full = cli(["eval", plain_run, "--n", "40", "--bootstrap", "20"])
+    return quick, full
+
+
+def test_eval_writes_every_metric_with_ci_and_floor(evaluated, text_run):
+    result, _ = evaluated
+    assert result.exit_code == 0, result.output
+    report = json.loads((text_run / "eval.json").read_text())
+    metrics = {k for k, v in report.items() if isinstance(v, dict) and "value" in v}
+    assert metrics == METRICS
+    assert set(report) - METRICS <= {"stats", "nfe_curve", "settings"}
+    for name in METRICS:
+        entry = report[name]
+        assert isinstance(entry["value"], float) and math.isfinite(entry["value"]), name
+        lo, hi = entry["ci"]
+        assert len(entry["ci"]) == 2 and lo <= hi, (name, entry["ci"])
+        floor = entry["floor"]
+        assert floor is None if name in NO_FLOOR else isinstance(floor, float), (name, floor)
+    assert report["nfe_curve"] == []
+    assert report["settings"]["n_generated"] == 40 and report["settings"]["n_test"] == 50
+    assert (text_run / "eval_samples.safetensors").is_file()
+
+
+def test_eval_prints_table(evaluated, text_run):
+    result, _ = evaluated
+    for text in ("fd", "floor", "95% CI", "coverage", "straightness", str(text_run / "eval.json")):
+        assert text in result.stdout, text
+
+
+def test_eval_nfe_curve(evaluated, plain_run):
+    result = evaluated[1]
+    assert result.exit_code == 0, result.output
+    curve = json.loads((plain_run / "eval.json").read_text())["nfe_curve"]
+    assert curve and {row["solver"] for row in curve} == {"euler", "heun", "rk4", "dopri5"}
+    for row in curve:
+        assert row["nfe"] >= 1 and math.isfinite(row["fd"]), row
+
+
+def test_eval_unknown_solver(text_run, cli, user_error):
+    user_error(cli(["eval", text_run, "--solver", "nope"]), "--solver", "'nope'", "euler")
+
+
+def test_eval_not_a_run(cli, user_error, tmp_path):
+    user_error(cli(["eval", tmp_path]), "not a scaleflow run folder")
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def test_compare_two_evaluated_runs(evaluated, text_run, plain_run, cli, tmp_path):
+    assert all(r.exit_code == 0 for r in evaluated)
+    out = tmp_path / "fig"
+    result = cli(["compare", text_run, plain_run, "--out", out, "--no-map"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    for name in ("curves.png", "metrics.png", "nfe.png"):
+        assert (out / name).stat().st_size > 0, name
+        assert f"wrote {out / name}" in result.stdout
+    assert not (out / "map.png").exists()
+    for text in ("with_texts", "no_texts", "fd", "coverage"):
+        assert text in result.stdout, text
+
+
+def test_compare_not_a_run(cli, user_error, tmp_path, text_run):
+    user_error(cli(["compare", text_run, tmp_path, "--no-map", "--out", tmp_path / "fig"]), "not a scaleflow run folder")
+
+
+def test_sample_out_under_a_file(text_run, cli, user_error, tmp_path):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("not a folder\n")
+    user_error(cli(["sample", text_run, "--n", "4", "--out", blocker / "s.npy"]), "notes.txt")
