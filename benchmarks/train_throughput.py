@@ -7,7 +7,8 @@ and also forced to fp32.
 
 Each (loop, arch) runs in its own subprocess, interleaved over rounds, so timings share the
 machine's state and peak memory (max RSS) is per configuration. Run:
-    .venv/bin/python benchmarks/train_throughput.py [--steps 60] [--rounds 3] [--archs mlp,dit]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 200] [--rounds 3] [--archs mlp,dit]
+The timed window (steps 5..205 by default) includes two validations of both EMA and raw weights.
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def worker(kind: str, arch: str, steps: int, warmup: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--archs", default="mlp,dit")

@@ -119,3 +119,43 @@ def test_nan_loss_stops_with_a_clear_message(small_data, tmp_path, monkeypatch):
     kept = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
     assert kept["state"]["step"] == 10
     assert all(torch.isfinite(v).all() for v in kept["model"].values())
+
+
+def test_wandb_without_the_extra_is_refused_before_anything_is_written(small_data, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_wandb(name, *args, **kwargs):
+        if name == "wandb":
+            raise ImportError("No module named 'wandb'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_wandb)
+    with pytest.raises(ValueError, match=r"pip install 'scaleflow\[wandb\]'"):
+        train(_config(small_data, wandb=True), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_wandb_receives_every_record(small_data, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    logged, inits = [], []
+    fake = types.ModuleType("wandb")
+
+    class FakeRun:
+        def log(self, data, step):
+            logged.append((step, data))
+
+        def finish(self):
+            logged.append("finished")
+
+    fake.init = lambda **kwargs: inits.append(kwargs) or FakeRun()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    train(_config(small_data, wandb=True, steps=20), tmp_path / "run", progress=False)
+    assert inits[0]["mode"] == "offline" and inits[0]["project"] == "scaleflow"
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(logged) == len(lines) + 1 and logged[-1] == "finished"
+    assert any("val_loss" in data for step, data in logged[:-1])

@@ -35,6 +35,7 @@ from scaleflow.nets import count_parameters, create_model
 from scaleflow.sampling.velocity import VelocityField
 from scaleflow.training.config import ConfigError, TrainConfig, make_config
 from scaleflow.training.io import write_json, write_safetensors, write_text
+from scaleflow.training.logger import MetricsLogger
 from scaleflow.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -111,12 +112,17 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
     if config.init_from and not resume:
         _initialize_from(model, config.init_from)
     flow = build_flow(config)
-    trainer = Trainer(config, model, flow, train_rows, data.val.to(device), run_dir, pairs_x0, on_step, progress)
+    # The logger first: a missing W&B install is refused before the run folder is written.
+    logger = MetricsLogger(run_dir, config.wandb_project if config.wandb else None, config.model_dump(), resume)
+    if not resume:
+        _write_run_header(run_dir, config, model, data)
+    trainer = Trainer(config, model, flow, train_rows, data.val.to(device), run_dir, pairs_x0, on_step, progress, logger)
     if resume:
         trainer.load_checkpoint(last)
-    else:
-        _write_run_header(run_dir, config, model, data)
-    state = trainer.fit()
+    try:
+        state = trainer.fit()
+    finally:
+        logger.close()
     summary = {
         "best_val_loss": state.best_val_loss,
         "best_step": state.best_step,

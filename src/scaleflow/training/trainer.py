@@ -19,7 +19,8 @@ from torch import nn
 from scaleflow.flows.base import Flow
 from scaleflow.training.config import TrainConfig
 from scaleflow.training.ema import EMA
-from scaleflow.training.io import append_jsonl, write_safetensors, write_torch
+from scaleflow.training.io import write_safetensors, write_torch
+from scaleflow.training.logger import MetricsLogger
 from scaleflow.training.optim import make_adamw
 from scaleflow.training.precision import autocast_dtype
 from scaleflow.training.progress import TrainingProgress
@@ -84,7 +85,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, model: nn.Module, flow: Flow, train: torch.Tensor, val: torch.Tensor,
                  run_dir: Path, pairs_x0: Optional[torch.Tensor] = None, on_step: Optional[Callable[[int], None]] = None,
-                 progress: bool = True):
+                 progress: bool = True, logger: Optional[MetricsLogger] = None):
         self.cfg, self.flow, self.run_dir, self.on_step, self.progress = config, flow, Path(run_dir), on_step, progress
         self.device = train.device
         self.model = model.to(self.device)
@@ -98,6 +99,7 @@ class Trainer:
         self.validation = make_validation_set(flow, val, config.prediction, config.seed, max(self.batch_size, 256))
         self.autocast = autocast_dtype(config.precision, self.device)
         self.state = TrainState()
+        self.logger = logger or MetricsLogger(self.run_dir)
         self._epoch, self._order = -1, None
 
     # --- one step -----------------------------------------------------------------------------
@@ -179,7 +181,6 @@ class Trainer:
     def fit(self) -> TrainState:
         """Run from `state.step` to `config.steps` (or early stopping). Returns the final state."""
         cfg, state = self.cfg, self.state
-        metrics = self.run_dir / "metrics.jsonl"
         started, start_step = time.perf_counter(), state.step
         wall_before = state.wall_seconds
         with TrainingProgress(cfg.steps, start_step, enabled=self.progress) as bar:
@@ -191,11 +192,11 @@ class Trainer:
                 state.wall_seconds = wall_before + time.perf_counter() - started
                 rate = (step - start_step) / max(state.wall_seconds - wall_before, 1e-9)
                 if step % cfg.log_every == 0 or step == cfg.steps:
-                    append_jsonl(metrics, {"step": step, "loss": loss, "grad_norm": grad_norm,
-                                           "lr": self.scheduler.get_last_lr()[0], "steps_per_s": rate})
+                    self.logger.log({"step": step, "loss": loss, "grad_norm": grad_norm,
+                                     "lr": self.scheduler.get_last_lr()[0], "steps_per_s": rate})
                 stop = False
                 if step % cfg.val_every == 0 or step == cfg.steps:
-                    stop = self._validate_and_track(step, metrics)
+                    stop = self._validate_and_track(step)
                     bar.val_loss = state.best_val_loss
                 bar.update(step, loss, rate)
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
@@ -206,12 +207,12 @@ class Trainer:
                     break
         return state
 
-    def _validate_and_track(self, step: int, metrics: Path) -> bool:
+    def _validate_and_track(self, step: int) -> bool:
         """Validate EMA and raw weights, keep the best, and say whether patience ran out."""
         state = self.state
         val_loss, raw_loss = self.validate(self.ema.shadow), self.validate(self.model)
         record = {"step": step, "val_loss": val_loss, "val_loss_raw": raw_loss}
-        append_jsonl(metrics, record)
+        self.logger.log(record)
         state.history.append(record)
         if val_loss < state.best_val_loss:
             state.best_val_loss, state.best_step, state.bad_validations = val_loss, step, 0
