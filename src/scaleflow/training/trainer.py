@@ -148,13 +148,15 @@ class Trainer:
     # --- validation and checkpoints ------------------------------------------------------------
     @torch.no_grad()
     def validate(self, model: nn.Module) -> float:
+        """Mean loss of `model` on the fixed validation draws (in fp32)."""
+        was_training = model.training
         model.eval()
         v = self.validation
         total = sum(
             float(self.loss(x, t, y, model)) * len(x)
             for x, t, y in zip(v.x_t.split(1024), v.t.split(1024), v.target.split(1024))
         )
-        model.train()
+        model.train(was_training)
         return total / len(v.x_t)
 
     def save_best(self) -> None:
