@@ -109,3 +109,13 @@ def test_rejects_bad_arguments():
         memorization_rate(train, train[:1])
     with pytest.raises(ValueError):
         memorization_rate(train[:, :1], train)
+
+
+def test_returned_distances_reproduce_the_rate():
+    g = torch.Generator().manual_seed(5)
+    train = torch.randn(200, 6, generator=g)
+    generated = torch.cat([train[:30] + 1e-4, torch.randn(70, 6, generator=g)])
+    out = memorization_rate(generated, train, return_distances=True)
+    assert out["nn_distances"].shape == (100,)
+    assert float((out["nn_distances"] < out["threshold"]).double().mean()) == out["rate"]
+    assert "nn_distances" not in memorization_rate(generated, train)

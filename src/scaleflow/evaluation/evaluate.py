@@ -121,8 +121,8 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
         value, ci = _mean_ci(fake[name], n_boot, seed)
         out[name] = _entry(value, ci, float(floor[name].double().mean()), k=k)
 
-    memo = memorization_rate(generated, train)
-    copies = (nearest_neighbor_distances(generated, train) < memo["threshold"]).double()
+    memo = memorization_rate(generated, train, return_distances=True)
+    copies = (memo["nn_distances"] < memo["threshold"]).double()
     held_out = float((nearest_neighbor_distances(test, train) < memo["threshold"]).double().mean())
     out["memorization"] = _entry(*_mean_ci(copies, n_boot, seed), held_out, rule=memo["rule"],
                                  nn_distance_quantiles=memo["nn_distance_quantiles"])

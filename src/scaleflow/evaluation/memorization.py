@@ -149,6 +149,7 @@ def memorization_rate(
     max_threshold_queries: int | None = 10_000,
     seed: int = 0,
     chunk_size: int = DEFAULT_CHUNK,
+    return_distances: bool = False,
 ) -> dict:
     """Share of generated samples that are near-copies of a training point.
 
@@ -191,7 +192,8 @@ def memorization_rate(
               points from the training distribution would roughly score;
           "nn_distance_quantiles": {5, 25, 50, 75, 95} -> percentile of the generated
               samples' nearest-training-point distances;
-          "train_nn_distance_quantiles": the same percentiles of the training spacings.
+          "train_nn_distance_quantiles": the same percentiles of the training spacings;
+          "nn_distances": with `return_distances`, the `[M]` tensor of generated-to-train distances.
     """
     if ratio <= 0:
         raise ValueError(f"ratio must be > 0; got {ratio}")
@@ -220,7 +222,7 @@ def memorization_rate(
         f"memorized iff d(generated, nearest train point) < {ratio:g} * median over train points of "
         f"d(train point, nearest other train point) = {ratio:g} * {median:.6g} = {threshold:.6g} (Euclidean)"
     )
-    return {
+    out = {
         "rate": float((gen_nn < threshold).to(torch.float64).mean()),
         "threshold": threshold,
         "rule": rule,
@@ -230,3 +232,6 @@ def memorization_rate(
         "nn_distance_quantiles": _quantiles(gen_nn),
         "train_nn_distance_quantiles": _quantiles(train_nn),
     }
+    if return_distances:
+        out["nn_distances"] = gen_nn
+    return out
