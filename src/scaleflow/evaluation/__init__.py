@@ -1,0 +1,11 @@
+"""Judging generated embeddings against held-out data, each metric next to its real-vs-real floor."""
+from scaleflow.evaluation.bootstrap import bootstrap_ci
+from scaleflow.evaluation.distribution import frechet_distance, mmd_rbf
+from scaleflow.evaluation.diversity import mean_pairwise_cosine_distance, norm_and_cosine_stats
+from scaleflow.evaluation.evaluate import METRICS, evaluate
+from scaleflow.evaluation.memorization import memorization_rate, nearest_neighbor_distances
+from scaleflow.evaluation.prdc import precision_recall_density_coverage
+
+__all__ = ["METRICS", "bootstrap_ci", "evaluate", "frechet_distance", "mean_pairwise_cosine_distance",
+           "memorization_rate", "mmd_rbf", "nearest_neighbor_distances", "norm_and_cosine_stats",
+           "precision_recall_density_coverage"]

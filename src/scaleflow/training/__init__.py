@@ -1,0 +1,7 @@
+"""Training runs: the validated config, the trainer, and run folders written and read back."""
+from scaleflow.training.config import ConfigError, TrainConfig, make_config
+from scaleflow.training.reflow import reflow
+from scaleflow.training.run import Run, load_run, train
+from scaleflow.training.trainer import Trainer, TrainingDiverged
+
+__all__ = ["ConfigError", "Run", "TrainConfig", "Trainer", "TrainingDiverged", "load_run", "make_config", "reflow", "train"]
