@@ -159,3 +159,20 @@ def test_wandb_receives_every_record(small_data, tmp_path, monkeypatch):
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(logged) == len(lines) + 1 and logged[-1] == "finished"
     assert any("val_loss" in data for step, data in logged[:-1])
+
+
+def test_a_mistyped_device_is_a_config_error():
+    from scaleflow.training.run import resolve_device
+
+    with pytest.raises(ValueError, match="'gpu' is not a device; use auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu")
+
+
+def test_run_data_refuses_a_changed_file(small_data, tmp_path):
+    import numpy as np
+
+    train(_config(small_data, steps=10), tmp_path / "run", progress=False)
+    x = np.load(small_data)
+    np.save(small_data, x * 2 + 1)  # same shape, different rows
+    with pytest.raises(ValueError, match="the file changed"):
+        load_run(tmp_path / "run").data()

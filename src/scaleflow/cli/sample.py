@@ -42,8 +42,8 @@ def sample(
     decode: bool = typer.Option(False, "--decode", help="decode samples to text with SONAR (extra [sonar])"),
 ) -> None:
     """Generate embeddings from a trained run (EMA weights), un-normalized to the original space."""
-    if n < 1:
-        raise ConfigError(f"--n must be >= 1; got {n}")
+    if n < 1 or batch_size < 1:
+        raise ConfigError(f"--n and --batch-size must be >= 1; got {n} and {batch_size}")
     if out is not None and out.suffix.lower() not in SAVE_SUFFIXES:
         raise ConfigError(f"--out {out}: use one of {', '.join(SAVE_SUFFIXES)}")
     target = resolve_device(device)

@@ -24,6 +24,7 @@ from scaleflow.evaluation.memorization import memorization_rate, nearest_neighbo
 from scaleflow.evaluation.prdc import prdc_indicators
 from scaleflow.sampling.sample import generate, reconstruction_errors, sample_noise
 from scaleflow.sampling.solvers import integrate
+from scaleflow.training.trainer import make_validation_set
 
 METRICS = ("val_loss", "reconstruction_mse", "fd", "mmd", "precision", "recall", "density", "coverage",
            "memorization", "diversity", "straightness")
@@ -40,18 +41,13 @@ def _entry(value: float, ci: Sequence[float], floor: Optional[float] = None, **e
 
 @torch.no_grad()
 def heldout_loss_per_row(model: torch.nn.Module, flow, x1: torch.Tensor, prediction: str, seed: int,
-                      batch_size: int = 1024) -> tuple[torch.Tensor, float]:
-    """Flow-matching loss of each test row `[N]` at one fixed (noise, t) draw, and the constant
-    predictor's loss on the same draws."""
-    g = torch.Generator(device=x1.device).manual_seed(seed)
-    losses, targets = [], []
-    for chunk in x1.split(batch_size):
-        sample = flow.sample_path(torch.randn(chunk.shape, generator=g, device=x1.device), chunk, generator=g)
-        target = sample.u_t if prediction == "velocity" else sample.x1
-        losses.append((model(sample.x_t, sample.t) - target).square().mean(1))
-        targets.append(target)
-    target = torch.cat(targets)
-    return torch.cat(losses), float((target - target.mean(0)).square().mean())
+                         batch_size: int = 1024) -> tuple[torch.Tensor, float]:
+    """Flow-matching loss of each held-out row `[N]` at one fixed (noise, t) draw, drawn exactly as the
+    trainer draws its validation set, and the constant predictor's loss on the same draws."""
+    draws = make_validation_set(flow, x1, prediction, seed, batch_size)
+    losses = [(model(x, t) - y).square().mean(1)
+              for x, t, y in zip(draws.x_t.split(batch_size), draws.t.split(batch_size), draws.target.split(batch_size))]
+    return torch.cat(losses), draws.baseline_loss
 
 
 @torch.no_grad()
@@ -127,7 +123,8 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
     out["memorization"] = _entry(*_mean_ci(copies, n_boot, seed), held_out, rule=memo["rule"],
                                  nn_distance_quantiles=memo["nn_distance_quantiles"])
 
-    generated_raw, real_raw = data.standardizer.inverse_transform(generated), data.standardizer.inverse_transform(real_draw)
+    to_original = run.standardizer.inverse_transform  # the statistics the run was trained and samples with
+    generated_raw, real_raw = to_original(generated), to_original(real_draw)
     value, ci = bootstrap_ci(mean_pairwise_cosine_distance, generated_raw, n_resamples=n_boot, seed=seed,
                              correct_bias=True)  # copies in a resample lower the diversity
     out["diversity"] = _entry(value, ci, mean_pairwise_cosine_distance(real_raw), space="original")
@@ -136,8 +133,8 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
     trajectory = integrate(velocity, noise, solver=solver, steps=steps, return_trajectory=True).trajectory
     out["straightness"] = _entry(*_mean_ci(straightness_per_row(trajectory), n_boot, seed))
 
-    out["stats"] = {"generated_vs_test": norm_and_cosine_stats(generated_raw, data.standardizer.inverse_transform(test)),
-                    "train_vs_test": norm_and_cosine_stats(real_raw, data.standardizer.inverse_transform(test))}
+    out["stats"] = {"generated_vs_test": norm_and_cosine_stats(generated_raw, to_original(test)),
+                    "train_vs_test": norm_and_cosine_stats(real_raw, to_original(test))}
     out["nfe_curve"] = nfe_curve(velocity, dim, test, n, nfe_solvers, nfe_steps, seed, device) if nfe_solvers else []
     out["settings"] = {"n_generated": n, "n_test": len(test), "n_train": len(train), "solver": solver, "steps": steps,
                        "nfe": batch.nfe, "bootstrap": n_boot, "seed": seed, "k": k, "seconds": time.perf_counter() - began}

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 import yaml
 from safetensors.torch import load_file
 from torch import nn
 
+from scaleflow.data.errors import DataError
 from scaleflow.data.loading import check_dimension
 from scaleflow.data.normalization import Standardizer
 from scaleflow.data.prepare import PreparedData, prepare_data
@@ -45,7 +47,10 @@ def resolve_device(name: str) -> torch.device:
     """`auto` -> cuda when available, else cpu; anything else as given (checked)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device: {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device: {name} was asked for but CUDA is not available here; use --device cpu")
     return device
@@ -178,6 +183,10 @@ class Run:
         """The run's train/val/test rows, re-read from its data file with its own splits."""
         data = prepare_data(self.config.data, self.config.texts, splits=self.splits)
         check_dimension(data.train, self.info["input_dim"], what=f"run {self.path}")
+        if not (np.allclose(data.standardizer.mean, self.standardizer.mean, atol=1e-5)
+                and np.allclose(data.standardizer.std, self.standardizer.std, atol=1e-5)):
+            raise DataError(f"{self.config.data}: its training rows are not the ones run {self.path} was trained on "
+                            "(the file changed); evaluate with the original file")
         return data
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaleflow.flows.base import Flow
+from scaleflow.flows.base import Flow, PathSample
 from scaleflow.training.config import TrainConfig
 from scaleflow.training.ema import EMA
 from scaleflow.training.io import write_safetensors, write_torch
@@ -36,6 +36,11 @@ class TrainingDiverged(ValueError):
 def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
     """The generator for one step's draws: a pure function of (seed, step)."""
     return torch.Generator(device=device).manual_seed(seed * 1_000_000_007 + step)
+
+
+def regression_target(sample: PathSample, prediction: str) -> torch.Tensor:
+    """What the network is trained to output: the path velocity u_t, or the (coupled) data x1. `[B, D]`."""
+    return sample.u_t if prediction == "velocity" else sample.x1
 
 
 @dataclass
@@ -59,7 +64,7 @@ def make_validation_set(flow: Flow, val: torch.Tensor, prediction: str, seed: in
     for x1 in val.split(batch_size):
         x0 = torch.randn(x1.shape, generator=g, device=val.device)
         sample = flow.sample_path(x0, x1, generator=g)
-        parts.append((sample.t, sample.x_t, sample.u_t if prediction == "velocity" else sample.x1))
+        parts.append((sample.t, sample.x_t, regression_target(sample, prediction)))
     return ValidationSet(*(torch.cat(p) for p in zip(*parts)))
 
 
@@ -127,18 +132,17 @@ class Trainer:
         x1 = self.train[index]
         x0 = self.pairs_x0[index] if self.pairs_x0 is not None else torch.randn(x1.shape, generator=g, device=self.device)
         sample = self.flow.sample_path(x0, x1, generator=g)
-        target = sample.u_t if self.cfg.prediction == "velocity" else sample.x1
-        loss = self.loss(sample.x_t, sample.t, target, self.model)
+        loss = self.loss(sample.x_t, sample.t, regression_target(sample, self.cfg.prediction), self.model)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip or math.inf, foreach=True)
-        loss_value = float(loss.detach())
+        loss_value, grad_value = torch.stack([loss.detach(), grad_norm.float()]).tolist()  # one device sync
         if not math.isfinite(loss_value):
             raise TrainingDiverged(self._diverged_message(step, loss_value))
         self.optimizer.step()
         self.scheduler.step()
         self.ema.update(self.model, step)
-        return loss_value, float(grad_norm)
+        return loss_value, grad_value
 
     def _diverged_message(self, step: int, loss: float) -> str:
         last = self.run_dir / "checkpoints" / "last.pt"
@@ -176,7 +180,7 @@ class Trainer:
         self.ema.load_state_dict(ckpt["ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        torch.set_rng_state(ckpt["torch_rng"].cpu())  # map_location moved it; the CPU RNG wants it back
         self.state = TrainState(**ckpt["state"])
 
     # --- the loop ------------------------------------------------------------------------------
