@@ -10,7 +10,6 @@ as `EmbedderUnavailableError` with a one-line message that says what to do.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Optional, Sequence
 
-import numpy as np
 import torch
 
 from scaleflow.evaluation.bootstrap import bootstrap_ci

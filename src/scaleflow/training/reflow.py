@@ -21,13 +21,15 @@ def reflow(source: str | Path, out: str | Path, n_pairs: Optional[int] = None, s
     source, out = Path(source), Path(out)
     if (out / "config.yaml").exists():
         raise ConfigError(f"{out}: already holds a run; choose another --out")
-    run = load_run(source, device=resolve_device(run_device := overrides.pop("device", "auto")))
+    run_device = overrides.pop("device", "auto")
+    device = resolve_device(run_device)
+    run = load_run(source, device=device)
     # Validate the new run's options before writing anything into `out`.
     config = make_config({
         **run.config.model_dump(), "flow": "reflow", "reflow_source": str(source), "init_from": str(source),
         "out": str(out), "device": run_device, **overrides,
     })
     n = n_pairs or run.summary.get("train_rows") or len(run.splits.train)
-    pairs = generate(run.velocity, n, run.info["input_dim"], solver, solver_steps, seed, resolve_device(run_device))
+    pairs = generate(run.velocity, n, run.info["input_dim"], solver, solver_steps, seed, device)
     write_safetensors(out / REFLOW_PAIRS, {"x0": pairs.x0, "x1": pairs.x})
     return train(config, out, progress=progress)

@@ -21,7 +21,6 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-import yaml
 from safetensors.torch import load_file
 from torch import nn
 
