@@ -2,8 +2,9 @@
 
 Reference: a DataLoader over a TensorDataset (shuffle, batch 256), the flow's sample call, Adam,
 loss.backward(), no EMA, no validation. Ours: `Trainer.train_step` with EMA every step and
-validation every `val_every` steps, at the default precision (bf16 autocast where the CPU has it)
-and also forced to fp32.
+validation every `val_every` steps, at the default precision (bf16 autocast where the CPU has it),
+forced to fp32, and with `compile=True` (its compile happens in the warmup steps, from an empty
+inductor cache, and is reported as `warmup_s`, outside the timed window).
 
 Each (loop, arch) runs in its own subprocess, interleaved over rounds, so timings share the
 machine's state and peak memory (max RSS) is per configuration. Run:
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -54,7 +57,8 @@ def worker(kind: str, arch: str, steps: int, warmup: int) -> dict:
             optimizer.step()
     else:
         precision = "fp32" if kind == "scaleflow-fp32" else "auto"
-        config = make_config({"arch": arch, "steps": 10**6, "val_every": 100, "precision": precision})
+        config = make_config({"arch": arch, "steps": 10**6, "val_every": 100, "precision": precision,
+                              "compile": kind == "scaleflow-compile"})
         trainer = Trainer(config, model, flow, data.train, data.val, "/tmp/scaleflow-bench", progress=False)
 
         def step(s: int) -> None:
@@ -63,13 +67,15 @@ def worker(kind: str, arch: str, steps: int, warmup: int) -> dict:
                 trainer.validate(trainer.ema.shadow)
                 trainer.validate(trainer.model)
 
+    began = time.perf_counter()
     for s in range(warmup):
         step(s)
+    warmup_seconds = time.perf_counter() - began
     began = time.perf_counter()
     for s in range(warmup, warmup + steps):
         step(s)
     seconds = time.perf_counter() - began
-    return {"kind": kind, "arch": arch, "steps_per_s": steps / seconds,
+    return {"kind": kind, "arch": arch, "steps_per_s": steps / seconds, "warmup_s": warmup_seconds,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -79,7 +85,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--archs", default="mlp,dit")
-    parser.add_argument("--kinds", default="reference,scaleflow,scaleflow-fp32")
+    parser.add_argument("--kinds", default="reference,scaleflow,scaleflow-fp32,scaleflow-compile")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "ARCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -91,9 +97,13 @@ def main() -> None:
         for arch in args.archs.split(","):
             for kind in args.kinds.split(","):
                 cmd = [sys.executable, __file__, "--worker", kind, arch, "--steps", str(args.steps), "--warmup", str(args.warmup)]
-                out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+                with tempfile.TemporaryDirectory() as cache:  # a cold compile every time
+                    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+                    done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+                out = json.loads(done.stdout.strip().splitlines()[-1])
                 results.setdefault((arch, kind), []).append(out)
-                print(f"round {r}: {arch:4s} {kind:15s} {out['steps_per_s']:7.2f} steps/s  peak {out['peak_rss_mb']:.0f} MB", flush=True)
+                print(f"round {r}: {arch:4s} {kind:17s} {out['steps_per_s']:7.2f} steps/s  peak {out['peak_rss_mb']:.0f} MB"
+                      f"  warmup {out['warmup_s']:.1f} s", flush=True)
     print("\nmedian over rounds (ratio = steps/s over the reference loop's):")
     summary = []
     for arch in args.archs.split(","):
@@ -102,9 +112,13 @@ def main() -> None:
             runs = results[(arch, kind)]
             rate = statistics.median(o["steps_per_s"] for o in runs)
             row = {"arch": arch, "kind": kind, "steps_per_s": rate, "ratio": rate / ref,
-                   "peak_rss_mb": max(o["peak_rss_mb"] for o in runs)}
+                   "ratios": [o["steps_per_s"] / r["steps_per_s"] for o, r in zip(runs, results[(arch, "reference")])],
+                   "peak_rss_mb": max(o["peak_rss_mb"] for o in runs),
+                   "warmup_s": statistics.median(o["warmup_s"] for o in runs)}
             summary.append(row)
-            print(f"  {arch:4s} small  {kind:15s} {rate:7.2f} steps/s  {rate / ref:5.2f}x  peak {row['peak_rss_mb']:.0f} MB")
+            each = " ".join(f"{x:.2f}" for x in row["ratios"])
+            print(f"  {arch:4s} small  {kind:17s} {rate:7.2f} steps/s  {rate / ref:5.2f}x (rounds: {each})"
+                  f"  peak {row['peak_rss_mb']:.0f} MB  warmup {row['warmup_s']:.1f} s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)

@@ -176,3 +176,53 @@ def test_run_data_refuses_a_changed_file(small_data, tmp_path):
     np.save(small_data, x * 2 + 1)  # same shape, different rows
     with pytest.raises(ValueError, match="the file changed"):
         load_run(tmp_path / "run").data()
+
+
+
+@pytest.mark.parametrize("grad_clip, clips", [(1e-4, True), (1e6, False), (0.0, False)])
+def test_gradient_clipping_matches_clip_grad_norm(grad_clip, clips):
+    # The trainer scales gradients only when their norm exceeds the limit, by clip_grad_norm_'s rule.
+    config = make_config(dict(arch="mlp", scale="tiny", model={"hidden_dim": 16}, steps=10, batch_size=16,
+                              grad_clip=grad_clip))
+    torch.manual_seed(0)
+    x = torch.randn(64, 8)
+    trainer = Trainer(config, create_model("mlp", "tiny", input_dim=8, hidden_dim=16), create_flow("icfm"), x, x,
+                      "/nonexistent", progress=False, logger=object())
+    raw, seen = {}, {}
+    for p in trainer.params:
+        p.register_post_accumulate_grad_hook(lambda p: raw.__setitem__(p, p.grad.clone()))
+    trainer.optimizer.register_step_pre_hook(lambda *_: seen.update({p: p.grad.clone() for p in trainer.params}))
+    _, grad_norm = trainer.train_step(0)
+    raw_norm = float(torch.nn.utils.get_total_norm(list(raw.values())))
+    assert grad_norm == pytest.approx(raw_norm)  # the logged norm is the one before clipping
+    if clips:
+        assert raw_norm > grad_clip
+        assert float(torch.nn.utils.get_total_norm(list(seen.values()))) == pytest.approx(grad_clip, rel=1e-4)
+        for p in trainer.params:
+            torch.testing.assert_close(seen[p], raw[p] * (grad_clip / (raw_norm + 1e-6)))
+    else:
+        assert all(torch.equal(seen[p], raw[p]) for p in trainer.params)
+
+
+def test_compiled_training_matches_eager(small_data, tmp_path):
+    # torch.compile changes how the step runs, not what it computes: same losses up to rounding,
+    # and a run folder whose weights load into the plain network.
+    eager = train(_config(small_data, steps=20, val_every=10, precision="fp32"), tmp_path / "eager", progress=False)
+    compiled = train(_config(small_data, steps=20, val_every=10, precision="fp32", compile=True), tmp_path / "compiled",
+                     progress=False)
+    assert compiled["best_val_loss"] == pytest.approx(eager["best_val_loss"], rel=1e-3)
+    a, b = load_file(str(tmp_path / "eager/ema.safetensors")), load_file(str(tmp_path / "compiled/ema.safetensors"))
+    assert a.keys() == b.keys()  # no compile wrapper prefixes in what is saved
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-3, atol=1e-4)
+    assert load_run(tmp_path / "compiled").velocity(torch.randn(2, 8), torch.rand(2)).shape == (2, 8)
+
+
+def test_a_failing_compiler_is_a_config_error(small_data, tmp_path, monkeypatch):
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no C++ compiler found")
+
+    original = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: original(model, backend=broken_backend))
+    with pytest.raises(ValueError, match="compile: torch.compile failed on this machine .*train without --compile"):
+        train(_config(small_data, compile=True), tmp_path / "run", progress=False)
