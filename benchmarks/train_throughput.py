@@ -2,40 +2,41 @@
 
 Reference: a DataLoader over a TensorDataset (shuffle, batch 256), the flow's sample call, Adam,
 loss.backward(), no EMA, no validation. Ours: `Trainer.train_step` with EMA every step and
-validation every `val_every` steps, at the default precision (bf16 autocast where the CPU has it),
-forced to fp32, and with `compile=True` (its compile happens in the warmup steps, from an empty
-inductor cache, and is reported as `warmup_s`, outside the timed window).
+validation of EMA and raw weights every `val_every` (100) steps, at the default precision (bf16
+autocast where the CPU has it) and forced to fp32.
 
-Each (loop, arch) runs in its own subprocess, interleaved over rounds, so timings share the
-machine's state and peak memory (max RSS) is per configuration. Run:
-    .venv/bin/python benchmarks/train_throughput.py [--steps 200] [--rounds 3] [--archs mlp,dit]
-The timed window (steps 5..205 by default) includes two validations of both EMA and raw weights.
+Speed: all loops of one architecture live in one process and take turns in blocks of
+`--block` steps (the order rotating every block), so slow drifts of a shared machine hit them alike;
+steps/s = steps / time summed over the blocks, and each block gives one ratio (their spread is
+printed). Memory: each loop again alone in a fresh process for
+`--memory-steps` steps; its peak RSS (data, model, optimizer, interpreter). Run:
+    .venv/bin/python benchmarks/train_throughput.py [--blocks 10] [--block 20] [--archs mlp,dit]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from typing import Callable
+
+KINDS = ("reference", "scaleflow", "scaleflow-fp32")
 
 
-def worker(kind: str, arch: str, steps: int, warmup: int) -> dict:
+def make_loop(kind: str, arch: str, data) -> Callable[[int], None]:
+    """One training loop of `kind` on a fresh `arch`/small network: `step(s)` runs step s."""
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from scaleflow.data.prepare import prepare_data
     from scaleflow.flows import ICFM
     from scaleflow.nets import create_model
     from scaleflow.training.config import make_config
     from scaleflow.training.trainer import Trainer
 
     torch.manual_seed(0)
-    data = prepare_data("builtin")
     model = create_model(arch, "small", input_dim=data.dim)
     flow = ICFM()
     if kind == "reference":
@@ -55,70 +56,96 @@ def worker(kind: str, arch: str, steps: int, warmup: int) -> dict:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    else:
-        precision = "fp32" if kind == "scaleflow-fp32" else "auto"
-        config = make_config({"arch": arch, "steps": 10**6, "val_every": 100, "precision": precision,
-                              "compile": kind == "scaleflow-compile"})
-        trainer = Trainer(config, model, flow, data.train, data.val, "/tmp/scaleflow-bench", progress=False)
 
-        def step(s: int) -> None:
-            trainer.train_step(s)
-            if (s + 1) % config.val_every == 0:
-                trainer.validate(trainer.ema.shadow)
-                trainer.validate(trainer.model)
+        return step
+    precision = "fp32" if kind == "scaleflow-fp32" else "auto"
+    config = make_config({"arch": arch, "steps": 10**6, "val_every": 100, "precision": precision})
+    trainer = Trainer(config, model, flow, data.train, data.val, "/tmp/scaleflow-bench", progress=False)
 
-    began = time.perf_counter()
-    for s in range(warmup):
+    def step(s: int) -> None:
+        trainer.train_step(s)
+        if (s + 1) % config.val_every == 0:
+            trainer.validate(trainer.ema.shadow)
+            trainer.validate(trainer.model)
+
+    return step
+
+
+def speed_worker(arch: str, kinds: list[str], blocks: int, block: int, warmup: int) -> dict:
+    from scaleflow.data.prepare import prepare_data
+
+    data = prepare_data("builtin")
+    loops = {kind: make_loop(kind, arch, data) for kind in kinds}
+    for step in loops.values():
+        for s in range(warmup):
+            step(s)
+    next_step = dict.fromkeys(kinds, warmup)
+    seconds = {kind: [] for kind in kinds}
+    for b in range(blocks):
+        order = kinds[b % len(kinds):] + kinds[:b % len(kinds)]
+        for kind in order:
+            began = time.perf_counter()
+            for s in range(next_step[kind], next_step[kind] + block):
+                loops[kind](s)
+            seconds[kind].append(time.perf_counter() - began)
+            next_step[kind] += block
+    return {"arch": arch, "block": block, "seconds": seconds}
+
+
+def memory_worker(kind: str, arch: str, steps: int) -> dict:
+    from scaleflow.data.prepare import prepare_data
+
+    step = make_loop(kind, arch, prepare_data("builtin"))
+    for s in range(steps):
         step(s)
-    warmup_seconds = time.perf_counter() - began
-    began = time.perf_counter()
-    for s in range(warmup, warmup + steps):
-        step(s)
-    seconds = time.perf_counter() - began
-    return {"kind": kind, "arch": arch, "steps_per_s": steps / seconds, "warmup_s": warmup_seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run_worker(args: list[str]) -> dict:
+    """Run this script's worker mode in a fresh process; its last output line is JSON."""
+    done = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--blocks", type=int, default=10, help="turns each loop takes")
+    parser.add_argument("--block", type=int, default=20, help="steps per turn")
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--memory-steps", type=int, default=30)
     parser.add_argument("--archs", default="mlp,dit")
-    parser.add_argument("--kinds", default="reference,scaleflow,scaleflow-fp32,scaleflow-compile")
+    parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--json", default=None, help="also write the results here")
-    parser.add_argument("--worker", nargs=2, metavar=("KIND", "ARCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--speed-worker", metavar="ARCH", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-worker", nargs=2, metavar=("KIND", "ARCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(*args.worker, args.steps, args.warmup)))
+    kinds = args.kinds.split(",")
+    if args.speed_worker:
+        print(json.dumps(speed_worker(args.speed_worker, kinds, args.blocks, args.block, args.warmup)))
         return
-    results: dict[tuple[str, str], list[dict]] = {}
-    for r in range(args.rounds):
-        for arch in args.archs.split(","):
-            for kind in args.kinds.split(","):
-                cmd = [sys.executable, __file__, "--worker", kind, arch, "--steps", str(args.steps), "--warmup", str(args.warmup)]
-                with tempfile.TemporaryDirectory() as cache:  # a cold compile every time
-                    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
-                    done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-                out = json.loads(done.stdout.strip().splitlines()[-1])
-                results.setdefault((arch, kind), []).append(out)
-                print(f"round {r}: {arch:4s} {kind:17s} {out['steps_per_s']:7.2f} steps/s  peak {out['peak_rss_mb']:.0f} MB"
-                      f"  warmup {out['warmup_s']:.1f} s", flush=True)
-    print("\nmedian over rounds (ratio = steps/s over the reference loop's):")
+    if args.memory_worker:
+        print(json.dumps(memory_worker(*args.memory_worker, args.memory_steps)))
+        return
+    if kinds[0] != "reference":
+        parser.error("--kinds must start with reference (ratios are relative to it)")
     summary = []
+    print(f"{args.blocks} turns of {args.block} steps per loop, interleaved; ratio = steps/s over the reference's")
     for arch in args.archs.split(","):
-        ref = statistics.median(o["steps_per_s"] for o in results[(arch, "reference")])
-        for kind in args.kinds.split(","):
-            runs = results[(arch, kind)]
-            rate = statistics.median(o["steps_per_s"] for o in runs)
-            row = {"arch": arch, "kind": kind, "steps_per_s": rate, "ratio": rate / ref,
-                   "ratios": [o["steps_per_s"] / r["steps_per_s"] for o, r in zip(runs, results[(arch, "reference")])],
-                   "peak_rss_mb": max(o["peak_rss_mb"] for o in runs),
-                   "warmup_s": statistics.median(o["warmup_s"] for o in runs)}
+        speed = run_worker(["--speed-worker", arch, "--kinds", args.kinds, "--blocks", str(args.blocks),
+                            "--block", str(args.block), "--warmup", str(args.warmup)])
+        ref = speed["seconds"]["reference"]
+        for kind in kinds:
+            secs = speed["seconds"][kind]
+            rate = len(secs) * args.block / sum(secs)
+            per_block = [r / s for r, s in zip(ref, secs)]
+            memory = run_worker(["--memory-worker", kind, arch, "--memory-steps", str(args.memory_steps)])
+            row = {"arch": arch, "kind": kind, "steps_per_s": rate, "ratio": sum(ref) / sum(secs),
+                   "block_ratio_min": min(per_block), "block_ratio_median": statistics.median(per_block),
+                   "block_ratio_max": max(per_block), "peak_rss_mb": memory["peak_rss_mb"]}
             summary.append(row)
-            each = " ".join(f"{x:.2f}" for x in row["ratios"])
-            print(f"  {arch:4s} small  {kind:17s} {rate:7.2f} steps/s  {rate / ref:5.2f}x (rounds: {each})"
-                  f"  peak {row['peak_rss_mb']:.0f} MB  warmup {row['warmup_s']:.1f} s")
+            print(f"  {arch:4s} small  {kind:15s} {rate:7.2f} steps/s  {row['ratio']:5.2f}x "
+                  f"(blocks {row['block_ratio_min']:.2f}-{row['block_ratio_max']:.2f})  "
+                  f"peak {row['peak_rss_mb']:.0f} MB", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)

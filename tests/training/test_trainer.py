@@ -203,26 +203,3 @@ def test_gradient_clipping_matches_clip_grad_norm(grad_clip, clips):
     else:
         assert all(torch.equal(seen[p], raw[p]) for p in trainer.params)
 
-
-def test_compiled_training_matches_eager(small_data, tmp_path):
-    # torch.compile changes how the step runs, not what it computes: same losses up to rounding,
-    # and a run folder whose weights load into the plain network.
-    eager = train(_config(small_data, steps=20, val_every=10, precision="fp32"), tmp_path / "eager", progress=False)
-    compiled = train(_config(small_data, steps=20, val_every=10, precision="fp32", compile=True), tmp_path / "compiled",
-                     progress=False)
-    assert compiled["best_val_loss"] == pytest.approx(eager["best_val_loss"], rel=1e-3)
-    a, b = load_file(str(tmp_path / "eager/ema.safetensors")), load_file(str(tmp_path / "compiled/ema.safetensors"))
-    assert a.keys() == b.keys()  # no compile wrapper prefixes in what is saved
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=1e-3, atol=1e-4)
-    assert load_run(tmp_path / "compiled").velocity(torch.randn(2, 8), torch.rand(2)).shape == (2, 8)
-
-
-def test_a_failing_compiler_is_a_config_error(small_data, tmp_path, monkeypatch):
-    def broken_backend(graph, example_inputs):
-        raise RuntimeError("no C++ compiler found")
-
-    original = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda model, **kw: original(model, backend=broken_backend))
-    with pytest.raises(ValueError, match="compile: torch.compile failed on this machine .*train without --compile"):
-        train(_config(small_data, compile=True), tmp_path / "run", progress=False)

@@ -60,7 +60,6 @@ def train(
     patience: Optional[int] = typer.Option(None, help=_help("patience")),
     checkpoint_every: Optional[int] = typer.Option(None, help=_help("checkpoint_every")),
     precision: Optional[str] = typer.Option(None, help=_help("precision") + ": auto | fp32 | bf16"),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help=_help("compile")),
     seed: Optional[int] = typer.Option(None, help=_help("seed")),
     device: Optional[str] = typer.Option(None, help=_help("device")),
     out: Optional[str] = typer.Option(None, "--out", help=_help("out")),

@@ -39,4 +39,6 @@ class MLPVelocityNetwork(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """x: [B, D], t: scalar, [B] or [B, 1] -> v: [B, D]."""
         c = self.time_embed(broadcast_time(t, x))
-        return self.net(torch.cat([x, c], dim=-1))
+        # In c's dtype: under autocast c is bf16 and the first Linear would cast the joined input to
+        # bf16 anyway; joining in fp32 first only adds a pass over [B, D + h].
+        return self.net(torch.cat([x.to(c.dtype), c], dim=-1))

@@ -64,8 +64,6 @@ class TrainConfig(BaseModel):
     log_every: int = Field(25, gt=0, description="steps between metrics.jsonl lines")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="training forward pass: bf16 autocast where the hardware is native (auto), or forced")
-    compile: bool = Field(
-        False, description="torch.compile the training step's network (faster steps after a 2-20 s compile)")
     seed: int = 0
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
 

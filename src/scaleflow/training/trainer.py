@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scaleflow.flows.base import Flow, PathSample
-from scaleflow.training.config import ConfigError, TrainConfig
+from scaleflow.training.config import TrainConfig
 from scaleflow.training.ema import EMA
 from scaleflow.training.io import write_safetensors, write_torch
 from scaleflow.training.logger import MetricsLogger
@@ -95,8 +95,6 @@ class Trainer:
         self.device = train.device
         self.model = model.to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        # The training forward may be compiled; validation, EMA and checkpoints use the module itself.
-        self.train_forward = torch.compile(self.model, dynamic=False) if config.compile else self.model
         self.train, self.pairs_x0 = train, pairs_x0
         self.batch_size = min(config.batch_size, len(train))
         self.steps_per_epoch = len(train) // self.batch_size
@@ -135,13 +133,7 @@ class Trainer:
         x1 = self.train[index]
         x0 = self.pairs_x0[index] if self.pairs_x0 is not None else torch.randn(x1.shape, generator=g, device=self.device)
         sample = self.flow.sample_path(x0, x1, generator=g)
-        try:
-            loss = self.loss(sample.x_t, sample.t, regression_target(sample, self.cfg.prediction), self.train_forward)
-        except torch._dynamo.exc.BackendCompilerFailed as err:
-            cause = getattr(err, "inner_exception", None) or err
-            reason = " ".join(str(cause).split())[:200]
-            raise ConfigError(f"compile: torch.compile failed on this machine ({type(cause).__name__}: {reason}); "
-                              "train without --compile") from err
+        loss = self.loss(sample.x_t, sample.t, regression_target(sample, self.cfg.prediction), self.model)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None], foreach=True)
