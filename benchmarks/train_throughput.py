@@ -9,7 +9,7 @@ Speed: all loops of one architecture live in one process and take turns in block
 `--block` steps (the order rotating every block), so slow drifts of a shared machine hit them alike;
 steps/s = steps / time summed over the blocks, and each block gives one ratio (their spread is
 printed). Memory: each loop again alone in a fresh process for
-`--memory-steps` steps; its peak RSS (data, model, optimizer, interpreter). Run:
+`--memory-steps` steps (past the first validation); its peak RSS (data, model, optimizer, interpreter). Run:
     .venv/bin/python benchmarks/train_throughput.py [--blocks 10] [--block 20] [--archs mlp,dit]
 """
 from __future__ import annotations
@@ -103,7 +103,9 @@ def memory_worker(kind: str, arch: str, steps: int) -> dict:
 
 def run_worker(args: list[str]) -> dict:
     """Run this script's worker mode in a fresh process; its last output line is JSON."""
-    done = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"worker {' '.join(args)} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -112,7 +114,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=10, help="turns each loop takes")
     parser.add_argument("--block", type=int, default=20, help="steps per turn")
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--memory-steps", type=int, default=30)
+    parser.add_argument("--memory-steps", type=int, default=110, help="past the first validation (step 100)")
     parser.add_argument("--archs", default="mlp,dit")
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--json", default=None, help="also write the results here")

@@ -43,3 +43,18 @@ def test_shadow_has_no_grad_and_state_round_trips():
     other.load_state_dict(ema.state_dict())
     for a, b in zip(other.shadow.parameters(), ema.shadow.parameters()):
         assert torch.equal(a, b)
+
+
+def test_update_follows_a_model_whose_tensors_were_replaced():
+    # The EMA remembers the model's parameters between steps; moving or re-typing the model
+    # (which swaps the tensors behind them) must not leave it averaging the old ones.
+    model = nn.Linear(3, 2)
+    ema = EMA(model, decay=0.5)
+    ema.update(model, 1000)
+    model.double()
+    ema.shadow.double()
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    before = ema.shadow.weight.clone()
+    ema.update(model, 1000)
+    torch.testing.assert_close(ema.shadow.weight, 0.5 * before + 0.5)

@@ -21,24 +21,21 @@ class EMA:
     def __init__(self, model: nn.Module, decay: float = 0.999):
         self.decay = decay
         self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
-        self._cached: tuple[nn.Module, tuple[list[torch.Tensor], ...]] | None = None
+        self._cached: tuple[nn.Module, list[nn.Parameter], list[nn.Parameter]] | None = None
 
-    def _tensors(self, model: nn.Module) -> tuple[list[torch.Tensor], ...]:
-        """(shadow params, model params, shadow buffers, model buffers); walking the module tree costs
-        more than the update itself on small networks, so it is done once per model."""
+    def _parameters(self, model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(shadow's, model's) parameters. Walking the module tree costs more than the update on small
+        networks, so it is done once per model; Parameter objects survive `.to()` and `.data` swaps."""
         if self._cached is None or self._cached[0] is not model:
-            tensors = (list(self.shadow.parameters()), [p.detach() for p in model.parameters()],
-                       list(self.shadow.buffers()), list(model.buffers()))
-            self._cached = (model, tensors)
-        return self._cached[1]
+            self._cached = (model, list(self.shadow.parameters()), list(model.parameters()))
+        return self._cached[1], self._cached[2]
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> float:
         """Move the average towards `model` after optimizer step `step` (0-based); returns the decay used."""
         d = ema_decay_at(step, self.decay)
-        ema_params, params, ema_buffers, buffers = self._tensors(model)
-        torch._foreach_lerp_(ema_params, params, 1.0 - d)
-        for ema_buffer, buffer in zip(ema_buffers, buffers):
+        torch._foreach_lerp_(*self._parameters(model), 1.0 - d)
+        for ema_buffer, buffer in zip(self.shadow.buffers(), model.buffers()):
             ema_buffer.copy_(buffer)
         return d
 
