@@ -5,11 +5,11 @@ loss.backward(), no EMA, no validation. Ours: `Trainer.train_step` with EMA ever
 validation of EMA and raw weights every `val_every` (100) steps, at the default precision (bf16
 autocast where the CPU has it) and forced to fp32.
 
-Speed: all loops of one architecture live in one process and take turns in blocks of
-`--block` steps (the order rotating every block), so slow drifts of a shared machine hit them alike;
+Speed: all loops of one architecture live in one process and take turns in blocks of `--block`
+steps (the order rotating every block), so slow drifts of a shared machine hit them alike;
 steps/s = steps / time summed over the blocks, and each block gives one ratio (their spread is
-printed). Memory: each loop again alone in a fresh process for
-`--memory-steps` steps (past the first validation); its peak RSS (data, model, optimizer, interpreter). Run:
+printed). Memory: each loop again alone in a fresh process for `--memory-steps` steps (past the
+first validation); its peak RSS (data, model, optimizer, interpreter). Run:
     .venv/bin/python benchmarks/train_throughput.py [--blocks 10] [--block 20] [--archs mlp,dit]
 """
 from __future__ import annotations
