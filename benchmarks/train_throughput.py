@@ -89,7 +89,7 @@ def speed_worker(arch: str, kinds: list[str], blocks: int, block: int, warmup: i
                 loops[kind](s)
             seconds[kind].append(time.perf_counter() - began)
             next_step[kind] += block
-    return {"arch": arch, "block": block, "seconds": seconds}
+    return seconds
 
 
 def memory_worker(kind: str, arch: str, steps: int) -> dict:
@@ -133,11 +133,11 @@ def main() -> None:
     summary = []
     print(f"{args.blocks} turns of {args.block} steps per loop, interleaved; ratio = steps/s over the reference's")
     for arch in args.archs.split(","):
-        speed = run_worker(["--speed-worker", arch, "--kinds", args.kinds, "--blocks", str(args.blocks),
+        seconds = run_worker(["--speed-worker", arch, "--kinds", args.kinds, "--blocks", str(args.blocks),
                             "--block", str(args.block), "--warmup", str(args.warmup)])
-        ref = speed["seconds"]["reference"]
+        ref = seconds["reference"]
         for kind in kinds:
-            secs = speed["seconds"][kind]
+            secs = seconds[kind]
             rate = len(secs) * args.block / sum(secs)
             per_block = [r / s for r, s in zip(ref, secs)]
             memory = run_worker(["--memory-worker", kind, arch, "--memory-steps", str(args.memory_steps)])

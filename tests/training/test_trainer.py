@@ -178,7 +178,6 @@ def test_run_data_refuses_a_changed_file(small_data, tmp_path):
         load_run(tmp_path / "run").data()
 
 
-
 @pytest.mark.parametrize("grad_clip, clips", [(1e-4, True), (1e6, False), (0.0, False)])
 def test_gradient_clipping_matches_clip_grad_norm(grad_clip, clips):
     # The trainer scales gradients only when their norm exceeds the limit, by clip_grad_norm_'s rule.
@@ -202,4 +201,3 @@ def test_gradient_clipping_matches_clip_grad_norm(grad_clip, clips):
             torch.testing.assert_close(seen[p], raw[p] * (grad_clip / (raw_norm + 1e-6)))
     else:
         assert all(torch.equal(seen[p], raw[p]) for p in trainer.params)
-
