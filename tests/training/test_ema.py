@@ -58,3 +58,16 @@ def test_update_follows_a_model_whose_tensors_were_replaced():
     before = ema.shadow.weight.clone()
     ema.update(model, 1000)
     torch.testing.assert_close(ema.shadow.weight, 0.5 * before + 0.5)
+
+
+def test_buffers_are_copied_even_after_the_model_replaced_them():
+    model = nn.BatchNorm1d(3)  # running statistics are buffers: copied, not averaged
+    ema = EMA(model, decay=0.5)
+    ema.update(model, 1000)
+    model.double()  # replaces every buffer object (parameters keep theirs)
+    ema.shadow.double()
+    model.running_mean.fill_(2.0)
+    model.num_batches_tracked.fill_(7)
+    ema.update(model, 1000)
+    assert torch.equal(ema.shadow.running_mean, torch.full((3,), 2.0, dtype=torch.float64))
+    assert int(ema.shadow.num_batches_tracked) == 7

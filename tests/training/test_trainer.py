@@ -201,3 +201,4 @@ def test_gradient_clipping_matches_clip_grad_norm(grad_clip, clips):
             torch.testing.assert_close(seen[p], raw[p] * (grad_clip / (raw_norm + 1e-6)))
     else:
         assert all(torch.equal(seen[p], raw[p]) for p in trainer.params)
+

@@ -21,22 +21,29 @@ class EMA:
     def __init__(self, model: nn.Module, decay: float = 0.999):
         self.decay = decay
         self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
-        self._cached: tuple[nn.Module, list[nn.Parameter], list[nn.Parameter]] | None = None
+        self._cached: tuple[nn.Module, list, list, list[tuple[nn.Module, nn.Module, str]]] | None = None
 
-    def _parameters(self, model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """(shadow's, model's) parameters. Walking the module tree costs more than the update on small
-        networks, so it is done once per model; Parameter objects survive `.to()` and `.data` swaps."""
+    def _tensors(self, model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter], list[tuple[nn.Module, nn.Module, str]]]:
+        """(shadow's parameters, model's parameters, (shadow module, model module, name) of each buffer).
+
+        Walking the module tree costs more than the update on small networks, so it is done once per
+        model. Parameter objects survive `.to()` (their data is swapped); buffers do not (`.to()`
+        replaces them), so buffers are kept as where-to-find-them and looked up at each update."""
         if self._cached is None or self._cached[0] is not model:
-            self._cached = (model, list(self.shadow.parameters()), list(model.parameters()))
-        return self._cached[1], self._cached[2]
+            buffers = [(shadow_module, module, name)
+                       for shadow_module, module in zip(self.shadow.modules(), model.modules())
+                       for name, buffer in module.named_buffers(recurse=False) if buffer is not None]
+            self._cached = (model, list(self.shadow.parameters()), list(model.parameters()), buffers)
+        return self._cached[1:]
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> float:
         """Move the average towards `model` after optimizer step `step` (0-based); returns the decay used."""
         d = ema_decay_at(step, self.decay)
-        torch._foreach_lerp_(*self._parameters(model), 1.0 - d)
-        for ema_buffer, buffer in zip(self.shadow.buffers(), model.buffers()):
-            ema_buffer.copy_(buffer)
+        shadow_params, params, buffers = self._tensors(model)
+        torch._foreach_lerp_(shadow_params, params, 1.0 - d)
+        for shadow_module, module, name in buffers:
+            getattr(shadow_module, name).copy_(getattr(module, name))
         return d
 
     def state_dict(self) -> dict[str, torch.Tensor]:
