@@ -3,7 +3,10 @@
 Reference: a DataLoader over a TensorDataset (shuffle, batch 256), the flow's sample call, Adam,
 loss.backward(), no EMA, no validation. Ours: `Trainer.train_step` with EMA every step and
 validation of EMA and raw weights every `val_every` (100) steps, at the default precision (bf16
-autocast where the CPU has it) and forced to fp32.
+autocast where the CPU has it) and forced to fp32. `bare`: the least a loop at our precision can
+do, for scale: batches by index, the flow, bf16 autocast, fused AdamW, and nothing else (no EMA,
+validation, clipping, schedule or seeded per-step draws); the gap between it and ours is what
+those features cost.
 
 Speed: all loops of one architecture live in one process and take turns in blocks of `--block`
 steps (the order rotating every block), so slow drifts of a shared machine hit them alike;
@@ -23,17 +26,20 @@ import sys
 import time
 from typing import Callable
 
-KINDS = ("reference", "scaleflow", "scaleflow-fp32")
+KINDS = ("reference", "scaleflow", "scaleflow-fp32", "bare")
 
 
 def make_loop(kind: str, arch: str, data) -> Callable[[int], None]:
     """One training loop of `kind` on a fresh `arch`/small network: `step(s)` runs step s."""
     import torch
+    import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
     from scaleflow.flows import ICFM
     from scaleflow.nets import create_model
     from scaleflow.training.config import make_config
+    from scaleflow.training.optim import make_adamw
+    from scaleflow.training.precision import autocast_dtype
     from scaleflow.training.trainer import Trainer
 
     torch.manual_seed(0)
@@ -54,6 +60,21 @@ def make_loop(kind: str, arch: str, data) -> Callable[[int], None]:
             t, x_t, u_t = flow.sample_location_and_conditional_flow(torch.randn_like(x1), x1)
             loss = (model(x_t, t) - u_t).square().mean()
             optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+        return step
+    if kind == "bare":
+        optimizer = make_adamw(model, lr=1e-3, weight_decay=0.01)
+        dtype = autocast_dtype("auto", torch.device("cpu"))
+
+        def step(_: int) -> None:
+            x1 = data.train.index_select(0, torch.randint(len(data.train), (256,)))
+            t, x_t, u_t = flow.sample_location_and_conditional_flow(torch.randn_like(x1), x1)
+            with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                out = model(x_t, t)
+            loss = F.mse_loss(out.float(), u_t)
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
 
