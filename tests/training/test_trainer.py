@@ -2,11 +2,11 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from scaleflow.flows import create_flow
 from scaleflow.nets import create_model
-from scaleflow.training.config import make_config
+from scaleflow.training.config import ConfigError, make_config
 from scaleflow.training.run import load_run, train
 from scaleflow.training.trainer import Trainer, TrainingDiverged
 
@@ -202,3 +202,10 @@ def test_gradient_clipping_matches_clip_grad_norm(grad_clip, clips):
     else:
         assert all(torch.equal(seen[p], raw[p]) for p in trainer.params)
 
+
+
+def test_load_run_refuses_weights_that_do_not_fit_its_network(small_data, tmp_path):
+    train(_config(small_data, steps=10), tmp_path / "run", progress=False)
+    save_file({"other.weight": torch.zeros(2, 2)}, str(tmp_path / "run" / "ema.safetensors"))
+    with pytest.raises(ConfigError, match="ema.safetensors: does not fit the network model.json describes"):
+        load_run(tmp_path / "run")

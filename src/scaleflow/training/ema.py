@@ -15,7 +15,7 @@ def ema_decay_at(step: int, decay: float) -> float:
 class EMA:
     """Keeps `shadow`, a copy of `model` whose parameters track `ema <- d * ema + (1 - d) * param`.
 
-    Buffers are copied, not averaged. The update is one fused `_foreach_lerp_` over all tensors.
+    Buffers are copied, not averaged. The parameters' update is one `_foreach_lerp_` over all of them.
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999):

@@ -202,7 +202,11 @@ def load_run(path: str | Path, weights: str = "ema", device: str | torch.device 
     info = json.loads((path / "model.json").read_text())
     config = make_config(yaml_path=path / "config.yaml")
     model = create_model(info["arch"], **info["config"])
-    model.load_state_dict(load_file(str(weights_file)))
+    try:
+        model.load_state_dict(load_file(str(weights_file)))
+    except RuntimeError as err:
+        problem = [line.strip() for line in str(err).splitlines() if line.strip()][-1]
+        raise ConfigError(f"{weights_file}: does not fit the network model.json describes ({problem[:300]})") from None
     model.to(device).eval().requires_grad_(False)
     summary_file = path / "summary.json"
     return Run(
