@@ -85,8 +85,10 @@ def test_sample_neighbors_without_texts(plain_run, cli, user_error):
     user_error(cli(["sample", plain_run, "--n", "30", "--neighbors", "2"]), "--neighbors", "no texts", "--texts")
 
 
-def test_sample_decode_on_non_sonar_dims_keeps_brackets(text_run, cli, user_error):
-    user_error(cli(["sample", text_run, "--n", "5", "--decode"]), "--decode", "[N, 1024]", "[5, 8]")
+def test_sample_decode_on_non_sonar_dims_fails_before_writing(text_run, cli, user_error, tmp_path):
+    out = tmp_path / "samples.npy"
+    user_error(cli(["sample", text_run, "--n", "5", "--decode", "--out", out]), "--decode", "1024-D", "8-D")
+    assert not out.exists()
 
 
 @pytest.fixture(scope="module")

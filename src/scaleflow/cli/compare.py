@@ -13,13 +13,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from safetensors.numpy import load_file
 
 from scaleflow.cli.errors import user_errors
 from scaleflow.data.normalization import Standardizer
 from scaleflow.evaluation.plots import (metric_names, plot_embedding_map, plot_metric_bars, plot_quality_vs_nfe,
                                         plot_training_curves)
 from scaleflow.training.config import ConfigError
+from scaleflow.training.io import read_json, read_safetensors
 from scaleflow.training.run import load_run
 
 # Which way is better, for highlighting the best run; metrics judged against their floor
@@ -41,20 +41,15 @@ class RunFiles:
     samples: Optional[Path]   # eval_samples.safetensors: "generated" [n, D], normalized space
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: not valid JSON ({err})") from None
-
-
 def _read_records(path: Path) -> list[dict]:
     if not path.exists():
         return []
     records = []
     for line in path.read_text().splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
+            if isinstance(record, dict):
+                records.append(record)
         except json.JSONDecodeError:  # a run killed mid-write can leave a torn last line
             continue
     return records
@@ -64,10 +59,10 @@ def read_run(path: Path, label: str) -> RunFiles:
     """Read a run folder's metadata, metrics and (if evaluated) its report; ConfigError if not a run."""
     if not path.is_dir() or not (path / "model.json").exists():
         raise ConfigError(f"{path}: not a scaleflow run folder (no model.json); pass folders written by `scaleflow train`")
-    report = _read_json(path / "eval.json") if (path / "eval.json").exists() else None
+    report = read_json(path / "eval.json") if (path / "eval.json").exists() else None
     samples = path / "eval_samples.safetensors"
-    return RunFiles(path, label, _read_json(path / "model.json"),
-                    _read_json(path / "summary.json") if (path / "summary.json").exists() else {},
+    return RunFiles(path, label, read_json(path / "model.json"),
+                    read_json(path / "summary.json") if (path / "summary.json").exists() else {},
                     _read_records(path / "metrics.jsonl"), report, samples if samples.exists() else None)
 
 
@@ -148,11 +143,11 @@ def _map_inputs(runs: list[RunFiles], note: Callable[[str], None]) -> Optional[t
         return None
     generated = {}
     for run in with_samples:
-        tensors = load_file(str(run.samples))
+        tensors = {k: v.numpy() for k, v in read_safetensors(run.samples).items()}
         if "generated" not in tensors:
             raise ConfigError(f"{run.samples}: has no 'generated' tensor; rerun `scaleflow eval {run.path}`")
         # Each run standardizes with its own training rows; compare in one space.
-        own = Standardizer.from_tensors(load_file(str(run.path / "normalization.safetensors")))
+        own = Standardizer.from_tensors({k: v.numpy() for k, v in read_safetensors(run.path / "normalization.safetensors").items()})
         generated[run.label] = first.standardizer.transform(own.inverse_transform(tensors["generated"]))
     return real, generated
 

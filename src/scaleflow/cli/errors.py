@@ -22,6 +22,17 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def describe(err: BaseException) -> str:
+    """The error's message; an OS error as `PATH: what went wrong` (not `[Errno 17] ...`)."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        where = f"{err.filename} -> {err.filename2}" if err.filename2 is not None else f"{err.filename}"
+        hint = ""
+        if isinstance(err, (FileExistsError, NotADirectoryError)):
+            hint = " (a file stands where a folder is needed)"
+        return f"{where}: {err.strerror.lower()}{hint}"
+    return str(err)
+
+
 def user_errors(command: F) -> F:
     """Wrap a CLI command: a user error prints `error: <message>` and exits with status 2.
 
@@ -35,7 +46,7 @@ def user_errors(command: F) -> F:
         except USER_ERRORS as err:
             if os.environ.get("SCALEFLOW_DEBUG"):
                 raise
-            message = " ".join(str(err).split()) or type(err).__name__
+            message = " ".join(describe(err).split()) or type(err).__name__
             err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 

@@ -1,11 +1,15 @@
 """The `scaleflow` command: a thin layer over the library, one file per command."""
 from __future__ import annotations
 
+import sys
+
 import typer
+from rich.markup import escape
 
 from scaleflow.cli.compare import compare
 from scaleflow.cli.demo import demo
 from scaleflow.cli.embed import embed
+from scaleflow.cli.errors import err_console
 from scaleflow.cli.evaluate import eval_command
 from scaleflow.cli.params import params
 from scaleflow.cli.reflow import reflow
@@ -35,4 +39,23 @@ def _root() -> None:
 
 
 def main() -> None:
-    app()
+    """The console script. Option-parsing mistakes (`--steps five`, `--bogus`) get one line like every
+    other user error, instead of click's boxed usage panel."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        err_console.print("Aborted.")
+        sys.exit(1)
+    except Exception as err:
+        # click's exceptions (vendored inside typer since 0.16, so matched by their protocol): a usage
+        # error (exit code 2) or another ClickException. Anything else is ours and keeps its traceback.
+        if not callable(getattr(err, "format_message", None)) or not isinstance(getattr(err, "exit_code", None), int):
+            raise
+        message = " ".join(err.format_message().split())
+        if not message:  # `scaleflow` alone: the help was printed already
+            sys.exit(err.exit_code)
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None and err.exit_code == 2 else ""
+        err_console.print(f"[bold red]error:[/] {escape(message)}{hint}", highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
+    sys.exit(code or 0)

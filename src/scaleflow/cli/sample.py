@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from scaleflow.cli.errors import user_errors
+from scaleflow.data.embed import check_decodable, decode_embeddings
 from scaleflow.data.saving import SAVE_SUFFIXES, save_embeddings
 from scaleflow.sampling.sample import generate
 from scaleflow.sampling.solvers import SOLVERS
@@ -44,11 +45,15 @@ def sample(
     """Generate embeddings from a trained run (EMA weights), un-normalized to the original space."""
     if n < 1 or batch_size < 1:
         raise ConfigError(f"--n and --batch-size must be >= 1; got {n} and {batch_size}")
+    if neighbors < 0 or show < 1:
+        raise ConfigError(f"--neighbors must be >= 0 and --show >= 1; got {neighbors} and {show}")
     if out is not None and out.suffix.lower() not in SAVE_SUFFIXES:
         raise ConfigError(f"--out {out}: use one of {', '.join(SAVE_SUFFIXES)}")
     target = resolve_device(device)
     loaded = load_run(run, weights=weights, device=target)
     dim = loaded.info["input_dim"]
+    if decode:
+        check_decodable(dim)  # before sampling and writing anything
     batch = generate(loaded.velocity, n, dim, solver, steps, seed, target, batch_size, rtol=rtol, atol=atol)
     samples = loaded.standardizer.inverse_transform(batch.x).cpu()
     console = Console(stderr=True)
@@ -68,7 +73,5 @@ def sample(
             for cosine, text in row:
                 console.print(f"  {cosine:.3f}  {text}", highlight=False, markup=False)
     if decode:
-        from scaleflow.data.embed import decode_embeddings
-
         for i, text in enumerate(decode_embeddings(samples[:show].numpy())):
             console.print(f"sample {i}: {text}", highlight=False, markup=False)

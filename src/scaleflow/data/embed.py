@@ -87,6 +87,17 @@ def _embed_sonar(texts: list[str], batch_size: int, device: str) -> np.ndarray:
     return emb.float().numpy()
 
 
+def check_decodable(dim: int) -> None:
+    """Raise before any work if `dim`-D embeddings cannot be decoded: SONAR's are 1024-D and need the
+    `[sonar]` extra (the decoder itself loads only in `decode_embeddings`)."""
+    if dim != SONAR_DIM:
+        raise ValueError(f"--decode needs SONAR embeddings ({SONAR_DIM}-D); this run's are {dim}-D")
+    try:
+        import sonar  # noqa: F401
+    except ImportError as e:
+        raise EmbedderUnavailableError(SONAR_MISSING) from e
+
+
 def decode_embeddings(embeddings: np.ndarray, batch_size: int = 32, device: str = "cpu",
                       max_seq_len: int = 128) -> list[str]:
     """Decode SONAR embeddings `[N, 1024]` to English text with SONAR's text decoder.

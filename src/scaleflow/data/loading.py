@@ -124,12 +124,14 @@ def check_dimension(embeddings: np.ndarray | torch.Tensor | EmbeddingSet, expect
 def _check_file(p: Path, suffixes: tuple[str, ...], kind: str) -> str:
     if not p.exists():
         raise DataError(f"{p}: file not found; check the path (relative paths start at {Path.cwd()})")
+    if p.is_dir():
+        raise DataError(f"{p}: is a folder, not a {kind} file ({', '.join(suffixes)})")
     suffix = p.suffix.lower()
     if suffix not in suffixes:
         raise DataError(f"{p}: unsupported {kind} file type '{p.suffix or '(none)'}'; "
                         f"supported: {', '.join(suffixes)}")
     if not p.is_file():
-        raise DataError(f"{p}: is a directory, not a {kind} file")
+        raise DataError(f"{p}: not a regular {kind} file")
     if p.stat().st_size == 0:
         raise DataError(f"{p}: file is empty (0 bytes); it was probably not fully written, re-export it")
     return suffix

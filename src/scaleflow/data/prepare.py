@@ -92,9 +92,11 @@ def prepare_data(
         if dedup:
             mask, n_removed = near_duplicate_mask(rows.embeddings, dedup_threshold)
             kept = np.flatnonzero(mask).astype(np.int64)
+        source = rows.source if not n_removed else (
+            f"{rows.source} (after --dedup removed {n_removed} of {len(rows)} rows at cosine >= {dedup_threshold})")
         local = make_splits(
             len(kept), held_out_rows(n_val, len(kept)), held_out_rows(n_test, len(kept)),
-            n_train=n_train, seed=seed, source=rows.source,
+            n_train=n_train, seed=seed, source=source,
         )
         # Indices into the original file, so the run's record points at real rows.
         splits = Splits(
@@ -103,7 +105,7 @@ def prepare_data(
         )
     elif splits.n_rows != len(rows):
         raise DataError(f"{rows.source}: has {len(rows)} rows but the run was split from {splits.n_rows}; "
-                        "point --data at the file the run was trained on")
+                        "use the file the run was trained on (its config.yaml names it)")
     embeddings = torch.from_numpy(rows.embeddings)
     train = embeddings[torch.from_numpy(splits.train)]
     standardizer = Standardizer.fit(train)

@@ -93,11 +93,25 @@ class TrainConfig(BaseModel):
             raise ValueError(f"unknown flow {value!r}; available: {', '.join(FLOWS)}")
         return value
 
-    @field_validator("n_val", "n_test")
+    @field_validator("n_val", "n_test", mode="before")
     @classmethod
-    def _count_or_fraction(cls, value: Union[int, float]) -> Union[int, float]:
-        if isinstance(value, float) and not 0 < value < 1 or isinstance(value, int) and value < 0:
-            raise ValueError("give a row count (>= 0) or a fraction in (0, 1)")
+    def _count_or_fraction(cls, value: Any) -> Union[int, float]:
+        # Validation needs rows to score and evaluation needs test rows: at least one of each.
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"give a whole row count (>= 1) or a fraction in (0, 1); got {value!r}")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, float) and not 0 < value < 1:
+            raise ValueError(f"give a whole row count (>= 1) or a fraction in (0, 1); got {value}")
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"needs at least 1 row; got {value}")
+        return value
+
+    @field_validator("out")
+    @classmethod
+    def _a_folder(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not value.strip():
+            raise ValueError("give a folder path, not an empty string")
         return value
 
     @model_validator(mode="after")
@@ -139,6 +153,10 @@ def make_config(overrides: dict[str, Any] | None = None, yaml_path: str | Path |
             loaded = yaml.safe_load(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a folder, not a YAML config file") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file (expected a YAML config)") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
         if loaded is not None and not isinstance(loaded, dict):

@@ -1,12 +1,15 @@
-"""Files of a run folder, each written atomically."""
+"""Files of a run folder: each written atomically, and read back with a one-line error naming the
+file when it is missing, empty, truncated or not what it should be."""
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from scaleflow.files import atomic_write
 
@@ -33,3 +36,45 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()
+
+
+class UnreadableRunFile(ValueError):
+    """A run folder's file cannot be read as what it should be; the message names it."""
+
+
+def _unreadable(path: Path, what: str, err: BaseException) -> UnreadableRunFile:
+    detail = " ".join(str(err).split())[:200] or type(err).__name__
+    return UnreadableRunFile(f"{path}: not a readable {what} ({detail}); the run folder is damaged or incomplete")
+
+
+def read_json(path: str | Path, kind: type = dict) -> Any:
+    """The JSON object (by default a mapping) in `path`."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _unreadable(path, "JSON file", err) from None
+    if not isinstance(obj, kind):
+        raise UnreadableRunFile(f"{path}: expected a JSON {kind.__name__}, found a {type(obj).__name__}")
+    return obj
+
+
+def read_safetensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    path = Path(path)
+    try:
+        return load_file(str(path), device=str(device))
+    except (OSError, SafetensorError) as err:
+        raise _unreadable(path, "safetensors file", err) from None
+
+
+def read_torch(path: str | Path, map_location: str | torch.device, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A checkpoint written by `write_torch` (tensors and plain containers only: never code)."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise _unreadable(path, "checkpoint", err) from None
+    missing = [key for key in keys if not isinstance(obj, dict) or key not in obj]
+    if missing:
+        raise UnreadableRunFile(f"{path}: not a scaleflow checkpoint (no {', '.join(missing)})")
+    return obj

@@ -19,6 +19,8 @@ def reflow(source: str | Path, out: str | Path, n_pairs: Optional[int] = None, s
     The new network starts from the source's EMA weights; `overrides` change other options (e.g. steps).
     """
     source, out = Path(source), Path(out)
+    if n_pairs is not None and n_pairs < 1:
+        raise ConfigError(f"n_pairs (--n-pairs) must be >= 1, got {n_pairs}")
     if (out / "config.yaml").exists():
         raise ConfigError(f"{out}: already holds a run; choose another --out")
     run_device = overrides.pop("device", "auto")
@@ -29,7 +31,7 @@ def reflow(source: str | Path, out: str | Path, n_pairs: Optional[int] = None, s
         **run.config.model_dump(), "flow": "reflow", "reflow_source": str(source), "init_from": str(source),
         "out": str(out), "device": run_device, **overrides,
     })
-    n = n_pairs or run.summary.get("train_rows") or len(run.splits.train)
+    n = n_pairs if n_pairs is not None else run.summary.get("train_rows") or len(run.splits.train)
     pairs = generate(run.velocity, n, run.info["input_dim"], solver, solver_steps, seed, device)
     write_safetensors(out / REFLOW_PAIRS, {"x0": pairs.x0, "x1": pairs.x})
     return train(config, out, progress=progress)

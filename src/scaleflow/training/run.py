@@ -13,7 +13,6 @@ Run folder:
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from scaleflow.data.errors import DataError
@@ -35,7 +33,7 @@ from scaleflow.flows.time_sampling import make_time_sampler
 from scaleflow.nets import count_parameters, create_model
 from scaleflow.sampling.velocity import VelocityField
 from scaleflow.training.config import ConfigError, TrainConfig, make_config
-from scaleflow.training.io import write_json, write_safetensors, write_text
+from scaleflow.training.io import read_json, read_safetensors, write_json, write_safetensors, write_text
 from scaleflow.training.logger import MetricsLogger
 from scaleflow.training.trainer import Trainer
 
@@ -74,7 +72,9 @@ def _load_reflow_pairs(run_dir: Path, device: torch.device) -> tuple[torch.Tenso
     path = run_dir / REFLOW_PAIRS
     if not path.exists():
         raise ConfigError(f"{run_dir}: flow 'reflow' trains on {REFLOW_PAIRS}, which is missing; make it with `scaleflow reflow RUN`")
-    pairs = load_file(str(path))
+    pairs = read_safetensors(path)
+    if set(pairs) != {"x0", "x1"} or pairs["x0"].shape != pairs["x1"].shape:
+        raise ConfigError(f"{path}: expected the tensors x0 and x1 of one shape, found {sorted(pairs)}")
     return pairs["x0"].to(device), pairs["x1"].to(device)
 
 
@@ -83,7 +83,7 @@ def _initialize_from(model: nn.Module, source: str) -> None:
     if not weights.exists():
         raise ConfigError(f"init_from: {source} has no ema.safetensors to start from")
     try:
-        model.load_state_dict(load_file(str(weights)))
+        model.load_state_dict(read_safetensors(weights))
     except RuntimeError as err:
         raise ConfigError(f"init_from: {source} holds a different network ({str(err).splitlines()[0]})") from None
 
@@ -106,7 +106,7 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
         raise ConfigError(f"{run_dir}: already holds a run; use --resume to continue it or choose another --out")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    splits = Splits.from_dict(json.loads((run_dir / "splits.json").read_text())) if resume else None
+    splits = _read_splits(run_dir) if resume else None
     data = data or prepare_data(config.data, config.texts, config.n_train, config.n_val, config.n_test,
                                 config.dedup, config.dedup_threshold, config.seed, splits=splits)
     train_rows, pairs_x0 = data.train.to(device), None
@@ -189,9 +189,18 @@ class Run:
         return data
 
 
+def _read_splits(run_dir: Path) -> Splits:
+    try:
+        return Splits.from_dict(read_json(run_dir / "splits.json"))
+    except (DataError, ValueError, TypeError) as err:
+        raise ConfigError(f"{run_dir / 'splits.json'}: {err}") from None
+
+
 def load_run(path: str | Path, weights: str = "ema", device: str | torch.device = "cpu") -> Run:
     """Rebuild a run's network (EMA weights by default, or "model" for the raw ones) in eval mode."""
     path = Path(path)
+    if not path.is_dir():
+        raise ConfigError(f"{path}: no such run folder")
     if not (path / "model.json").exists():
         raise ConfigError(f"{path}: not a scaleflow run folder (no model.json)")
     if weights not in ("ema", "model"):
@@ -199,20 +208,27 @@ def load_run(path: str | Path, weights: str = "ema", device: str | torch.device 
     weights_file = path / f"{weights}.safetensors"
     if not weights_file.exists():
         raise ConfigError(f"{path}: has no {weights_file.name} yet (the run has not validated once)")
-    info = json.loads((path / "model.json").read_text())
+    info = read_json(path / "model.json")
+    if not {"arch", "config", "input_dim"} <= set(info):
+        raise ConfigError(f"{path / 'model.json'}: expected the keys arch, config and input_dim, found {sorted(info)}")
     config = make_config(yaml_path=path / "config.yaml")
     model = create_model(info["arch"], **info["config"])
     try:
-        model.load_state_dict(load_file(str(weights_file)))
+        model.load_state_dict(read_safetensors(weights_file))
     except RuntimeError as err:
         problem = [line.strip() for line in str(err).splitlines() if line.strip()][-1]
         raise ConfigError(f"{weights_file}: does not fit the network model.json describes ({problem[:300]})") from None
     model.to(device).eval().requires_grad_(False)
+    statistics = read_safetensors(path / "normalization.safetensors")
+    shapes = {k: tuple(v.shape) for k, v in statistics.items()}
+    if shapes != {"mean": (info["input_dim"],), "std": (info["input_dim"],)}:
+        raise ConfigError(f"{path / 'normalization.safetensors'}: expected mean and std of {info['input_dim']} "
+                          f"values (the network's input), found {shapes}")
     summary_file = path / "summary.json"
     return Run(
         path=path, config=config, model=model, flow=build_flow(config),
-        standardizer=Standardizer.from_tensors(load_file(str(path / "normalization.safetensors"))),
-        splits=Splits.from_dict(json.loads((path / "splits.json").read_text())),
-        summary=json.loads(summary_file.read_text()) if summary_file.exists() else {},
+        standardizer=Standardizer.from_tensors(statistics),
+        splits=_read_splits(path),
+        summary=read_json(summary_file) if summary_file.exists() else {},
         info=info,
     )

@@ -19,7 +19,7 @@ from torch import nn
 from scaleflow.flows.base import Flow, PathSample
 from scaleflow.training.config import TrainConfig
 from scaleflow.training.ema import EMA
-from scaleflow.training.io import write_safetensors, write_torch
+from scaleflow.training.io import read_torch, write_safetensors, write_torch
 from scaleflow.training.logger import MetricsLogger
 from scaleflow.training.optim import make_adamw
 from scaleflow.training.precision import autocast_dtype
@@ -182,7 +182,7 @@ class Trainer:
         })
 
     def load_checkpoint(self, path: Path) -> None:
-        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        ckpt = read_torch(path, self.device, keys=("state", "model", "ema", "optimizer", "scheduler", "torch_rng"))
         self.model.load_state_dict(ckpt["model"])
         self.ema.load_state_dict(ckpt["ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
