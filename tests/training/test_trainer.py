@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -209,3 +210,15 @@ def test_load_run_refuses_weights_that_do_not_fit_its_network(small_data, tmp_pa
     save_file({"other.weight": torch.zeros(2, 2)}, str(tmp_path / "run" / "ema.safetensors"))
     with pytest.raises(ConfigError, match="ema.safetensors: does not fit the network model.json describes"):
         load_run(tmp_path / "run")
+
+
+def test_a_run_trained_on_a_relative_path_is_usable_from_any_folder(small_data, tmp_path, monkeypatch):
+    data = Path(small_data)
+    monkeypatch.chdir(data.parent)
+    train(_config(data.name, steps=10), tmp_path / "run", progress=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    run = load_run(tmp_path / "run")
+    assert run.config.data == str(data.resolve())
+    assert run.data().test.shape == (40, 8)

@@ -99,6 +99,11 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
         data: already prepared data (sweeps share one load); must come from the same config.
     """
     run_dir = Path(run_dir or config.out or Path("runs") / config.run_name())
+    # The run's config names its data by absolute path: `eval` and `sample` work from any folder.
+    config = config.model_copy(update={
+        key: str(Path(value).expanduser().resolve())
+        for key in ("data", "texts") if (value := getattr(config, key)) is not None and value != "builtin"
+    })
     last = run_dir / "checkpoints" / "last.pt"
     if resume and not last.exists():
         raise ConfigError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
