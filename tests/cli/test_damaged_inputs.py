@@ -63,8 +63,12 @@ def test_resume_from_a_damaged_checkpoint_names_it(damaged_copy, cli, user_error
     user_error(cli(["train", "--resume", "--out", run]), fragment)
 
 
-def test_bad_counts_and_tolerances(text_run, cli, user_error, tmp_path):
+def test_bad_counts_and_tolerances(text_run, cli, user_error, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an accepted empty --out would write into the working folder
     user_error(cli(["reflow", text_run, "--out", tmp_path / "r", "--n-pairs", "0"]), "--n-pairs", ">= 1")
+    user_error(cli(["reflow", text_run, "--out", ""]), "--out", "not an empty string")
+    user_error(cli(["compare", text_run, "--out", ""]), "--out", "not an empty string")
+    user_error(cli(["sample", text_run, "--solver", "dopri5", "--rtol", "inf"]), "finite rtol and atol")
     assert not (tmp_path / "r").exists()
     user_error(cli(["sample", text_run, "--solver", "dopri5", "--rtol", "0", "--atol", "0"]), "rtol and atol > 0")
     user_error(cli(["sample", text_run, "--neighbors", "-1"]), "--neighbors must be >= 0")
@@ -75,6 +79,10 @@ def test_compare_refuses_an_eval_json_that_is_not_a_report(damaged_copy, cli, us
     (run / "eval.json").write_text("[1, 2, 3]")
     user_error(cli(["compare", run, "--out", tmp_path / "figs"]), "eval.json: expected a JSON dict")
     assert not (tmp_path / "figs").exists()
+    (run / "eval.json").write_text("{}")  # a report without metrics: curves still drawn, metrics skipped
+    result = cli(["compare", run, "--out", tmp_path / "figs", "--no-map", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "metrics.png skipped" in result.output and (tmp_path / "figs" / "curves.png").exists()
 
 
 def test_paths_that_cannot_be_used(text_run, data_files, cli, user_error, tmp_path):
@@ -85,12 +93,13 @@ def test_paths_that_cannot_be_used(text_run, data_files, cli, user_error, tmp_pa
     folder = tmp_path / "looks.npy"
     folder.mkdir()
     user_error(cli(["sample", text_run, "--n", "4", "--out", folder]), "is a folder; give a file name")
-    user_error(cli(["train", "--data", tmp_path, "--out", tmp_path / "x"]), f"{tmp_path}: is a folder, not a")
+    user_error(cli(["train", "--data", tmp_path, "--out", tmp_path / "x"]), f"{tmp_path}: is a folder; give a file")
     user_error(cli(["train", "--config", tmp_path]), "is a folder, not a YAML config file")
     binary = tmp_path / "c.yaml"
     binary.write_bytes(b"\xff\xfe\x00\x81")
     user_error(cli(["train", "--config", binary]), "c.yaml: not a text file")
     user_error(cli(["sample", tmp_path / "missing"]), "no such run folder")
+    user_error(cli(["sample", text_run, "--n", "4", "--out", tmp_path / ("x" * 300 + ".npy")]), "name too long")
 
 
 def test_the_console_script_prints_option_mistakes_in_one_line():

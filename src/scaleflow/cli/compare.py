@@ -155,14 +155,16 @@ def _map_inputs(runs: list[RunFiles], note: Callable[[str], None]) -> Optional[t
 @user_errors
 def compare(
     runs: list[Path] = typer.Argument(..., help="run folders (from `scaleflow train`, metrics from `scaleflow eval`)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="figure folder (default: RUN/figures for one run, else ./compare)"),
+    out: Optional[str] = typer.Option(None, "--out", help="figure folder (default: RUN/figures for one run, else ./compare)"),
     draw_map: bool = typer.Option(True, "--map/--no-map", help="draw map.png (t-SNE; UMAP if umap-learn is installed)"),
     quiet: bool = typer.Option(False, "--quiet", help="no table; print only notes and figure paths"),
 ) -> None:
     """Compare runs side by side: their eval metrics in one table, and curves/metrics/NFE/map figures."""
+    if out is not None and not out.strip():
+        raise ConfigError("--out: give a folder path, not an empty string")
     unique = list(dict.fromkeys(runs))
     loaded = [read_run(p, label) for p, label in zip(unique, _labels(unique))]
-    out = out or (unique[0] / "figures" if len(unique) == 1 else Path("compare"))
+    out = Path(out) if out is not None else (unique[0] / "figures" if len(unique) == 1 else Path("compare"))
     console, err = Console(), Console(stderr=True)
 
     def note(text: str) -> None:  # a warning, not a failure: compare what the runs do have
@@ -183,7 +185,9 @@ def compare(
     written = []
     if curves:
         written.append(plot_training_curves(curves, out / "curves.png"))
-    if evaluated:
+    if evaluated and not metric_names(evaluated.values()):
+        note(f"metrics.png skipped: no eval.json of {', '.join(evaluated)} holds a metric value")
+    elif evaluated:
         written.append(plot_metric_bars(evaluated, out / "metrics.png"))
         if any(report.get("nfe_curve") for report in evaluated.values()):
             written.append(plot_quality_vs_nfe(evaluated, out / "nfe.png"))

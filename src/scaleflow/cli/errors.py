@@ -17,7 +17,7 @@ err_console = Console(stderr=True)
 # Errors that describe the user's input: bad options, files, configs. Anything else is our bug
 # and keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError,
+    ValueError, OSError,  # OSError: paths the user gave (missing, a folder, too long, no permission, ...)
     EmbedderUnavailableError,
 )
 

@@ -15,7 +15,7 @@ from scaleflow.training.reflow import reflow as run_reflow
 @user_errors
 def reflow(
     run: Path = typer.Argument(..., help="trained run folder whose ODE makes the pairs"),
-    out: Path = typer.Option(..., "--out", help="folder of the new (reflowed) run"),
+    out: str = typer.Option(..., "--out", help="folder of the new (reflowed) run"),
     n_pairs: Optional[int] = typer.Option(None, help="pairs to generate (default: the run's training rows)"),
     solver: str = typer.Option("dopri5", help=f"ODE solver for the pairs: {' | '.join(SOLVERS)}"),
     solver_steps: int = typer.Option(50, help="steps of a fixed-step solver"),

@@ -54,6 +54,11 @@ def sample(
     dim = loaded.info["input_dim"]
     if decode:
         check_decodable(dim)  # before sampling and writing anything
+    if neighbors > 0:
+        data = loaded.data()
+        texts = data.texts_of("train")
+        if texts is None:
+            raise ConfigError(f"--neighbors: the run's data ({data.source}) has no texts; train with --texts")
     batch = generate(loaded.velocity, n, dim, solver, steps, seed, target, batch_size, rtol=rtol, atol=atol)
     samples = loaded.standardizer.inverse_transform(batch.x).cpu()
     console = Console(stderr=True)
@@ -63,10 +68,6 @@ def sample(
         save_embeddings(out, samples.numpy())
         console.print(f"wrote {out}")
     if neighbors > 0:
-        data = loaded.data()
-        texts = data.texts_of("train")
-        if texts is None:
-            raise ConfigError(f"--neighbors: the run's data ({data.source}) has no texts; train with --texts")
         train_rows = data.standardizer.inverse_transform(data.train)
         for i, row in enumerate(nearest_texts(samples[:show], train_rows, texts, neighbors)):
             console.print(f"[bold]sample {i}[/]")

@@ -125,7 +125,7 @@ def _check_file(p: Path, suffixes: tuple[str, ...], kind: str) -> str:
     if not p.exists():
         raise DataError(f"{p}: file not found; check the path (relative paths start at {Path.cwd()})")
     if p.is_dir():
-        raise DataError(f"{p}: is a folder, not a {kind} file ({', '.join(suffixes)})")
+        raise DataError(f"{p}: is a folder; give a file ({kind}: {', '.join(suffixes)})")
     suffix = p.suffix.lower()
     if suffix not in suffixes:
         raise DataError(f"{p}: unsupported {kind} file type '{p.suffix or '(none)'}'; "

@@ -21,6 +21,7 @@ whatever the step-size controller needed, counted the same way.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -189,8 +190,8 @@ def integrate(
         raise ValueError(f"x must be [B, D], got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
-    if solver == "dopri5" and not (rtol > 0 and atol > 0):
-        raise ValueError(f"dopri5 needs rtol and atol > 0 (--rtol/--atol), got rtol={rtol}, atol={atol}")
+    if solver == "dopri5" and not (0 < rtol < math.inf and 0 < atol < math.inf):
+        raise ValueError(f"dopri5 needs finite rtol and atol > 0 (--rtol/--atol), got rtol={rtol}, atol={atol}")
     if solver == "dopri5" and step_hook is not None:
         raise ValueError("step_hook is not supported by the adaptive solver 'dopri5'; use a fixed-step solver")
 

@@ -72,8 +72,12 @@ def read_torch(path: str | Path, map_location: str | torch.device, keys: tuple[s
     path = Path(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+    except FileNotFoundError as err:
         raise _unreadable(path, "checkpoint", err) from None
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+        # torch's own messages here are about its archive format or weights_only, not the user's file
+        raise UnreadableRunFile(f"{path}: not a readable checkpoint (empty, truncated or not written by "
+                                "scaleflow); the run folder is damaged") from None
     missing = [key for key in keys if not isinstance(obj, dict) or key not in obj]
     if missing:
         raise UnreadableRunFile(f"{path}: not a scaleflow checkpoint (no {', '.join(missing)})")

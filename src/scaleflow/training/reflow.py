@@ -18,6 +18,8 @@ def reflow(source: str | Path, out: str | Path, n_pairs: Optional[int] = None, s
     the source's EMA network carries them at t=1 (normalized space), written to `out/reflow_pairs.safetensors`.
     The new network starts from the source's EMA weights; `overrides` change other options (e.g. steps).
     """
+    if not str(out).strip():
+        raise ConfigError("out (--out): give a folder path, not an empty string")
     source, out = Path(source), Path(out)
     if n_pairs is not None and n_pairs < 1:
         raise ConfigError(f"n_pairs (--n-pairs) must be >= 1, got {n_pairs}")

@@ -195,8 +195,9 @@ class Run:
 
 
 def _read_splits(run_dir: Path) -> Splits:
+    record = read_json(run_dir / "splits.json")  # names the file itself when unreadable
     try:
-        return Splits.from_dict(read_json(run_dir / "splits.json"))
+        return Splits.from_dict(record)
     except (DataError, ValueError, TypeError) as err:
         raise ConfigError(f"{run_dir / 'splits.json'}: {err}") from None
 
