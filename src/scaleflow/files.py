@@ -23,3 +23,15 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable_file(path: str | Path, option: str = "--out") -> None:
+    """Refuse, before any work, a file path that cannot be written: a folder, or a path under a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{option} {path}: is a folder; give a file name to write")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"{option} {path}: {parent} is a file, not a folder")
+            break

@@ -85,14 +85,16 @@ def test_compare_refuses_an_eval_json_that_is_not_a_report(damaged_copy, cli, us
     assert "metrics.png skipped" in result.output and (tmp_path / "figs" / "curves.png").exists()
 
 
-def test_paths_that_cannot_be_used(text_run, data_files, cli, user_error, tmp_path):
+def test_paths_that_cannot_be_used(text_run, damaged_copy, cli, user_error, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    user_error(cli(["sample", text_run, "--n", "4", "--out", blocker / "s.npy"]), str(blocker),
-               "a file stands where a folder is needed")
+    user_error(cli(["sample", text_run, "--n", "4", "--out", blocker / "s.npy"]), f"{blocker} is a file, not a folder")
     folder = tmp_path / "looks.npy"
     folder.mkdir()
     user_error(cli(["sample", text_run, "--n", "4", "--out", folder]), "is a folder; give a file name")
+    run = damaged_copy()
+    (run / "eval.json").mkdir()  # eval's own output path taken by a folder
+    user_error(cli(["eval", run, "--n", "8", "--bootstrap", "2", "--no-nfe-curve"]), "eval.json", "is a folder")
     user_error(cli(["train", "--data", tmp_path, "--out", tmp_path / "x"]), f"{tmp_path}: is a folder; give a file")
     user_error(cli(["train", "--config", tmp_path]), "is a folder, not a YAML config file")
     binary = tmp_path / "c.yaml"

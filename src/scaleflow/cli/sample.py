@@ -11,6 +11,7 @@ from rich.console import Console
 from scaleflow.cli.errors import user_errors
 from scaleflow.data.embed import check_decodable, decode_embeddings
 from scaleflow.data.saving import SAVE_SUFFIXES, save_embeddings
+from scaleflow.files import check_writable_file
 from scaleflow.sampling.sample import generate
 from scaleflow.sampling.solvers import SOLVERS
 from scaleflow.training.config import ConfigError
@@ -49,6 +50,8 @@ def sample(
         raise ConfigError(f"--neighbors must be >= 0 and --show >= 1; got {neighbors} and {show}")
     if out is not None and out.suffix.lower() not in SAVE_SUFFIXES:
         raise ConfigError(f"--out {out}: use one of {', '.join(SAVE_SUFFIXES)}")
+    if out is not None:
+        check_writable_file(out)
     target = resolve_device(device)
     loaded = load_run(run, weights=weights, device=target)
     dim = loaded.info["input_dim"]
