@@ -143,12 +143,12 @@ def _map_inputs(runs: list[RunFiles], note: Callable[[str], None]) -> Optional[t
         return None
     generated = {}
     for run in with_samples:
-        tensors = {k: v.numpy() for k, v in read_safetensors(run.samples).items()}
+        tensors = read_safetensors(run.samples)
         if "generated" not in tensors:
             raise ConfigError(f"{run.samples}: has no 'generated' tensor; rerun `scaleflow eval {run.path}`")
         # Each run standardizes with its own training rows; compare in one space.
-        own = Standardizer.from_tensors({k: v.numpy() for k, v in read_safetensors(run.path / "normalization.safetensors").items()})
-        generated[run.label] = first.standardizer.transform(own.inverse_transform(tensors["generated"]))
+        own = Standardizer.from_tensors(read_safetensors(run.path / "normalization.safetensors"))
+        generated[run.label] = first.standardizer.transform(own.inverse_transform(tensors["generated"])).numpy()
     return real, generated
 
 

@@ -51,7 +51,7 @@ def sample(
     if out is not None and out.suffix.lower() not in SAVE_SUFFIXES:
         raise ConfigError(f"--out {out}: use one of {', '.join(SAVE_SUFFIXES)}")
     if out is not None:
-        check_writable_file(out)
+        check_writable_file(out, "--out")
     target = resolve_device(device)
     loaded = load_run(run, weights=weights, device=target)
     dim = loaded.info["input_dim"]
