@@ -1,12 +1,23 @@
-"""Atomic file writes: a temporary name in the same folder, then a rename."""
+"""Every file scaleflow writes or reads back: written atomically (a temporary name in the same folder,
+then a rename), read back with a one-line error naming the file when it is missing, empty, truncated
+or not what it should be. Run folders (JSON, safetensors, checkpoints, metrics.jsonl) and embedding
+files (.npy, .safetensors, .parquet) alike."""
 from __future__ import annotations
 
+import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 
+# --- atomic writes ------------------------------------------------------------------------------
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call `write(tmp_path)` then rename onto `path`: readers never see a half-written file,
     and a failed write leaves neither a partial file nor the temporary one."""
@@ -36,3 +47,112 @@ def check_writable_file(path: str | Path, option: str | None = None) -> None:
             if not parent.is_dir():
                 raise NotADirectoryError(f"{where}: {parent} is a file, not a folder")
             break
+
+
+# --- run files --------------------------------------------------------------------------------
+def write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(cpu, tmp, metadata=metadata))
+
+
+def write_torch(path: str | Path, obj: Any) -> None:
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
+    """One JSON object per line; lines are appended whole and flushed."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+class UnreadableRunFile(ValueError):
+    """A run folder's file cannot be read as what it should be; the message names it."""
+
+
+def _unreadable(path: Path, what: str, err: BaseException) -> UnreadableRunFile:
+    detail = " ".join(str(err).split())[:200] or type(err).__name__
+    return UnreadableRunFile(f"{path}: not a readable {what} ({detail}); the run folder is damaged or incomplete")
+
+
+def read_json(path: str | Path, kind: type = dict) -> Any:
+    """The JSON object (by default a mapping) in `path`."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _unreadable(path, "JSON file", err) from None
+    if not isinstance(obj, kind):
+        raise UnreadableRunFile(f"{path}: expected a JSON {kind.__name__}, found a {type(obj).__name__}")
+    return obj
+
+
+def read_safetensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    path = Path(path)
+    try:
+        return load_file(str(path), device=str(device))
+    except (OSError, SafetensorError) as err:
+        raise _unreadable(path, "safetensors file", err) from None
+
+
+def read_torch(path: str | Path, map_location: str | torch.device, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A checkpoint written by `write_torch` (tensors and plain containers only: never code)."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError as err:
+        raise _unreadable(path, "checkpoint", err) from None
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+        # torch's own messages here are about its archive format or weights_only, not the user's file
+        raise UnreadableRunFile(f"{path}: not a readable checkpoint (empty, truncated or not written by "
+                                "scaleflow); the run folder is damaged") from None
+    missing = [key for key in keys if not isinstance(obj, dict) or key not in obj]
+    if missing:
+        raise UnreadableRunFile(f"{path}: not a scaleflow checkpoint (no {', '.join(missing)})")
+    return obj
+
+
+# --- embedding files ----------------------------------------------------------------------------
+SAVE_SUFFIXES = (".npy", ".safetensors", ".parquet")
+
+
+def save_embeddings(path: str | Path, embeddings: np.ndarray, texts: Optional[list[str]] = None) -> Path:
+    """Write `embeddings: [N, D]` float32 to `path` by suffix; texts only in .parquet (a `text` column).
+
+    The file appears whole or not at all (written under a temporary name, then renamed).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SAVE_SUFFIXES:
+        raise ValueError(f"{path}: cannot write '{path.suffix or '(no suffix)'}'; use one of {', '.join(SAVE_SUFFIXES)}")
+    if not path.parent.exists():
+        raise ValueError(f"{path}: folder {path.parent} does not exist")
+    array = np.ascontiguousarray(embeddings, dtype=np.float32)
+
+    def write(tmp: str) -> None:
+        if suffix == ".npy":
+            with open(tmp, "wb") as f:
+                np.save(f, array)
+        elif suffix == ".safetensors":
+            from safetensors.numpy import save_file as save_numpy
+
+            save_numpy({"embeddings": array}, tmp)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            columns = {"embedding": pa.FixedSizeListArray.from_arrays(pa.array(array.reshape(-1)), array.shape[1])}
+            if texts is not None:
+                columns["text"] = pa.array(texts, type=pa.string())
+            pq.write_table(pa.table(columns), tmp)
+
+    atomic_write(path, write)
+    return path

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from scaleflow.cli.compare import compare
 from scaleflow.training.config import make_config
-from scaleflow.training.io import write_json, write_safetensors
+from scaleflow.files import write_json, write_safetensors
 from scaleflow.training.run import train
 
 METRICS = ("val_loss", "reconstruction_mse", "fd", "mmd", "precision", "recall", "density", "coverage",

@@ -19,7 +19,7 @@ from scaleflow.data.normalization import Standardizer
 from scaleflow.evaluation.plots import (metric_names, plot_embedding_map, plot_metric_bars, plot_quality_vs_nfe,
                                         plot_training_curves)
 from scaleflow.training.config import ConfigError
-from scaleflow.training.io import read_json, read_safetensors
+from scaleflow.files import read_json, read_safetensors
 from scaleflow.training.run import load_run
 
 # Which way is better, for highlighting the best run; metrics judged against their floor

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from scaleflow.cli.errors import user_errors
 from scaleflow.data.embed import embed_texts, read_texts
-from scaleflow.data.saving import SAVE_SUFFIXES, save_embeddings
+from scaleflow.files import SAVE_SUFFIXES, save_embeddings
 from scaleflow.training.config import ConfigError
 
 

@@ -12,7 +12,7 @@ from scaleflow.cli.errors import user_errors
 from scaleflow.evaluation.evaluate import METRICS, evaluate
 from scaleflow.sampling.solvers import SOLVERS
 from scaleflow.training.config import ConfigError
-from scaleflow.training.io import write_json, write_safetensors
+from scaleflow.files import write_json, write_safetensors
 from scaleflow.training.run import load_run, resolve_device
 
 

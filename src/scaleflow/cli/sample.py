@@ -10,7 +10,7 @@ from rich.console import Console
 
 from scaleflow.cli.errors import user_errors
 from scaleflow.data.embed import check_decodable, decode_embeddings
-from scaleflow.data.saving import SAVE_SUFFIXES, save_embeddings
+from scaleflow.files import SAVE_SUFFIXES, save_embeddings
 from scaleflow.files import check_writable_file
 from scaleflow.sampling.sample import generate
 from scaleflow.sampling.solvers import SOLVERS

@@ -21,9 +21,9 @@ from scaleflow.evaluation.distribution import frechet_distance, median_pairwise_
 from scaleflow.evaluation.diversity import mean_pairwise_cosine_distance, norm_and_cosine_stats
 from scaleflow.evaluation.memorization import memorization_rate, nearest_neighbor_distances
 from scaleflow.evaluation.prdc import prdc_indicators
+from scaleflow.flows.draws import make_validation_set, validation_coupling_batch
 from scaleflow.sampling.sample import generate, reconstruction_errors, sample_noise
 from scaleflow.sampling.solvers import integrate
-from scaleflow.training.trainer import make_validation_set
 
 METRICS = ("val_loss", "reconstruction_mse", "fd", "mmd", "precision", "recall", "density", "coverage",
            "memorization", "diversity", "straightness")
@@ -40,12 +40,13 @@ def _entry(value: float, ci: Sequence[float], floor: Optional[float] = None, **e
 
 @torch.no_grad()
 def heldout_loss_per_row(model: torch.nn.Module, flow, x1: torch.Tensor, prediction: str, seed: int,
-                         batch_size: int = 1024) -> tuple[torch.Tensor, float]:
+                         coupling_batch: int) -> tuple[torch.Tensor, float]:
     """Flow-matching loss of each held-out row `[N]` at one fixed (noise, t) draw, drawn exactly as the
-    trainer draws its validation set, and the constant predictor's loss on the same draws."""
-    draws = make_validation_set(flow, x1, prediction, seed, batch_size)
+    trainer draws its validation set (`coupling_batch` from `validation_coupling_batch`), and the
+    constant predictor's loss on the same draws."""
+    draws = make_validation_set(flow, x1, prediction, seed, coupling_batch)
     losses = [(model(x, t) - y).square().mean(1)
-              for x, t, y in zip(draws.x_t.split(batch_size), draws.t.split(batch_size), draws.target.split(batch_size))]
+              for x, t, y in zip(draws.x_t.split(1024), draws.t.split(1024), draws.target.split(1024))]
     return torch.cat(losses), draws.baseline_loss
 
 
@@ -98,7 +99,8 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
     real_draw = train[torch.randperm(len(train), generator=g)[: min(n, len(train))].to(device)]
     out: dict[str, Any] = {}
 
-    losses, baseline = heldout_loss_per_row(run.model, run.flow, test, run.config.prediction, seed)
+    coupling = validation_coupling_batch(run.config.batch_size, len(train))
+    losses, baseline = heldout_loss_per_row(run.model, run.flow, test, run.config.prediction, seed, coupling)
     out["val_loss"] = _entry(*_mean_ci(losses, n_boot, seed), baseline=baseline, split="test",
                              loss_space=run.config.prediction)
     rec = reconstruction_errors(velocity, test[:n], solver, steps)

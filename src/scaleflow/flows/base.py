@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 
 from scaleflow.flows.time_sampling import TimeSampler
-from scaleflow.nets.time_embedding import broadcast_time as as_times  # one rule for t's shapes everywhere
+from scaleflow.times import broadcast_time as as_times  # one rule for t's shapes everywhere
 
 
 class PathSample(NamedTuple):

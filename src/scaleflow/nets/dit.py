@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaleflow.nets.time_embedding import TimestepEmbedder, broadcast_time, modulate
+from scaleflow.nets.time_embedding import TimestepEmbedder, modulate
+from scaleflow.times import broadcast_time
 
 
 class Attention(nn.Module):

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from scaleflow.nets.selective_scan import selective_scan
-from scaleflow.nets.time_embedding import TimestepEmbedder, broadcast_time, modulate
+from scaleflow.nets.time_embedding import TimestepEmbedder, modulate
+from scaleflow.times import broadcast_time
 
 
 def _at_least_fp32(p: torch.Tensor) -> torch.Tensor:

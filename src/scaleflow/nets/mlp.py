@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaleflow.nets.time_embedding import TimestepEmbedder, broadcast_time
+from scaleflow.nets.time_embedding import TimestepEmbedder
+from scaleflow.times import broadcast_time
 
 
 class JoinedInputLinear(nn.Module):

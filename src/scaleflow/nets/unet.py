@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scaleflow.nets.time_embedding import TimestepEmbedder, broadcast_time
+from scaleflow.nets.time_embedding import TimestepEmbedder
+from scaleflow.times import broadcast_time
 
 
 class FiLMBlock(nn.Module):

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from scaleflow.training.config import ConfigError
-from scaleflow.training.io import append_jsonl
+from scaleflow.files import append_jsonl
 
 
 class MetricsLogger:

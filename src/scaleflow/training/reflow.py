@@ -6,7 +6,7 @@ from typing import Optional
 
 from scaleflow.sampling.sample import generate
 from scaleflow.training.config import ConfigError, make_config
-from scaleflow.training.io import write_safetensors
+from scaleflow.files import write_safetensors
 from scaleflow.training.run import REFLOW_PAIRS, load_run, resolve_device, train
 
 

@@ -33,7 +33,7 @@ from scaleflow.flows.time_sampling import make_time_sampler
 from scaleflow.nets import count_parameters, create_model
 from scaleflow.sampling.velocity import VelocityField
 from scaleflow.training.config import ConfigError, TrainConfig, make_config
-from scaleflow.training.io import read_json, read_safetensors, write_json, write_safetensors, write_text
+from scaleflow.files import read_json, read_safetensors, write_json, write_safetensors, write_text
 from scaleflow.training.logger import MetricsLogger
 from scaleflow.training.trainer import Trainer
 

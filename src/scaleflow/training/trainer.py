@@ -16,56 +16,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaleflow.flows.base import Flow, PathSample
+from scaleflow.flows.base import Flow
+from scaleflow.flows.draws import (ValidationSet, make_validation_set, regression_target, step_generator,
+                                    validation_coupling_batch)
 from scaleflow.training.config import TrainConfig
 from scaleflow.training.ema import EMA
-from scaleflow.training.io import read_torch, write_safetensors, write_torch
+from scaleflow.files import read_torch, write_safetensors, write_torch
 from scaleflow.training.logger import MetricsLogger
 from scaleflow.training.optim import make_adamw
 from scaleflow.training.precision import autocast_dtype
 from scaleflow.training.progress import TrainingProgress
 from scaleflow.training.schedule import warmup_cosine
 
-VAL_SEED_OFFSET = 1_000_003  # validation draws never coincide with any training step's
-
-
 class TrainingDiverged(ValueError):
     """The loss became NaN or Inf; the message says where and what was kept."""
-
-
-def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
-    """The generator for one step's draws: a pure function of (seed, step)."""
-    return torch.Generator(device=device).manual_seed(seed * 1_000_000_007 + step)
-
-
-def regression_target(sample: PathSample, prediction: str) -> torch.Tensor:
-    """What the network is trained to output: the path velocity u_t, or the (coupled) data x1. `[B, D]`."""
-    return sample.u_t if prediction == "velocity" else sample.x1
-
-
-@dataclass
-class ValidationSet:
-    """Fixed `(t, x_t, target)` draws over the validation rows, so val losses are comparable over time."""
-
-    t: torch.Tensor
-    x_t: torch.Tensor
-    target: torch.Tensor
-
-    @property
-    def baseline_loss(self) -> float:
-        """Loss of the best constant predictor (the mean target): what 'learned nothing' scores."""
-        return float((self.target - self.target.mean(0)).square().mean())
-
-
-def make_validation_set(flow: Flow, val: torch.Tensor, prediction: str, seed: int, batch_size: int) -> ValidationSet:
-    """Draw noise, times (and couplings, per batch of `batch_size`) once for `val: [N, D]`."""
-    g = step_generator(seed, VAL_SEED_OFFSET, val.device)
-    parts = []
-    for x1 in val.split(batch_size):
-        x0 = torch.randn(x1.shape, generator=g, device=val.device)
-        sample = flow.sample_path(x0, x1, generator=g)
-        parts.append((sample.t, sample.x_t, regression_target(sample, prediction)))
-    return ValidationSet(*(torch.cat(p) for p in zip(*parts)))
 
 
 @dataclass
@@ -102,7 +66,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: warmup_cosine(s, config.steps, config.warmup_steps, config.min_lr_ratio))
         self.ema = EMA(self.model, config.ema_decay)
-        self.validation = make_validation_set(flow, val, config.prediction, config.seed, max(self.batch_size, 256))
+        self.validation: ValidationSet = make_validation_set(
+            flow, val, config.prediction, config.seed, validation_coupling_batch(config.batch_size, len(train)))
         self.autocast = autocast_dtype(config.precision, self.device)
         self.state = TrainState()
         self.logger = logger or MetricsLogger(self.run_dir)
