@@ -40,20 +40,33 @@ def _solve_in_chunks(velocity: VelocityFn, start: torch.Tensor, t0: float, t1: f
     return SampleBatch(torch.cat(ends), start, nfe, time.perf_counter() - began)
 
 
-def sample_noise(n: int, dim: int, seed: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
-    """`[n, dim]` standard normal noise, a pure function of `seed` on any device (drawn on the CPU)."""
-    g = torch.Generator().manual_seed(seed)
+# Independent noise streams: reflow's training pairs must never share noise with the draws that
+# `sample` and `eval` make, whatever seeds either is given.
+NOISE_STREAMS = {"sample": 0, "reflow": 1}
+_STREAM_STRIDE = 2 ** 62  # seeds are < 2**62, so (stream, seed) -> generator seed is one-to-one
+
+
+def sample_noise(n: int, dim: int, seed: int = 0, device: torch.device | str = "cpu",
+                 stream: str = "sample") -> torch.Tensor:
+    """`[n, dim]` standard normal noise, a pure function of `(stream, seed)` on any device (drawn on
+    the CPU). `stream`: "sample" (sampling and evaluation) or "reflow" (reflow's training pairs)."""
+    if stream not in NOISE_STREAMS:
+        raise ValueError(f"stream must be one of {', '.join(NOISE_STREAMS)}; got {stream!r}")
+    if not 0 <= seed < _STREAM_STRIDE:
+        raise ValueError(f"seed must be in [0, 2**62); got {seed}")
+    g = torch.Generator().manual_seed(NOISE_STREAMS[stream] * _STREAM_STRIDE + seed)
     return torch.randn(n, dim, generator=g).to(device)
 
 
 def generate(velocity: VelocityFn, n: int, dim: int, solver: str = "heun", steps: int = 20, seed: int = 0,
              device: torch.device | str = "cpu", batch_size: int = 4096, step_hook: Optional[StepHook] = None,
-             rtol: float = 1e-5, atol: float = 1e-5) -> SampleBatch:
+             rtol: float = 1e-5, atol: float = 1e-5, stream: str = "sample") -> SampleBatch:
     """Integrate `n` noise points from t=0 to t=1: `[n, dim]` samples in the normalized space.
 
-    `step_hook(step, t, x, v)` runs after each fixed solver step (guidance plugs in here).
+    `step_hook(step, t, x, v)` runs after each fixed solver step (guidance plugs in here); `stream`
+    picks the noise stream (`sample_noise`).
     """
-    noise = sample_noise(n, dim, seed, device)
+    noise = sample_noise(n, dim, seed, device, stream)
     return _solve_in_chunks(velocity, noise, 0.0, 1.0, solver, steps, batch_size, step_hook, rtol, atol)
 
 
