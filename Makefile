@@ -1,7 +1,9 @@
 # Two set-up commands: `make demo` and `make test`. Both create or refresh .venv.
 # torch is installed first and pinned, so that no other package can replace it
 # (an unpinned torch pulls gigabytes of CUDA wheels). Override: make demo TORCH=torch
-PYTHON ?= python3.11
+# Any Python >= 3.11: the first of these that runs (override: make demo PYTHON=/path/to/python).
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3.14 python3; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done)
 TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,6 +11,7 @@ BIN := $(VENV)/bin
 .PHONY: venv install install-dev demo test params clean
 
 $(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "error: no Python >= 3.11 found (tried python3.11 ... python3.14, python3); install one or pass PYTHON=/path/to/python" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
 venv: $(BIN)/python

@@ -1,6 +1,7 @@
 """`scaleflow demo`: the whole product on the built-in data: train, evaluate, figures, next steps."""
 from __future__ import annotations
 
+import shlex
 from importlib import resources
 from pathlib import Path
 from typing import Optional
@@ -45,12 +46,12 @@ def demo(
     report = evaluate_and_save(out, bootstrap=bootstrap)
     Console().print(report_table(report, f"{out} vs the test split (floor = real training rows vs the same test rows)"))
     console.print("[bold]3/3[/] figures")
-    compare([out], out=out / "figures", draw_map=True, quiet=True)
-    fd = report["fd"]
+    compare([out], out=str(out / "figures"), draw_map=True, quiet=True)
+    fd, run = report["fd"], shlex.quote(str(out))
     console.print(
         f"\nFrechet distance {fd['value']:.4g} = {fd['value'] / fd['floor']:.2f}x the real-vs-real floor "
         f"({fd['floor']:.4g}).\nrun folder: {out}   evaluation: {out / 'eval.json'}   figures: {out / 'figures'}\n"
-        f"next: scaleflow sample {out} --n 1000 --neighbors 3 --out samples.npy\n"
+        f"next: scaleflow sample {run} --n 1000 --neighbors 3 --out samples.npy\n"
         f"      scaleflow train --arch mlp --scale small --out runs/mlp && scaleflow eval runs/mlp "
-        f"&& scaleflow compare {out} runs/mlp"
+        f"&& scaleflow compare {run} runs/mlp", soft_wrap=True, highlight=False, markup=False,
     )

@@ -151,7 +151,9 @@ class Flow(abc.ABC):
 
         `x0_hat = (x_t - beta x1_hat) / alpha`, with alpha clamped to >= `min_alpha` because it
         vanishes at t=1 (linear path: `v = (x1_hat - x_t) / (1 - t)`). Exact when sigma=0 and
-        alpha(t) >= min_alpha; near t=1 the clamp trades exactness for a bounded velocity.
+        alpha(t) >= min_alpha. Near t=1 it divides the prediction's error by alpha, so the solvers
+        never evaluate it at t=1 (their endpoint rule, `sampling.solvers`); the clamp only keeps a
+        stray call finite.
 
         Args:
             x_t: `[B, D]`. x1_hat: `[B, D]` predicted data. t: `[B]` or scalar.

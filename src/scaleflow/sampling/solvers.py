@@ -17,6 +17,20 @@ Fixed-step solvers and their velocity evaluations (NFE) per step:
 
 ``dopri5`` is adaptive (``torchdiffeq.odeint`` with ``rtol``/``atol``); its NFE is
 whatever the step-size controller needed, counted the same way.
+
+Fields that predict the data (x1-prediction) are singular at t = 1: their velocity
+``(x1_hat - x) / (1 - t)`` divides the network's error by ``1 - t``, so a stage at t = 1
+multiplies it by ~1000 (heun, rk4 and dopri5 have one; inversion starts there). Such a field
+says so with ``singular_at_one = True`` and gives ``predict_endpoint(x, t) -> x1_hat``; the
+solvers then never evaluate it at t = 1:
+
+- forward, the step that ends at t = 1 takes the prediction itself, ``x(1) = x1_hat(x, t)``
+  (for the straight path this *is* Euler's step; heun and rk4 take it as their last step, as
+  EDM's Heun and DPM-Solver's ``lower_order_final`` do), so ``nfe`` is ``2 * steps - 1`` for
+  heun and ``4 * steps - 3`` for rk4; euler and midpoint have no stage at t = 1 and are unchanged;
+- backward, the step that leaves t = 1 undoes that jump: it solves ``x1_hat(y, t) = x`` for
+  ``y`` by ``ENDPOINT_INVERSE_ITERATIONS`` fixed-point iterations (one NFE each);
+- ``dopri5`` integrates up to ``1 - DOPRI5_ENDPOINT_GAP`` and jumps from there (and back).
 """
 from __future__ import annotations
 
@@ -33,6 +47,11 @@ StepHook = Callable[[int, float, Tensor, Tensor], Optional[Tensor]]
 
 FIXED_STEP_SOLVERS: tuple[str, ...] = ("euler", "midpoint", "heun", "rk4")
 SOLVERS: tuple[str, ...] = FIXED_STEP_SOLVERS + ("dopri5",)
+SINGULAR_STAGE_SOLVERS = ("heun", "rk4")  # solvers with a stage at the end of a step
+# For fields singular at t = 1 (module docstring). The gap was chosen by measurement on an x1 run
+# (BENCHMARKS.md); three iterations bring the inverse jump to ~1e-4 of one on a Gaussian.
+DOPRI5_ENDPOINT_GAP = 0.02
+ENDPOINT_INVERSE_ITERATIONS = 3
 
 
 @dataclass
@@ -59,16 +78,27 @@ class _CountedVelocity:
         self.nfe = 0
 
     def __call__(self, x: Tensor, t: float | Tensor) -> Tensor:
-        # Time goes to the network as one value per row, with x's dtype/device.
-        if isinstance(t, Tensor):  # odeint passes a 0-d tensor; avoid a host sync
-            t_vec = t.to(dtype=x.dtype, device=x.device).reshape(1).repeat(x.shape[0])
-        else:
-            t_vec = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
         self.nfe += 1
-        v = self.velocity(x, t_vec)
+        v = self.velocity(x, self._times(x, t))
         if v.shape != x.shape:
             raise ValueError(f"velocity returned shape {tuple(v.shape)}, expected {tuple(x.shape)}")
         return v
+
+    @property
+    def singular_at_one(self) -> bool:
+        return bool(getattr(self.velocity, "singular_at_one", False))
+
+    def endpoint(self, x: Tensor, t: float | Tensor) -> Tensor:
+        """The field's prediction of the data, ``x1_hat(x, t)``: ``[B, D]`` (one evaluation)."""
+        self.nfe += 1
+        return self.velocity.predict_endpoint(x, self._times(x, t))
+
+    @staticmethod
+    def _times(x: Tensor, t: float | Tensor) -> Tensor:
+        # Time goes to the network as one value per row, with x's dtype/device.
+        if isinstance(t, Tensor):  # odeint passes a 0-d tensor; avoid a host sync
+            return t.to(dtype=x.dtype, device=x.device).reshape(1).repeat(x.shape[0])
+        return torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
 
 
 def _euler_step(f: _CountedVelocity, x: Tensor, t: float, h: float) -> tuple[Tensor, Tensor]:
@@ -101,6 +131,31 @@ def _rk4_step(f: _CountedVelocity, x: Tensor, t: float, h: float) -> tuple[Tenso
 _STEP_FNS = {"euler": _euler_step, "midpoint": _midpoint_step, "heun": _heun_step, "rk4": _rk4_step}
 
 
+def _endpoint_step(f: _CountedVelocity, x: Tensor, t: float, h: float) -> tuple[Tensor, Tensor]:
+    """The step into t = 1 of a field singular there: the predicted data itself."""
+    x_new = f.endpoint(x, t)
+    return x_new, (x_new - x) / h
+
+
+def _inverse_endpoint_step(f: _CountedVelocity, x: Tensor, t: float, h: float) -> tuple[Tensor, Tensor]:
+    """The step out of t = 1 (h < 0): the point ``y`` at ``t + h`` whose prediction is ``x``,
+    ``x1_hat(y, t + h) = x``, by fixed-point iteration from ``y = x`` (near t = 1, x1_hat(y) ~ y)."""
+    y = x
+    for _ in range(ENDPOINT_INVERSE_ITERATIONS):
+        y = y + (x - f.endpoint(y, t + h))
+    return y, (y - x) / h
+
+
+def _step_fn(f: _CountedVelocity, solver: str, t: float, t_next: float):
+    """The step rule from t to t_next: the solver's own, or the endpoint rule at t = 1."""
+    if f.singular_at_one:
+        if t_next == 1.0 and solver in SINGULAR_STAGE_SOLVERS:
+            return _endpoint_step
+        if t == 1.0 and t_next < t:
+            return _inverse_endpoint_step
+    return _STEP_FNS[solver]
+
+
 def _time_grid(t0: float, t1: float, steps: int) -> list[float]:
     # Built in float64 so t1 is hit exactly and time rounding doesn't depend on x's dtype.
     return torch.linspace(t0, t1, steps + 1, dtype=torch.float64).tolist()
@@ -114,10 +169,9 @@ def _integrate_fixed(
     step_hook: Optional[StepHook],
     trajectory: Optional[list[Tensor]],
 ) -> Tensor:
-    step_fn = _STEP_FNS[solver]
     for i in range(len(grid) - 1):
         t, t_next = grid[i], grid[i + 1]
-        x, v = step_fn(f, x, t, t_next - t)
+        x, v = _step_fn(f, solver, t, t_next)(f, x, t, t_next - t)
         if step_hook is not None:
             out = step_hook(i, t_next, x, v)
             if out is not None:
@@ -129,14 +183,40 @@ def _integrate_fixed(
     return x
 
 
-def _integrate_dopri5(
-    f: _CountedVelocity, x: Tensor, grid: list[float], rtol: float, atol: float
-) -> Tensor:
+def _odeint(f: _CountedVelocity, x: Tensor, grid: list[float], rtol: float, atol: float,
+            stop_at_end: bool = False) -> Tensor:
     from torchdiffeq import odeint  # local import: only this solver needs it
 
     t = torch.tensor(grid, dtype=x.dtype, device=x.device)
+    # Adaptive steps may overshoot the last time (odeint interpolates back); `stop_at_end` makes the
+    # last step land on it, so a field singular beyond it is never evaluated there.
+    options = {"step_t": t[-1:]} if stop_at_end else None
     # odeint's convention is func(t, y) with a 0-d t; the wrapper expands it to [B].
-    return odeint(lambda s, y: f(y, s), x, t, rtol=rtol, atol=atol, method="dopri5")
+    return odeint(lambda s, y: f(y, s), x, t, rtol=rtol, atol=atol, method="dopri5", options=options)
+
+
+def _integrate_dopri5(f: _CountedVelocity, x: Tensor, grid: list[float], rtol: float, atol: float) -> Tensor:
+    """States `[len(grid), B, D]` on `grid`. For fields singular at t = 1 the adaptive part stays below
+    `1 - DOPRI5_ENDPOINT_GAP` and the endpoint rule crosses the gap (grid points inside the gap lie on
+    the straight jump)."""
+    if not f.singular_at_one or 1.0 not in (grid[0], grid[-1]):
+        return _odeint(f, x, grid, rtol, atol)
+    forward = grid[-1] == 1.0
+    gap = max(1.0 - DOPRI5_ENDPOINT_GAP, grid[0] if forward else grid[-1])
+    smooth = [t for t in grid if t < gap]  # grid points the adaptive part reaches
+
+    def on_jump(t: float, at_gap: Tensor, at_one: Tensor) -> Tensor:
+        return at_gap + ((t - gap) / (1.0 - gap)) * (at_one - at_gap)
+
+    if forward:
+        states = list(_odeint(f, x, smooth + [gap], rtol, atol, stop_at_end=True).unbind(0)) if smooth else [x]
+        x_gap = states[-1]
+        x_one = f.endpoint(x_gap, gap)
+        return torch.stack(states[:-1] + [on_jump(t, x_gap, x_one) for t in grid[len(smooth):]])
+    x_gap, _ = _inverse_endpoint_step(f, x, 1.0, gap - 1.0)
+    head = [on_jump(t, x_gap, x) for t in grid[:len(grid) - len(smooth)]]
+    tail = list(_odeint(f, x_gap, [gap] + smooth, rtol, atol).unbind(0))[1:] if smooth else []
+    return torch.stack(head + tail)
 
 
 def integrate(
