@@ -47,3 +47,15 @@ def test_empty_texts_file(cli, user_error, tmp_path):
     path = tmp_path / "empty.txt"
     path.write_text("\n", encoding="utf-8")  # one empty line: no texts
     user_error(cli(["embed", path, "--out", tmp_path / "e.npy"]), "empty.txt")
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:x"])
+def test_bad_device_is_named_before_the_missing_extra(cli, user_error, texts, tmp_path, block_imports, device):
+    block_imports("sonar")
+    message = user_error(cli(["embed", texts, "--out", tmp_path / "e.npy", "--device", device]), device, "device")
+    assert "sonar" not in message.lower()
+    assert not (tmp_path / "e.npy").exists()
+
+
+def test_batch_size_must_be_positive(cli, user_error, texts, tmp_path):
+    user_error(cli(["embed", texts, "--out", tmp_path / "e.npy", "--batch-size", "0"]), "--batch-size", ">= 1")

@@ -9,8 +9,9 @@ from rich.console import Console
 
 from scaleflow.cli.errors import user_errors
 from scaleflow.data.embed import embed_texts, read_texts
-from scaleflow.files import SAVE_SUFFIXES, save_embeddings
+from scaleflow.files import SAVE_SUFFIXES, check_writable_file, save_embeddings
 from scaleflow.training.config import ConfigError
+from scaleflow.training.run import resolve_device
 
 
 @user_errors
@@ -19,7 +20,7 @@ def embed(
     out: Path = typer.Option(..., "--out", help=f"embeddings file to write ({', '.join(SAVE_SUFFIXES)})"),
     model: Optional[str] = typer.Option(None, help="sentence-transformers model name or folder; default: SONAR (extra [sonar])"),
     batch_size: int = typer.Option(64, help="texts per forward pass"),
-    device: str = typer.Option("cpu", help="cpu | cuda"),
+    device: str = typer.Option("cpu", help="auto | cpu | cuda"),
 ) -> None:
     """Embed texts, one per line, into a file `scaleflow train --data` reads (texts kept in .parquet).
 
@@ -27,7 +28,11 @@ def embed(
     """
     if out.suffix.lower() not in SAVE_SUFFIXES:
         raise ConfigError(f"--out {out}: use one of {', '.join(SAVE_SUFFIXES)}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    target = str(resolve_device(device))  # a bad --device is named before the model (or a missing extra) is
+    check_writable_file(out, "--out")
     rows = read_texts(texts)
-    embeddings = embed_texts(rows, model=model, batch_size=batch_size, device=device)
+    embeddings = embed_texts(rows, model=model, batch_size=batch_size, device=target)
     save_embeddings(out, embeddings, texts=rows if out.suffix.lower() == ".parquet" else None)
     Console(stderr=True).print(f"embedded {len(rows)} texts -> {out} ({embeddings.shape[1]}-D)")
