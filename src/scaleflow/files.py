@@ -19,8 +19,9 @@ from safetensors.torch import load_file, save_file
 
 # --- atomic writes ------------------------------------------------------------------------------
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call `write(tmp_path)` then rename onto `path`: readers never see a half-written file,
-    and a failed write leaves neither a partial file nor the temporary one."""
+    """Call `write(tmp_path)` then rename onto `path`: readers never see a half-written file, a
+    failed write (a full or vanished disk) leaves the previous version whole and no temporary file,
+    and the new file is on the disk before it replaces the old one."""
     path = Path(path)
     check_writable_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,10 +30,24 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     try:
         write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp (and some writers) make 0600; results are meant to be shared
+        _fsync(tmp)  # else a power cut after the rename can leave an empty file in the old one's place
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync(path.parent)  # the rename itself
+
+
+def _fsync(path: str | Path) -> None:
+    """Flush a file, or a folder's entries, to the disk (best effort for folders: not every file system can)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not os.path.isdir(path):
+            raise
+    finally:
+        os.close(fd)
 
 
 def check_writable_file(path: str | Path, option: str | None = None) -> None:

@@ -65,7 +65,8 @@ def test_resume_from_a_damaged_checkpoint_names_it(damaged_copy, cli, user_error
 
 def test_bad_counts_and_tolerances(text_run, cli, user_error, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # an accepted empty --out would write into the working folder
-    user_error(cli(["reflow", text_run, "--out", tmp_path / "r", "--n-pairs", "0"]), "--n-pairs", ">= 1")
+    user_error(cli(["reflow", text_run, "--out", tmp_path / "r", "--n-pairs", "0"]), "--n-pairs", ">= 16")
+    user_error(cli(["reflow", text_run, "--out", tmp_path / "r", "--n-val-pairs", "5"]), "--n-val-pairs", ">= 6")
     user_error(cli(["reflow", text_run, "--out", ""]), "--out", "not an empty string")
     user_error(cli(["compare", text_run, "--out", ""]), "--out", "not an empty string")
     user_error(cli(["sample", text_run, "--solver", "dopri5", "--rtol", "inf"]), "finite rtol and atol")

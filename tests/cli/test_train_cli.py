@@ -2,7 +2,10 @@
 overrides, --resume, refusals, and the one-line error contract for every bad input."""
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -181,6 +184,10 @@ def _bad_files(folder: Path, data: Path) -> dict[str, Path]:
     files["unknown_key"].write_text("stepz: 5\n")
     files["short_texts"] = folder / "short.txt"
     files["short_texts"].write_text("one\ntwo\nthree\n")
+    files["three_rows"] = folder / "three.npy"
+    np.save(files["three_rows"], x[:3])
+    files["bad_model"] = folder / "bad_model.yaml"
+    files["bad_model"].write_text("model:\n  num_layers: 0\n")
     return files
 
 
@@ -193,6 +200,8 @@ BAD_INPUTS = {
     "integer array": (["--data", "{integer}"], ["integer.npy", "int64", "floating point"]),
     "NaN rows": (["--data", "{nan}"], ["nan.npy", "NaN", "rows 3, 17"]),
     "too few rows": (["--data", "{data}", "--n-val", "200", "--n-test", "200"], ["300", "--n-val"]),
+    "three rows": (["--data", "{three_rows}"], ["three.npy: has 3 rows but a run needs", ">= 16 rows", ">= 6 each"]),
+    "held-out count below the minimum": (["--data", "{data}", "--n-test", "5"], ["n_test", "at least 6 rows", "got 5"]),
     "unknown arch": (["--data", "{data}", "--arch", "nope"], ["arch", "'nope'", "mlp"]),
     "unknown flow": (["--data", "{data}", "--flow", "nope"], ["flow", "'nope'", "icfm"]),
     "zero steps": (["--data", "{data}", "--steps", "0"], ["steps", "greater than 0"]),
@@ -202,6 +211,10 @@ BAD_INPUTS = {
     "texts line count": (["--data", "{data}", "--texts", "{short_texts}"], ["300 rows", "3 texts"]),
     "model-opt without =": (["--data", "{data}", "--model-opt", "depth"], ["--model-opt", "'depth'", "KEY=VALUE"]),
     "unknown model option": (["--data", "{data}", "--model-opt", "depth=3"], ["depth", "mlp", "hidden_dim"]),
+    "model-opt bad value": (["--data", "{data}", "--model-opt", "hidden_dim=abc"],
+                            ["--model-opt", "hidden_dim=abc:", "hidden_dim must be positive integer(s); got 'abc'"]),
+    "yaml model bad value": (["--data", "{data}", "--config", "{bad_model}"],
+                             ["bad_model.yaml (model:):", "num_layers must be positive integer(s); got 0"]),
 }
 
 
@@ -216,6 +229,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, cli, user_error, tiny, t
     result = cli(["train", *tiny, *[a.format(**files) for a in args]])  # a later option wins
     user_error(result, *fragments)
     assert _snapshot(tmp_path) == before
+    assert not [line for line in result.output.splitlines() if line.startswith("training ")]  # no header either
 
 
 def test_bad_input_with_explicit_out_leaves_no_folder(cli, user_error, tiny, tmp_path, data_files):
@@ -251,11 +265,13 @@ def test_reflow_writes_a_new_run(reflowed):
 
     pairs = load_file(str(out / "reflow_pairs.safetensors"))
     assert pairs["x0"].shape == pairs["x1"].shape == (64, 8)
+    assert pairs["val_x0"].shape == pairs["val_x1"].shape == (50, 8)  # as many as the source's validation rows
+    assert json.loads((out / "summary.json").read_text())["val_on"] == "reflow pairs"
 
 
 def test_reflow_into_an_existing_run_is_refused(reflowed, cli, user_error):
     source, out, _ = reflowed
-    user_error(cli(["reflow", source, "--out", out, "--n-pairs", "8", "--solver", "euler", "--quiet"]),
+    user_error(cli(["reflow", source, "--out", out, "--n-pairs", "16", "--solver", "euler", "--quiet"]),
                str(out), "already holds a run")
 
 
@@ -267,7 +283,7 @@ def test_reflow_of_a_folder_that_is_not_a_run(cli, user_error, tmp_path):
 def test_refused_reflow_leaves_no_folder(cli_run, cli, user_error, tmp_path):
     source, _ = cli_run
     out = tmp_path / "new"
-    user_error(cli(["reflow", source, "--out", out, "--n-pairs", "8", "--solver", "euler", "--solver-steps", "2",
+    user_error(cli(["reflow", source, "--out", out, "--n-pairs", "16", "--solver", "euler", "--solver-steps", "2",
                     "--lr", "-1", "--quiet"]), "lr")
     assert not out.exists()
 
@@ -279,3 +295,57 @@ def test_out_that_is_a_file(where, cli, user_error, tiny, tmp_path, data_files):
     out = blocker if where == "file" else blocker / "run"
     user_error(cli(["train", "--data", data_files[0], *tiny, "--out", out]), "notes.txt")
     assert blocker.read_text() == "not a folder\n"
+
+
+# --------------------------------------------------------------------------- folders in use, full disks, hints
+
+
+def test_a_folder_another_process_trains_is_refused_and_left_alone(cli, user_error, tiny, tmp_path, data_files):
+    import fcntl
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / ".lock").write_text("pid 4242 on elsewhere since 2024-01-01 00:00:00\n")
+    fd = os.open(out / ".lock", os.O_RDWR)  # another open file holding the flock: as another process would
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        before = _snapshot(out)
+        result = cli(["train", "--data", data_files[0], *tiny, "--out", out])
+        user_error(result, f"{out}: another training is writing this run folder (pid 4242 on elsewhere since "
+                           "2024-01-01 00:00:00); wait for it to finish")
+        assert _snapshot(out) == before and not result.output.startswith("training ")
+    finally:
+        os.close(fd)
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes(cli, user_error, tiny, tmp_path, data_files, monkeypatch):
+    import torch
+
+    def full(obj, f, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(torch, "save", full)
+    user_error(cli(["train", "--data", data_files[0], *tiny, "--out", out]),
+               "checkpoints/last.pt: could not be written (No space left on device); no checkpoint had been written",
+               f"scaleflow train --resume --out {out}")
+    assert not list(out.rglob("*.tmp"))
+    monkeypatch.undo()
+    result = cli(["train", "--resume", "--out", out, "--quiet"])  # no checkpoint yet: starts again from step 0
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text())["steps"] == 20
+
+
+def test_hints_quote_paths_with_spaces(cli, tiny, tmp_path, data_files):
+    out = tmp_path / "my runs" / "run 1"
+    result = cli(["train", "--data", data_files[0], *tiny, "--out", out])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines.count(f"training mlp/tiny with icfm on {data_files[0]} -> {out}") == 1
+    hint = next(line for line in lines if line.startswith("next: "))
+    assert shlex.split(hint) == ["next:", "scaleflow", "sample", str(out), "--n", "1000", "--out", "samples.npy"]
+    new = tmp_path / "my runs" / "re flowed"
+    result = cli(["reflow", out, "--out", new, "--n-pairs", "16", "--solver", "euler", "--solver-steps", "2",
+                  "--steps", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert shlex.split(result.stderr.splitlines()[-1].partition("next: ")[2]) == ["scaleflow", "eval", str(new)]

@@ -41,16 +41,34 @@ def test_inverse_round_trip_numpy_and_torch_keep_dtype() -> None:
         np.testing.assert_allclose(zt.numpy(), z, atol=1e-5)
 
 
-def test_constant_column_does_not_blow_up() -> None:
+def test_constant_column_is_left_unscaled() -> None:
+    # Dividing by a ~0 std would turn a held-out deviation of 0.25 into ~1e7; unscaled it stays 0.25.
     x = _data()
     x[:, 2] = 4.25
     s = Standardizer.fit(x)
-    assert s.std[2] == pytest.approx(1e-8)
+    assert s.std[2] == 1.0 and s.mean[2] == 4.25 and s.unscaled.tolist() == [2]
     z = s.transform(x)
-    assert np.isfinite(z).all() and np.abs(z[:, 2]).max() < 1e-3
-    np.testing.assert_allclose(s.inverse_transform(z)[:, 2], 4.25, atol=1e-6)
-    zh = s.transform(torch.from_numpy(x).half())  # 1e-8 is 0 in float16: still finite
-    assert torch.isfinite(zh).all()
+    assert np.isfinite(z).all() and (z[:, 2] == 0).all()
+    np.testing.assert_allclose(z[:, [0, 1, 3, 4, 5]].std(axis=0), 1, atol=1e-5)  # the others are scaled as usual
+    held_out = x[:3].copy()
+    held_out[:, 2] = 4.5
+    np.testing.assert_allclose(s.transform(held_out)[:, 2], 0.25)
+    np.testing.assert_allclose(s.inverse_transform(z)[:, 2], 4.25)
+
+
+def test_rounding_noise_counts_as_constant_but_a_small_real_spread_does_not() -> None:
+    x = _data()
+    x[:, 1] = np.float32(1000.0) + np.float32(6e-5) * (np.arange(len(x)) % 2)  # one float32 step apart
+    x[:, 3] = 1e-3 * x[:, 0]  # small but real: still scaled to std 1
+    s = Standardizer.fit(x)
+    assert s.unscaled.tolist() == [1]
+    assert s.transform(x)[:, 3].std() == pytest.approx(1, abs=1e-4)
+
+
+def test_every_column_of_one_row_is_constant() -> None:
+    s = Standardizer.fit(np.array([[1.0, -2.0, 0.0]], np.float32))
+    assert s.unscaled.tolist() == [0, 1, 2] and s.std.tolist() == [1.0, 1.0, 1.0]
+    assert s.transform(np.array([[1.5, -2.0, 3.0]], np.float32)).tolist() == [[0.5, 0.0, 3.0]]
 
 
 def test_state_dict_json_and_tensors_round_trip(tmp_path) -> None:

@@ -53,3 +53,15 @@ def test_x1_prediction_becomes_the_implied_velocity():
     torch.testing.assert_close(end, target.expand(5, 2), atol=1e-2, rtol=0)
     with pytest.raises(ValueError, match="prediction"):
         VelocityField(PredictsTarget(), ICFM(), prediction="eps")
+
+
+def test_noise_streams_are_independent_and_sample_keeps_plain_seeds():
+    plain = torch.randn(5, 3, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(sample_noise(5, 3, seed=7), plain)
+    reflow = sample_noise(5, 3, seed=7, stream="reflow")
+    assert not torch.equal(reflow, plain)
+    # No seed of one stream reproduces another stream's draw (the generator keeps 32 bits of a seed).
+    assert not any(torch.equal(reflow, sample_noise(5, 3, seed=s)) for s in (0, 7, 2**31 - 1))
+    for bad in (-1, 2**31):
+        with pytest.raises(ValueError, match="seed"):
+            sample_noise(2, 2, seed=bad)

@@ -222,3 +222,19 @@ def test_a_run_trained_on_a_relative_path_is_usable_from_any_folder(small_data, 
     run = load_run(tmp_path / "run")
     assert run.config.data == str(data.resolve())
     assert run.data().test.shape == (40, 8)
+
+
+def test_a_dimension_constant_over_training_rows_keeps_losses_finite(tmp_path):
+    # Divided by its ~0 training spread, a held-out deviation of 1 in that dimension was a loss of ~1e16.
+    import numpy as np
+
+    from scaleflow.data.splits import make_splits
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((200, 3)) @ rng.standard_normal((3, 8))).astype(np.float32)
+    x[:, 5] = 2.0
+    x[make_splits(200, 40, 40, seed=0).val, 5] = 3.0
+    np.save(tmp_path / "constant.npy", x)
+    summary = train(_config(str(tmp_path / "constant.npy"), steps=20), tmp_path / "run", progress=False)
+    assert summary["baseline_val_loss"] < 2 and summary["best_val_loss"] < summary["baseline_val_loss"]
+    assert load_file(str(tmp_path / "run" / "normalization.safetensors"))["std"][5] == 1.0

@@ -1,16 +1,20 @@
 """`scaleflow train`: train a velocity network on embeddings; every option overrides --config."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
-from scaleflow.cli.errors import user_errors
+from scaleflow.cli.errors import err_console, user_errors
 from scaleflow.training.config import ConfigError, TrainConfig, make_config
+from scaleflow.training.run import ModelOptionError
 from scaleflow.training.run import train as run_training
+from scaleflow.training.signals import TrainingInterrupted
 
 _F = TrainConfig.model_fields
 
@@ -29,6 +33,12 @@ def parse_model_options(pairs: list[str]) -> dict:
             raise ConfigError(f"--model-opt {pair!r}: expected KEY=VALUE, e.g. --model-opt hidden_dim=512")
         options[key.strip()] = yaml.safe_load(value)
     return options
+
+
+def exit_on_signal(err: TrainingInterrupted) -> NoReturn:
+    """One line saying where the checkpoint is and how to resume; exit 128 + signal, as shells report it."""
+    err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(128 + err.signum)
 
 
 @user_errors
@@ -59,11 +69,12 @@ def train(
     val_every: Optional[int] = typer.Option(None, help=_help("val_every")),
     patience: Optional[int] = typer.Option(None, help=_help("patience")),
     checkpoint_every: Optional[int] = typer.Option(None, help=_help("checkpoint_every")),
+    log_every: Optional[int] = typer.Option(None, help=_help("log_every")),
     precision: Optional[str] = typer.Option(None, help=_help("precision") + ": auto | fp32 | bf16"),
     seed: Optional[int] = typer.Option(None, help=_help("seed")),
     device: Optional[str] = typer.Option(None, help=_help("device")),
     out: Optional[str] = typer.Option(None, "--out", help=_help("out")),
-    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint (from step 0 if it stopped before one)"),
     wandb: Optional[bool] = typer.Option(None, "--wandb/--no-wandb", help=_help("wandb")),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
@@ -74,6 +85,7 @@ def train(
             options[key] = int(options[key])
     if model_opt:
         options["model"] = parse_model_options(model_opt)
+    settings_file = config  # where `model:` options may come from, for messages
     if resume:
         if out is None:
             raise ConfigError("--resume needs --out RUN_FOLDER")
@@ -84,15 +96,24 @@ def train(
         if given:
             flags = ", ".join("--model-opt" if k == "model" else "--" + k.replace("_", "-") for k in given)
             raise ConfigError(f"--resume continues {out} with its own config; drop {flags}")
-        cfg = make_config(yaml_path=saved)
+        cfg, settings_file = make_config(yaml_path=saved), saved
     else:
         cfg = make_config(options, yaml_path=config)
     console = Console(stderr=True)
     run_dir = Path(out or cfg.out or Path("runs") / cfg.run_name())
-    console.print(f"training {cfg.arch}/{cfg.scale} with {cfg.flow} on {cfg.data} -> {run_dir}")
-    summary = run_training(cfg, run_dir, resume=resume, progress=not quiet)
-    console.print(
-        f"done: best val loss {summary['best_val_loss']:.4f} (baseline {summary['baseline_val_loss']:.4f}) "
-        f"at step {summary['best_step']}, {summary['steps']} steps in {summary['wall_seconds']:.0f}s"
-    )
-    console.print(f"run folder: {run_dir}\nnext: scaleflow sample {run_dir} --n 1000 --out samples.npy")
+    say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731 (paths as typed)
+    # The header once every check has passed (config, data, folder), so a refused run prints only its error.
+    announce = lambda: say(f"training {cfg.arch}/{cfg.scale} with {cfg.flow} on {cfg.data} -> {run_dir}")  # noqa: E731
+    try:
+        summary = run_training(cfg, run_dir, resume=resume, progress=not quiet, on_start=announce)
+    except TrainingInterrupted as err:
+        exit_on_signal(err)
+    except ModelOptionError as err:  # name where the network options came from: the command line, a file, or both
+        from_file = settings_file is not None and set(cfg.model) - set(options.get("model") or {})
+        where = ([f"--model-opt {' '.join(model_opt)}"] if model_opt else []) + (
+            [f"{settings_file} (model:)"] if from_file else [])
+        raise ConfigError(f"{' / '.join(where)}: {str(err).removeprefix('model: ')}" if where else str(err)) from None
+    say(f"done: best val loss {summary['best_val_loss']:.4f} (baseline {summary['baseline_val_loss']:.4f}) "
+        f"at step {summary['best_step']}, {summary['steps']} steps in {summary['wall_seconds']:.0f}s")
+    say(f"run folder: {run_dir}")
+    say(f"next: scaleflow sample {shlex.quote(str(run_dir))} --n 1000 --out samples.npy")

@@ -15,6 +15,9 @@ class Standardizer:
     Fit on the training rows only, so val/test statistics never leak into the model.
     Statistics are computed in float64 and stored as float32 `[D]` arrays, which makes
     every saved form (lists, tensors) round-trip bit for bit.
+
+    Attributes:
+        unscaled: `[k]` int64 indices of the dimensions `fit` found constant and left unscaled (std 1).
     """
 
     def __init__(self, mean: Any, std: Any, min_std: float = 1e-8) -> None:
@@ -23,18 +26,26 @@ class Standardizer:
         self.min_std = float(min_std)
         if self.mean.shape != self.std.shape:
             raise ValueError(f"mean has shape {self.mean.shape} but std has {self.std.shape}")
+        self.unscaled = np.zeros(0, dtype=np.int64)
         self._cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
     def fit(cls, x: np.ndarray | torch.Tensor, min_std: float = 1e-8) -> "Standardizer":
         """Statistics of `x` `[N, D]` (pass the training rows). std is the population std
-        (ddof=0, so the fitted rows come out with std exactly 1), clamped below at
-        `min_std` so a constant column maps to 0 instead of dividing by zero."""
+        (ddof=0, so the fitted rows come out with std exactly 1).
+
+        A dimension that does not vary over `x` keeps std 1 (listed in `unscaled`): it stays
+        constant, where dividing by a ~0 std would blow any held-out deviation up to ~1e16."""
         x64 = (x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor)
                else np.asarray(x, dtype=np.float64))
         if x64.ndim != 2 or x64.shape[0] == 0:
             raise ValueError(f"fit needs [N, D] with N >= 1, got shape {x64.shape}")
-        return cls(x64.mean(axis=0), x64.std(axis=0), min_std=min_std)
+        mean, std = x64.mean(axis=0), x64.std(axis=0)
+        # Float32 rows of one value still differ by rounding (relative eps): a spread that small is no signal.
+        constant = std <= np.finfo(np.float32).eps * np.abs(mean)
+        fitted = cls(mean, np.where(constant, 1.0, std), min_std=min_std)
+        fitted.unscaled = np.flatnonzero(constant).astype(np.int64)
+        return fitted
 
     @property
     def dim(self) -> int:

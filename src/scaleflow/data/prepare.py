@@ -1,6 +1,7 @@
 """From a data source to normalized train/val/test tensors: load, deduplicate, split, standardize."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -15,6 +16,18 @@ from scaleflow.data.normalization import Standardizer
 from scaleflow.data.splits import Splits, make_splits
 
 MAX_HELD_OUT_FROM_FRACTION = 1000  # a fraction of a big file should not swallow it
+
+# The smallest splits a run can be trained, validated and evaluated on. Evaluation scores samples
+# against the test rows (and, as its floor, a draw of training rows against them) with PRDC over
+# k nearest neighbours, which needs k + 1 rows in each set, and a Frechet distance, which needs a
+# covariance (>= 2 rows); validation computes the same loss on its rows and picks the best weights.
+# Training fits per-dimension mean and std on its rows (from n rows a std is off by ~1/sqrt(2(n-1)):
+# 18% at 16 rows, 32% at 6) and cuts them into minibatches.
+PRDC_NEIGHBOURS = 5
+MIN_HELD_OUT_ROWS = PRDC_NEIGHBOURS + 1  # val and test, each
+MIN_TRAIN_ROWS = 16
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,10 +73,34 @@ def load_source(data: str, texts: Optional[str] = None) -> EmbeddingSet:
 
 
 def held_out_rows(value: Union[int, float], n_rows: int) -> int:
-    """A count as given; a fraction of `n_rows`, at most 1000 rows."""
+    """A count as given; a fraction of `n_rows`, at least `MIN_HELD_OUT_ROWS` and at most 1000 rows."""
     if isinstance(value, float):
-        return min(MAX_HELD_OUT_FROM_FRACTION, max(1, round(value * n_rows)))
+        return min(MAX_HELD_OUT_FROM_FRACTION, max(MIN_HELD_OUT_ROWS, round(value * n_rows)))
     return int(value)
+
+
+def check_split_sizes(n_rows: int, n_train: Optional[int], n_val: int, n_test: int, source: str) -> None:
+    """Refuse splits too small to train, validate or evaluate on (`MIN_TRAIN_ROWS`, `MIN_HELD_OUT_ROWS`).
+
+    Raises:
+        DataError: one line naming the file, the option and how many rows each split needs.
+    """
+    why_held_out = f"a loss, and evaluation's PRDC with {PRDC_NEIGHBOURS} nearest neighbours"
+    for count, option in ((n_val, "--n-val"), (n_test, "--n-test")):
+        if count < MIN_HELD_OUT_ROWS:
+            raise DataError(f"{source}: {option} {count}: held-out splits need at least {MIN_HELD_OUT_ROWS} rows "
+                            f"({why_held_out})")
+    if n_train is not None and n_train < MIN_TRAIN_ROWS:
+        raise DataError(f"{source}: --n-train {n_train}: training needs at least {MIN_TRAIN_ROWS} rows "
+                        "(minibatches and per-dimension statistics)")
+    train = max(n_train or 0, MIN_TRAIN_ROWS)
+    need = train + n_val + n_test
+    if n_rows < need:
+        raise DataError(
+            f"{source}: has {n_rows} rows but a run needs {need} ({'' if n_train else 'at least '}{train} train + "
+            f"{n_val} val + {n_test} test; training needs >= {MIN_TRAIN_ROWS} rows for minibatches and per-dimension "
+            f"statistics, val and test >= {MIN_HELD_OUT_ROWS} each for {why_held_out}); "
+            "add rows or lower --n-train/--n-val/--n-test")
 
 
 def prepare_data(
@@ -82,22 +119,25 @@ def prepare_data(
     Val and test are held out first from a seeded permutation, then training subsets are nested
     prefixes (see `make_splits`). Pass `splits` (e.g. read back from a run) to reuse them exactly.
 
+    New splits must leave every split big enough to use (`check_split_sizes`); a dimension that is
+    constant over the training rows is left unscaled, with a warning (`Standardizer.fit`).
+
     Raises:
         DataError: unreadable or invalid data, or fewer rows than the split needs.
     """
     rows = load_source(data, texts)
     n_removed = 0
     kept = np.arange(len(rows), dtype=np.int64)
-    if splits is None:
+    new_splits = splits is None
+    if new_splits:
         if dedup:
             mask, n_removed = near_duplicate_mask(rows.embeddings, dedup_threshold)
             kept = np.flatnonzero(mask).astype(np.int64)
         source = rows.source if not n_removed else (
             f"{rows.source} (after --dedup removed {n_removed} of {len(rows)} rows at cosine >= {dedup_threshold})")
-        local = make_splits(
-            len(kept), held_out_rows(n_val, len(kept)), held_out_rows(n_test, len(kept)),
-            n_train=n_train, seed=seed, source=source,
-        )
+        n_val, n_test = held_out_rows(n_val, len(kept)), held_out_rows(n_test, len(kept))
+        check_split_sizes(len(kept), n_train, n_val, n_test, source)
+        local = make_splits(len(kept), n_val, n_test, n_train=n_train, seed=seed, source=source)
         # Indices into the original file, so the run's record points at real rows.
         splits = Splits(
             train=kept[local.train], val=kept[local.val], test=kept[local.test],
@@ -109,6 +149,10 @@ def prepare_data(
     embeddings = torch.from_numpy(rows.embeddings)
     train = embeddings[torch.from_numpy(splits.train)]
     standardizer = Standardizer.fit(train)
+    if new_splits and len(standardizer.unscaled):  # said once, when a run is set up
+        dims = ", ".join(str(d) for d in standardizer.unscaled[:10]) + (" ..." if len(standardizer.unscaled) > 10 else "")
+        logger.warning("%s: %d dimension(s) (%s) do not vary over the %d training rows; they are left unscaled "
+                       "(std 1) and stay constant", rows.source, len(standardizer.unscaled), dims, len(train))
     pick = lambda index: standardizer.transform(embeddings[torch.from_numpy(index)]).contiguous()  # noqa: E731
     return PreparedData(
         train=pick(splits.train), val=pick(splits.val), test=pick(splits.test), standardizer=standardizer,

@@ -43,7 +43,9 @@ def _solve_in_chunks(velocity: VelocityFn, start: torch.Tensor, t0: float, t1: f
 # Independent noise streams: reflow's training pairs must never share noise with the draws that
 # `sample` and `eval` make, whatever seeds either is given.
 NOISE_STREAMS = {"sample": 0, "reflow": 1}
-_STREAM_STRIDE = 2 ** 62  # seeds are < 2**62, so (stream, seed) -> generator seed is one-to-one
+# torch's CPU generator keeps only the low 32 bits of a seed: seeds are < 2**31 and each stream takes
+# its own half of those bits, so (stream, seed) -> generator seed is one-to-one.
+_STREAM_STRIDE = 2 ** 31
 
 
 def sample_noise(n: int, dim: int, seed: int = 0, device: torch.device | str = "cpu",
@@ -53,7 +55,7 @@ def sample_noise(n: int, dim: int, seed: int = 0, device: torch.device | str = "
     if stream not in NOISE_STREAMS:
         raise ValueError(f"stream must be one of {', '.join(NOISE_STREAMS)}; got {stream!r}")
     if not 0 <= seed < _STREAM_STRIDE:
-        raise ValueError(f"seed must be in [0, 2**62); got {seed}")
+        raise ValueError(f"seed must be in [0, 2**31); got {seed}")
     g = torch.Generator().manual_seed(NOISE_STREAMS[stream] * _STREAM_STRIDE + seed)
     return torch.randn(n, dim, generator=g).to(device)
 

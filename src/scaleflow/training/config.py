@@ -12,6 +12,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from scaleflow.data.prepare import MIN_HELD_OUT_ROWS, MIN_TRAIN_ROWS, PRDC_NEIGHBOURS
 from scaleflow.flows.registry import FLOWS
 from scaleflow.nets import ARCHITECTURES, SCALES
 
@@ -28,9 +29,9 @@ class TrainConfig(BaseModel):
     # data
     data: str = Field("builtin", description="embedding file (.npy/.npz/.pt/.safetensors/.parquet) or 'builtin'")
     texts: Optional[str] = Field(None, description="optional .txt/.jsonl with one text per row")
-    n_train: Optional[int] = Field(None, gt=0, description="training rows (nested subsets); None = all")
-    n_val: Union[int, float] = Field(0.1, description="validation rows: a count, or a fraction (at most 1000 rows)")
-    n_test: Union[int, float] = Field(0.1, description="test rows: a count, or a fraction (at most 1000 rows)")
+    n_train: Optional[int] = Field(None, ge=MIN_TRAIN_ROWS, description="training rows (nested subsets); None = all")
+    n_val: Union[int, float] = Field(0.1, description=f"validation rows: a count, or a fraction ({MIN_HELD_OUT_ROWS} to 1000 rows)")
+    n_test: Union[int, float] = Field(0.1, description=f"test rows: a count, or a fraction ({MIN_HELD_OUT_ROWS} to 1000 rows)")
     dedup: bool = Field(False, description="drop near-duplicate rows before splitting")
     dedup_threshold: float = Field(0.95, gt=0, le=1, description="cosine similarity counted as a duplicate")
 
@@ -96,15 +97,16 @@ class TrainConfig(BaseModel):
     @field_validator("n_val", "n_test", mode="before")
     @classmethod
     def _count_or_fraction(cls, value: Any) -> Union[int, float]:
-        # Validation needs rows to score and evaluation needs test rows: at least one of each.
+        # The minimum is the data layer's (MIN_HELD_OUT_ROWS): said here too, so the option is named.
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"give a whole row count (>= 1) or a fraction in (0, 1); got {value!r}")
+            raise ValueError(f"give a whole row count (>= {MIN_HELD_OUT_ROWS}) or a fraction in (0, 1); got {value!r}")
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, float) and not 0 < value < 1:
-            raise ValueError(f"give a whole row count (>= 1) or a fraction in (0, 1); got {value}")
-        if isinstance(value, int) and value < 1:
-            raise ValueError(f"needs at least 1 row; got {value}")
+            raise ValueError(f"give a whole row count (>= {MIN_HELD_OUT_ROWS}) or a fraction in (0, 1); got {value}")
+        if isinstance(value, int) and value < MIN_HELD_OUT_ROWS:
+            raise ValueError(f"needs at least {MIN_HELD_OUT_ROWS} rows (a loss, and evaluation's PRDC with "
+                             f"{PRDC_NEIGHBOURS} nearest neighbours); got {value}")
         return value
 
     @field_validator("out")
@@ -162,7 +164,12 @@ def make_config(overrides: dict[str, Any] | None = None, yaml_path: str | Path |
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of option: value, got {type(loaded).__name__}")
         values.update(loaded or {})
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key == "model" and isinstance(value, dict) and isinstance(values.get("model"), dict):
+            value = {**values["model"], **value}  # --model-opt overrides the file's network options one by one
+        values[key] = value
     try:
         return TrainConfig(**values)
     except ValidationError as err:

@@ -1,12 +1,21 @@
 """Where training records go: always `metrics.jsonl` in the run, and W&B when asked for."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Optional
 
 from scaleflow.training.config import ConfigError
-from scaleflow.files import append_jsonl
+from scaleflow.files import append_jsonl, write_text
+
+
+def require_wandb() -> None:
+    """Refuse `--wandb` without Weights & Biases installed (called before anything is written)."""
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        raise ConfigError("--wandb: Weights & Biases is not installed; pip install 'scaleflow[wandb]'") from None
 
 
 class MetricsLogger:
@@ -21,10 +30,9 @@ class MetricsLogger:
         self.path = Path(run_dir) / "metrics.jsonl"
         self.wandb = None
         if wandb_project is not None:
-            try:
-                import wandb
-            except ImportError:
-                raise ConfigError("--wandb: Weights & Biases is not installed; pip install 'scaleflow[wandb]'") from None
+            require_wandb()
+            import wandb
+
             self.wandb = wandb.init(
                 project=wandb_project, name=Path(run_dir).name, dir=str(run_dir), config=config,
                 mode=os.environ.get("WANDB_MODE", "offline"), resume="allow" if resume else None,
@@ -32,13 +40,34 @@ class MetricsLogger:
             )
 
     def log(self, record: dict[str, Any]) -> None:
-        append_jsonl(self.path, record)
+        try:
+            append_jsonl(self.path, record)
+        except OSError as err:  # a full or vanished disk: say which file, in one line
+            raise OSError(f"{self.path}: could not append a record ({err.strerror or err})") from None
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+
+    def drop_after(self, step: int) -> None:
+        """Forget the records of steps after `step`, and a last line cut short by a kill: a resumed run
+        replays those steps and logs them again, so each step appears once."""
+        if not self.path.exists():
+            return
+        lines = self.path.read_text().splitlines()
+        kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+        if len(kept) != len(lines):
+            write_text(self.path, "".join(line + "\n" for line in kept))
 
     def close(self) -> None:
         if self.wandb is not None:
             self.wandb.finish()
+
+
+def _step_of(line: str) -> Optional[int]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record.get("step") if isinstance(record, dict) and isinstance(record.get("step"), int) else None
 
 
 def _run_id(run_dir: Path) -> str:

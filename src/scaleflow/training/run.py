@@ -10,16 +10,18 @@ Run folder:
     checkpoints/last.pt    everything needed to resume (weights, EMA, optimizer, schedule, state)
     metrics.jsonl          training and validation records
     summary.json           best_val_loss, baseline_val_loss, steps, params, wall_seconds, ...
+    .lock                  held (flock) by the process training the folder; who it is
+    reflow_pairs.safetensors   reflow runs: training pairs x0/x1 and held-out pairs val_x0/val_x1
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from scaleflow.data.errors import DataError
@@ -34,10 +36,10 @@ from scaleflow.nets import count_parameters, create_model
 from scaleflow.sampling.velocity import VelocityField
 from scaleflow.training.config import ConfigError, TrainConfig, make_config
 from scaleflow.files import read_json, read_safetensors, write_json, write_safetensors, write_text
-from scaleflow.training.logger import MetricsLogger
+from scaleflow.training.lock import check_not_busy, run_lock
+from scaleflow.training.logger import MetricsLogger, require_wandb
+from scaleflow.training.signals import stop_on_signals
 from scaleflow.training.trainer import Trainer
-
-logger = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -61,21 +63,39 @@ def build_flow(config: TrainConfig) -> Flow:
     return create_flow(config.flow, **kwargs)
 
 
+class ModelOptionError(ConfigError):
+    """The network options (`model:` in a config, `--model-opt`) do not make a network; the CLI names where they came from."""
+
+
 def build_model(config: TrainConfig, input_dim: int) -> nn.Module:
-    return create_model(config.arch, config.scale, **{**config.model, "input_dim": input_dim})
+    try:
+        return create_model(config.arch, config.scale, **{**config.model, "input_dim": input_dim})
+    except (ValueError, TypeError) as err:
+        raise ModelOptionError(f"model: {' '.join(str(err).split())}") from None
 
 
 REFLOW_PAIRS = "reflow_pairs.safetensors"
+CHECKPOINT = Path("checkpoints") / "last.pt"
 
 
-def _load_reflow_pairs(run_dir: Path, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _load_reflow_pairs(run_dir: Path, dim: int, device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Reflow's pairs and how they were drawn (the file's metadata): x0, x1 `[N, D]` to train on and
+    val_x0, val_x1 `[M, D]` to validate on (pairs files from before held-out pairs lack these: such a run
+    validates on the data's validation rows)."""
     path = run_dir / REFLOW_PAIRS
     if not path.exists():
         raise ConfigError(f"{run_dir}: flow 'reflow' trains on {REFLOW_PAIRS}, which is missing; make it with `scaleflow reflow RUN`")
     pairs = read_safetensors(path)
-    if set(pairs) != {"x0", "x1"} or pairs["x0"].shape != pairs["x1"].shape:
-        raise ConfigError(f"{path}: expected the tensors x0 and x1 of one shape, found {sorted(pairs)}")
-    return pairs["x0"].to(device), pairs["x1"].to(device)
+    shapes = {k: tuple(v.shape) for k, v in pairs.items()}
+    fits = (set(pairs) in ({"x0", "x1"}, {"x0", "x1", "val_x0", "val_x1"})
+            and all(len(shape) == 2 and shape[1] == dim for shape in shapes.values())
+            and shapes["x0"] == shapes["x1"] and shapes.get("val_x0") == shapes.get("val_x1"))
+    if not fits:
+        raise ConfigError(f"{path}: expected x0 and x1 (and val_x0 and val_x1) pairwise of one shape [N, {dim}], "
+                          f"found {shapes}")
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata() or {}
+    return {k: v.to(device) for k, v in pairs.items()}, metadata
 
 
 def _initialize_from(model: nn.Module, source: str) -> None:
@@ -88,15 +108,30 @@ def _initialize_from(model: nn.Module, source: str) -> None:
         raise ConfigError(f"init_from: {source} holds a different network ({str(err).splitlines()[0]})") from None
 
 
+def _check_folder(run_dir: Path, resume: bool) -> None:
+    """A new run needs a folder without one; a resumed run needs the folder's config (a checkpoint is optional)."""
+    if resume and not (run_dir / "config.yaml").exists():
+        raise ConfigError(f"{run_dir}: nothing to resume (no config.yaml)")
+    if not resume and (run_dir / "config.yaml").exists():
+        raise ConfigError(f"{run_dir}: already holds a run; use --resume to continue it or choose another --out")
+
+
 def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: bool = False, progress: bool = True,
-          on_step: Optional[Callable[[int], None]] = None, data: Optional[PreparedData] = None) -> dict:
+          on_step: Optional[Callable[[int], None]] = None, data: Optional[PreparedData] = None,
+          on_start: Optional[Callable[[], None]] = None) -> dict:
     """Train one run and write its folder. Returns the summary (also in `summary.json`).
+
+    One process at a time trains a folder (`lock.run_lock`; a second is refused). SIGTERM and Ctrl-C
+    stop training with a checkpoint of the step it was in and raise `signals.TrainingInterrupted`.
 
     Args:
         config: the validated configuration; the run is a function of it and its data file.
         run_dir: defaults to `config.out` or `runs/<arch>-<scale>-<flow>`.
-        resume: continue from `run_dir/checkpoints/last.pt` (the folder's config must match).
+        resume: continue from `run_dir/checkpoints/last.pt`; a run stopped before its first checkpoint
+            starts again from step 0. Either way it ends with the weights of an uninterrupted run, bit
+            for bit (the folder's config must match).
         data: already prepared data (sweeps share one load); must come from the same config.
+        on_start: called once every check has passed and the folder is held, just before training.
     """
     run_dir = Path(run_dir or config.out or Path("runs") / config.run_name())
     # The run's config names its data by absolute path: `eval` and `sample` work from any folder.
@@ -104,55 +139,67 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
         key: str(Path(value).expanduser().resolve())
         for key in ("data", "texts") if (value := getattr(config, key)) is not None and value != "builtin"
     })
-    last = run_dir / "checkpoints" / "last.pt"
-    if resume and not last.exists():
-        raise ConfigError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
-    if not resume and (run_dir / "config.yaml").exists():
-        raise ConfigError(f"{run_dir}: already holds a run; use --resume to continue it or choose another --out")
+    last = run_dir / CHECKPOINT
+    # Every check before the first write: a refused run leaves no folder and touches none.
+    check_not_busy(run_dir)
+    _check_folder(run_dir, resume)
     device = resolve_device(config.device)
+    if config.wandb:
+        require_wandb()
     torch.manual_seed(config.seed)
-    splits = _read_splits(run_dir) if resume else None
+    # A run killed while writing its header may lack splits.json; its config makes the same splits again.
+    splits = _read_splits(run_dir) if resume and (last.exists() or (run_dir / "splits.json").exists()) else None
     data = data or prepare_data(config.data, config.texts, config.n_train, config.n_val, config.n_test,
                                 config.dedup, config.dedup_threshold, config.seed, splits=splits)
-    train_rows, pairs_x0 = data.train.to(device), None
+    train_rows, val_rows, pairs, pairs_info = data.train.to(device), data.val.to(device), {}, None
     if config.flow == "reflow":
-        pairs_x0, train_rows = _load_reflow_pairs(run_dir, device)
+        pairs, pairs_info = _load_reflow_pairs(run_dir, data.dim, device)
+        train_rows, val_rows = pairs["x1"], pairs.get("val_x1", val_rows)
     model = build_model(config, data.dim)
-    if config.init_from and not resume:
+    if config.init_from and not (resume and last.exists()):  # a restart (no checkpoint yet) starts where the first did
         _initialize_from(model, config.init_from)
     flow = build_flow(config)
-    # The logger first: a missing W&B install is refused before the run folder is written.
-    logger = MetricsLogger(run_dir, config.wandb_project if config.wandb else None, config.model_dump(), resume)
-    if not resume:
-        _write_run_header(run_dir, config, model, data)
-    trainer = Trainer(config, model, flow, train_rows, data.val.to(device), run_dir, pairs_x0, on_step, progress, logger)
-    if resume:
-        trainer.load_checkpoint(last)
-    try:
-        state = trainer.fit()
-    finally:
-        logger.close()
-    summary = {
-        "best_val_loss": state.best_val_loss,
-        "best_step": state.best_step,
-        "baseline_val_loss": trainer.validation.baseline_loss,
-        "final_val_loss": state.history[-1]["val_loss"] if state.history else None,
-        "loss_space": config.prediction,
-        "steps": state.step,
-        "stopped_early": state.step < config.steps,
-        "params": count_parameters(model),
-        "wall_seconds": state.wall_seconds,
-        "steps_per_second": state.step / max(state.wall_seconds, 1e-9),
-        "train_rows": len(train_rows),
-        "dim": data.dim,
-        "device": str(device),
-        "autocast": str(trainer.autocast).removeprefix("torch.") if trainer.autocast else "fp32",
-    }
-    write_json(run_dir / "summary.json", summary)
+    with run_lock(run_dir):
+        _check_folder(run_dir, resume)  # again: another process may have changed the folder meanwhile
+        continuing = resume and last.exists()
+        metrics = MetricsLogger(run_dir, config.wandb_project if config.wandb else None, config.model_dump(), resume)
+        if not continuing:  # a restart writes the same header again, whole
+            _write_run_header(run_dir, config, model, data, pairs_info)
+        try:
+            with stop_on_signals() as stop:
+                trainer = Trainer(config, model, flow, train_rows, val_rows, run_dir, pairs.get("x0"), on_step,
+                                  progress, metrics, val_x0=pairs.get("val_x0"), stop=stop)
+                if continuing:
+                    trainer.load_checkpoint(last)
+                metrics.drop_after(trainer.state.step)  # the steps after the checkpoint are replayed and logged again
+                if on_start is not None:
+                    on_start()
+                state = trainer.fit()
+        finally:
+            metrics.close()
+        summary = {
+            "best_val_loss": state.best_val_loss,
+            "best_step": state.best_step,
+            "baseline_val_loss": trainer.validation.baseline_loss,
+            "final_val_loss": state.history[-1]["val_loss"] if state.history else None,
+            "loss_space": config.prediction,
+            "val_on": "reflow pairs" if "val_x0" in pairs else "validation rows",
+            "steps": state.step,
+            "stopped_early": state.step < config.steps,
+            "params": count_parameters(model),
+            "wall_seconds": state.wall_seconds,
+            "steps_per_second": state.step / max(state.wall_seconds, 1e-9),
+            "train_rows": len(train_rows),
+            "dim": data.dim,
+            "device": str(device),
+            "autocast": str(trainer.autocast).removeprefix("torch.") if trainer.autocast else "fp32",
+        }
+        write_json(run_dir / "summary.json", summary)
     return summary
 
 
-def _write_run_header(run_dir: Path, config: TrainConfig, model: nn.Module, data: PreparedData) -> None:
+def _write_run_header(run_dir: Path, config: TrainConfig, model: nn.Module, data: PreparedData,
+                      reflow_pairs: Optional[dict[str, str]] = None) -> None:
     """Everything that describes the run before its first step, so even a crashed run can be read."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", config.to_yaml())
@@ -161,7 +208,7 @@ def _write_run_header(run_dir: Path, config: TrainConfig, model: nn.Module, data
     write_json(run_dir / "model.json", {
         "arch": config.arch, "scale": config.scale, "config": model.config, "input_dim": data.dim,
         "prediction": config.prediction, "flow": config.flow, "params": count_parameters(model),
-        "data_source": data.source,
+        "data_source": data.source, **({"reflow_pairs": reflow_pairs} if reflow_pairs is not None else {}),
     })
 
 

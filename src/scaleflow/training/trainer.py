@@ -1,5 +1,5 @@
 """The training loop: batches by index from a resident dataset, AdamW, clipping, EMA, validation,
-early stopping, best/last checkpoints and exact resume.
+early stopping, best/last checkpoints, exact resume and a clean stop on SIGTERM/SIGINT.
 
 Every random draw of step `s` (batch order, noise, times, coupling) comes from generators seeded
 by `(seed, s)`, so a resumed run replays the uninterrupted one exactly without saving RNG streams.
@@ -7,29 +7,38 @@ by `(seed, s)`, so a resumed run replays the uninterrupted one exactly without s
 from __future__ import annotations
 
 import math
+import shlex
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 
 from scaleflow.flows.base import Flow
 from scaleflow.flows.draws import (ValidationSet, make_validation_set, regression_target, step_generator,
                                     validation_coupling_batch)
+from scaleflow.files import read_torch, write_safetensors, write_torch
 from scaleflow.training.config import TrainConfig
 from scaleflow.training.ema import EMA
-from scaleflow.files import read_torch, write_safetensors, write_torch
 from scaleflow.training.logger import MetricsLogger
 from scaleflow.training.optim import make_adamw
 from scaleflow.training.precision import autocast_dtype
 from scaleflow.training.progress import TrainingProgress
 from scaleflow.training.schedule import warmup_cosine
+from scaleflow.training.signals import StopRequest
+
 
 class TrainingDiverged(ValueError):
     """The loss became NaN or Inf; the message says where and what was kept."""
+
+
+class RunWriteError(OSError):
+    """A run file could not be written (full or vanished disk); the previous one is intact."""
 
 
 @dataclass
@@ -48,14 +57,18 @@ class Trainer:
     """Trains `model` on `train: [N, D]` (normalized) with `flow`, writing into `run_dir`.
 
     Args:
+        val: `[M, D]` held-out rows (normalized); with `val_x0`, reflow's held-out pairs `(val_x0, val)`.
         pairs_x0: for reflow, the noise `[N, D]` paired with each training row; otherwise fresh noise.
         on_step: called as `on_step(step)` after each completed step (tests simulate crashes with it).
+        stop: set by a signal (`signals.stop_on_signals`): the run checkpoints the step it is in and stops.
     """
 
     def __init__(self, config: TrainConfig, model: nn.Module, flow: Flow, train: torch.Tensor, val: torch.Tensor,
                  run_dir: Path, pairs_x0: Optional[torch.Tensor] = None, on_step: Optional[Callable[[int], None]] = None,
-                 progress: bool = True, logger: Optional[MetricsLogger] = None):
+                 progress: bool = True, logger: Optional[MetricsLogger] = None, val_x0: Optional[torch.Tensor] = None,
+                 stop: Optional[StopRequest] = None):
         self.cfg, self.flow, self.run_dir, self.on_step, self.progress = config, flow, Path(run_dir), on_step, progress
+        self.stop = stop if stop is not None else StopRequest()
         self.device = train.device
         self.model = model.to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -67,9 +80,10 @@ class Trainer:
             self.optimizer, lambda s: warmup_cosine(s, config.steps, config.warmup_steps, config.min_lr_ratio))
         self.ema = EMA(self.model, config.ema_decay)
         self.validation: ValidationSet = make_validation_set(
-            flow, val, config.prediction, config.seed, validation_coupling_batch(config.batch_size, len(train)))
+            flow, val, config.prediction, config.seed, validation_coupling_batch(config.batch_size, len(train)), x0=val_x0)
         self.autocast = autocast_dtype(config.precision, self.device)
         self.state = TrainState()
+        self._checkpointed: Optional[int] = None  # step of the checkpoint on disk that this trainer wrote or read
         self.logger = logger or MetricsLogger(self.run_dir)
         self._epoch, self._order = -1, None
 
@@ -135,16 +149,34 @@ class Trainer:
         model.train(was_training)
         return total / len(v.x_t)
 
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
     def save_best(self) -> None:
-        write_safetensors(self.run_dir / "model.safetensors", self.model.state_dict())
-        write_safetensors(self.run_dir / "ema.safetensors", self.ema.state_dict())
+        for name, weights in (("model.safetensors", self.model.state_dict()), ("ema.safetensors", self.ema.state_dict())):
+            self._write(self.run_dir / name, write_safetensors, weights)
 
     def save_checkpoint(self) -> None:
-        write_torch(self.run_dir / "checkpoints" / "last.pt", {
+        self._write(self.checkpoint_path, write_torch, {
             "state": self.state.__dict__, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
         })
+        self._checkpointed = self.state.step
+
+    def _write(self, path: Path, write: Callable[[Path, Any], None], obj: Any) -> None:
+        """`write(path, obj)`, atomic and flushed (`files.atomic_write`): a crash or a full disk leaves the
+        previous version whole. A failure becomes one line saying what was kept and how to go on."""
+        try:
+            write(path, obj)
+        except (OSError, RuntimeError, SafetensorError) as err:  # torch.save says "unexpected pos 576 vs 534"
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else _free_space(path.parent)
+            last = self.checkpoint_path
+            step = "" if self._checkpointed is None else f" (step {self._checkpointed})"
+            kept = f"the checkpoint in {last}{step} is intact" if last.exists() else "no checkpoint had been written yet"
+            raise RunWriteError(f"{path}: could not be written ({reason}); {kept}; free space or fix the disk, then "
+                                f"continue with: scaleflow train --resume --out {shlex.quote(str(self.run_dir))}") from None
 
     def load_checkpoint(self, path: Path) -> None:
         ckpt = read_torch(path, self.device, keys=("state", "model", "ema", "optimizer", "scheduler", "torch_rng"))
@@ -154,6 +186,7 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["torch_rng"].cpu())  # map_location moved it; the CPU RNG wants it back
         self.state = TrainState(**ckpt["state"])
+        self._checkpointed = self.state.step
 
     # --- the loop ------------------------------------------------------------------------------
     def fit(self) -> TrainState:
@@ -164,6 +197,8 @@ class Trainer:
         with TrainingProgress(cfg.steps, start_step, enabled=self.progress) as bar:
             step = start_step
             while step < cfg.steps:
+                if self.stop:  # a signal came during the last step (or before the first)
+                    self._stop_on_signal(step)
                 loss, grad_norm = self.train_step(step)
                 step += 1
                 state.step = step
@@ -185,6 +220,12 @@ class Trainer:
                     break
         return state
 
+    def _stop_on_signal(self, step: int) -> None:
+        """Checkpoint `step` (unless just done) and raise the `TrainingInterrupted` saying how to go on."""
+        if self._checkpointed != step:
+            self.save_checkpoint()
+        raise self.stop.interrupted(step, self.cfg.steps, self.checkpoint_path, self.run_dir)
+
     def _validate_and_track(self, step: int) -> bool:
         """Validate EMA and raw weights, keep the best, and say whether patience ran out."""
         state = self.state
@@ -198,3 +239,12 @@ class Trainer:
         else:
             state.bad_validations += 1
         return self.cfg.patience > 0 and state.bad_validations >= self.cfg.patience
+
+
+
+def _free_space(folder: Path) -> str:
+    """Why a write failed when the writer does not say (torch.save): the disk's free space, or that it is gone."""
+    try:
+        return f"the write failed with {shutil.disk_usage(folder).free / 2**20:.1f} MiB free on its disk"
+    except OSError as err:
+        return f"its folder is unusable: {err.strerror or err}"
