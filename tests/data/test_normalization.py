@@ -87,3 +87,13 @@ def test_dimension_mismatch() -> None:
     s = Standardizer.fit(_data(d=6))
     with pytest.raises(ValueError, match="dimension 5 .* fitted on 6"):
         s.transform(np.zeros((2, 5), np.float32))
+
+
+def test_statistics_saved_before_unscaled_dimensions_load_as_fitting_gives_them():
+    """Runs saved with a constant dimension's std clamped to 1e-8 read back with std 1, as `fit` gives now,
+    so `Run.data()` finds the same statistics and evaluation of such runs goes on."""
+    old = Standardizer(np.array([0.0, 2.0], dtype=np.float32), np.array([1e-8, 0.5], dtype=np.float32))
+    fitted = Standardizer.fit(np.array([[0.0, 1.5], [0.0, 2.5]]))
+    np.testing.assert_array_equal(old.std, fitted.std)
+    np.testing.assert_array_equal(old.unscaled, fitted.unscaled)
+    assert old.unscaled.tolist() == [0]

@@ -17,16 +17,19 @@ class Standardizer:
     every saved form (lists, tensors) round-trip bit for bit.
 
     Attributes:
-        unscaled: `[k]` int64 indices of the dimensions `fit` found constant and left unscaled (std 1).
+        unscaled: `[k]` int64 indices of the constant dimensions, left unscaled (std 1).
     """
 
     def __init__(self, mean: Any, std: Any, min_std: float = 1e-8) -> None:
-        self.mean = _vector(mean)
-        self.std = np.maximum(_vector(std), np.float32(min_std))
+        self.mean, std = _vector(mean), _vector(std)
+        if self.mean.shape != std.shape:
+            raise ValueError(f"mean has shape {self.mean.shape} but std has {std.shape}")
+        # A std at or below `min_std` is a constant dimension (runs saved before `unscaled` existed stored
+        # those as min_std itself): it keeps std 1, so loading such a run gives what fitting gives today.
+        constant = std <= np.float32(min_std)
+        self.std = np.where(constant, np.float32(1.0), std)
         self.min_std = float(min_std)
-        if self.mean.shape != self.std.shape:
-            raise ValueError(f"mean has shape {self.mean.shape} but std has {self.std.shape}")
-        self.unscaled = np.zeros(0, dtype=np.int64)
+        self.unscaled = np.flatnonzero(constant).astype(np.int64)
         self._cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
@@ -43,9 +46,7 @@ class Standardizer:
         mean, std = x64.mean(axis=0), x64.std(axis=0)
         # Float32 rows of one value still differ by rounding (relative eps): a spread that small is no signal.
         constant = std <= np.finfo(np.float32).eps * np.abs(mean)
-        fitted = cls(mean, np.where(constant, 1.0, std), min_std=min_std)
-        fitted.unscaled = np.flatnonzero(constant).astype(np.int64)
-        return fitted
+        return cls(mean, np.where(constant, 0.0, std), min_std=min_std)
 
     @property
     def dim(self) -> int:
