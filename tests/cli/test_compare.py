@@ -4,15 +4,16 @@ import numpy as np
 import pytest
 import torch
 import typer
+from rich.text import Text
 from typer.testing import CliRunner
 
-from scaleflow.cli.compare import compare
+from scaleflow.cli.compare import _best, _cell, compare
 from scaleflow.training.config import make_config
 from scaleflow.files import write_json, write_safetensors
 from scaleflow.training.run import train
 
 METRICS = ("val_loss", "reconstruction_mse", "fd", "mmd", "precision", "recall", "density", "coverage",
-           "memorization", "diversity", "straightness")
+           "memorization", "diversity", "validity", "nearest_cosine", "straightness")
 FIGURES = ("curves.png", "metrics.png", "nfe.png", "map.png")
 
 app = typer.Typer()
@@ -26,8 +27,11 @@ def _eval_report(seed: int) -> dict:
     report = {}
     for name in METRICS:
         value = float(rng.uniform(0.1, 1))
-        report[name] = {"value": value, "ci": [0.9 * value, 1.1 * value],
-                        "floor": None if name in ("val_loss", "reconstruction_mse", "straightness") else value / 2}
+        floor = None if name in ("val_loss", "reconstruction_mse", "straightness") else value / 2
+        report[name] = {"value": value, "ci": [0.9 * value, 1.1 * value], "floor": floor,
+                        "floor_ci": None if floor is None else [0.8 * floor, 1.2 * floor]}
+    fd = report["fd"]
+    fd.update(excess=fd["value"] - fd["floor"], excess_ci=[0.0, fd["value"]], fd_inf=0.3 * fd["value"], floor_inf=0.01)
     report["nfe_curve"] = [{"solver": "euler", "steps": s, "nfe": s, "fd": 5.0 / s, "seconds": 0.01} for s in (1, 2, 4)]
     report["nfe_curve"].append({"solver": "dopri5", "steps": None, "nfe": 26, "fd": 1.1, "seconds": 0.1})
     report["stats"], report["settings"] = {"generated_vs_test": {}}, {"n_generated": 50, "seed": seed}
@@ -57,7 +61,8 @@ def test_compare_two_evaluated_runs(runs, tmp_path):
     out = tmp_path / "figs"
     result = runner.invoke(app, [str(runs["run_a"]), str(runs["run_b"]), "--out", str(out)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for text in ("run_a", "run_b", "fd", "coverage", "arch", "mlp", "best_val_loss", "(floor"):
+    for text in ("run_a", "run_b", "fd", "fd_excess", "fd_inf", "validity", "nearest_cosine", "coverage", "arch", "mlp",
+                 "best_val_loss", "(floor"):
         assert text in result.stdout, text
     for name in FIGURES:
         assert (out / name).stat().st_size > 0, name
@@ -130,3 +135,24 @@ def test_map_skipped_when_the_data_file_is_gone(runs, tmp_path):
     assert result.exit_code == 0, result.output
     assert (out / "metrics.png").exists() and not (out / "map.png").exists()
     assert "map skipped: cannot read" in result.stderr
+
+
+def _plain(markup: str) -> str:
+    return Text.from_markup(markup).plain
+
+
+def test_cells_show_both_intervals_and_no_ratio():
+    cell = _cell({"value": 0.007, "ci": [0.006, 0.008], "floor": -0.0003, "floor_ci": [-0.001, 0.0005]})
+    assert _plain(cell) == "0.007 [0.006, 0.008] (floor -0.0003 [-0.001, 0.0005])"
+    assert "x" not in cell
+    assert _plain(_cell({"value": 88.3, "ci": None, "floor": 0.9, "floor_ci": None})) == "88.3 (floor 0.9)"
+    nan = float("nan")  # "[nan, nan]" would parse as a markup tag unless escaped
+    assert _plain(_cell({"value": 1.0, "ci": [nan, nan], "floor": None})) == "1 [nan, nan]"
+    assert _cell(None) == "-"
+
+
+def test_best_run_by_direction():
+    assert _best("validity", [0.5, 0.9, None]) == 1  # higher is better
+    assert _best("fd_excess", [3.0, -0.5]) == 1 and _best("fd_inf", [2.0, 4.0]) == 0 and _best("mmd", [0.1, 0.0]) == 1
+    assert _best("nearest_cosine", [0.5, 0.9]) is None  # judged against its floor: no direction
+    assert _best("validity", [0.5]) is None

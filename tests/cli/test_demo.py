@@ -52,11 +52,12 @@ def test_demo_trains_evaluates_and_draws(demo_run):
         figure = out / "figures" / name
         assert figure.exists() and figure.stat().st_size > 10_000, name
     report = json.loads((out / "eval.json").read_text())
-    fd = report["fd"]
-    assert fd["value"] > fd["floor"] > 0  # 100 steps: worse than real data, but a number
+    fd, validity = report["fd"], report["validity"]
+    assert fd["value"] > fd["floor"] > 0 and fd["excess"] > 0  # 100 steps: worse than real data
+    assert 0.9 < validity["floor"] < 1.0 and 0.0 <= validity["value"] <= 1.0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 100 and summary["best_val_loss"] < summary["baseline_val_loss"]
     # The evaluation table and the closing lines reach the user.
     assert "fd" in result.stdout and "precision" in result.stdout
-    assert "Frechet distance" in result.stderr and str(out / "figures") in " ".join(result.stderr.split())
+    assert "Frechet distance" in result.stderr and "Validity" in result.stderr and str(out / "figures") in " ".join(result.stderr.split())
 

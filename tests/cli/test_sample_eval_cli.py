@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import stat
 
 import numpy as np
@@ -12,7 +13,8 @@ import pytest
 from scaleflow.data.loading import load_embeddings
 
 METRICS = {"val_loss", "reconstruction_mse", "fd", "mmd", "precision", "recall", "density", "coverage",
-           "memorization", "diversity", "straightness"}
+           "memorization", "diversity", "validity", "nearest_cosine", "straightness"}
+SHARES = {"precision", "recall", "coverage", "memorization", "validity"}  # values in [0, 1]
 NO_FLOOR = {"val_loss", "reconstruction_mse", "straightness"}
 
 
@@ -135,17 +137,75 @@ def test_eval_writes_every_metric_with_ci_and_floor(evaluated, text_run):
         assert isinstance(entry["value"], float) and math.isfinite(entry["value"]), name
         lo, hi = entry["ci"]
         assert len(entry["ci"]) == 2 and lo <= hi, (name, entry["ci"])
-        floor = entry["floor"]
-        assert floor is None if name in NO_FLOOR else isinstance(floor, float), (name, floor)
+        floor, floor_ci = entry["floor"], entry["floor_ci"]
+        if name in NO_FLOOR:
+            assert floor is None and floor_ci is None, name
+            continue
+        assert isinstance(floor, float) and len(floor_ci) == 2 and floor_ci[0] <= floor_ci[1], (name, floor_ci)
+        if name in SHARES:
+            assert 0 <= lo <= entry["value"] <= hi <= 1 and 0 <= floor_ci[0] <= floor <= floor_ci[1] <= 1, name
     assert report["nfe_curve"] == []
-    assert report["settings"]["n_generated"] == 40 and report["settings"]["n_test"] == 50
+    settings = report["settings"]
+    assert settings["n_generated"] == settings["n_real_draw"] == settings["n_requested"] == 40
+    assert settings["n_test"] == 50 and settings["n_train"] == 200
     assert (text_run / "eval_samples.safetensors").is_file()
+
+
+def test_eval_values(evaluated, text_run):
+    """Numbers, not only finiteness: a 20-step model is far from the data, real rows are not."""
+    report = json.loads((text_run / "eval.json").read_text())
+    fd, valid = report["fd"], report["validity"]
+    assert fd["value"] >= 0 and fd["floor"] > 0 and fd["ci"][0] <= fd["value"] <= fd["ci"][1]
+    assert fd["excess"] == pytest.approx(fd["value"] - fd["floor"])
+    assert fd["excess_ci"][0] <= fd["excess"] <= fd["excess_ci"][1]
+    assert fd["value"] > fd["floor_ci"][1] and fd["excess_ci"][0] > 0  # the untrained-ish model is worse than data
+    # Extrapolated to infinite samples the real draw's FD shrinks towards 0 (n = 40 in 8-D: mostly bias).
+    assert abs(fd["floor_inf"]) < 0.5 * fd["floor"] and math.isfinite(fd["fd_inf"])
+    assert fd["extrapolation"]["sizes"][0] == 20 and fd["extrapolation"]["sizes"][-1] == 40
+    # Real training rows are valid 95% of the time by construction: 38 of the 40 drawn.
+    assert valid["floor"] == pytest.approx(0.95) and -1 <= valid["threshold"] <= 1
+    assert valid["value"] < valid["floor"]
+    assert report["nearest_cosine"]["floor"] > report["nearest_cosine"]["value"]
+    assert report["precision"]["floor"] > 0.8 and report["mmd"]["floor_ci"][0] < 0 < report["mmd"]["floor_ci"][1]
+
+
+def _row(stdout: str, name: str) -> list[str]:
+    """The cells of the table row whose first cell is `name`."""
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.strip("│┃ ").split("│")]
+        if cells and cells[0] == name:
+            return cells
+    raise AssertionError(f"no row {name!r} in\n{stdout}")
 
 
 def test_eval_prints_table(evaluated, text_run):
     result, _ = evaluated
-    for text in ("fd", "floor", "95% CI", "coverage", "straightness", str(text_run / "eval.json")):
+    for text in ("fd", "floor", "95% CI", "coverage", "straightness", "validity", str(text_run / "eval.json")):
         assert text in result.stdout, text
+    report = json.loads((text_run / "eval.json").read_text())
+    fd = _row(result.stdout, "fd")
+    assert fd[1] == f"{report['fd']['value']:.4g}" and fd[3] == f"{report['fd']['value'] / report['fd']['floor']:.2f}x"
+    assert _row(result.stdout, "fd_excess")[1] == f"{report['fd']['excess']:.4g}"
+    assert _row(result.stdout, "fd_inf")[1] == f"{report['fd']['fd_inf']:.4g}"
+    assert _row(result.stdout, "mmd")[3] == "-"  # MMD is never a ratio to its ~0 floor
+    assert _row(result.stdout, "validity")[3].endswith("x")
+    floor_rows = [line for line in result.stdout.splitlines() if line.strip("│ ").startswith("floor")]
+    assert len(floor_rows) == len(METRICS - NO_FLOOR) + 1  # and fd_inf's floor
+    assert "excess" in result.stdout and "extrapolated to infinite samples" in result.stdout
+
+
+def test_eval_refuses_too_few_samples(text_run, cli, user_error):
+    user_error(cli(["eval", text_run, "--n", "1"]), "--n 1", "--n >= 6", "neighbours", "covariance")
+
+
+def test_eval_caps_n_at_the_training_rows(text_run, cli, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(text_run, run)
+    result = cli(["eval", run, "--n", "250", "--bootstrap", "5", "--no-nfe-curve"])
+    assert result.exit_code == 0, result.output
+    settings = json.loads((run / "eval.json").read_text())["settings"]
+    assert settings["n_requested"] == 250 and settings["n_generated"] == settings["n_real_draw"] == 200
+    assert "value and floor both use 200" in result.stderr
 
 
 def test_eval_nfe_curve(evaluated, plain_run):

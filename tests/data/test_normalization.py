@@ -97,3 +97,13 @@ def test_statistics_saved_before_unscaled_dimensions_load_as_fitting_gives_them(
     np.testing.assert_array_equal(old.std, fitted.std)
     np.testing.assert_array_equal(old.unscaled, fitted.unscaled)
     assert old.unscaled.tolist() == [0]
+
+
+def test_constant_dimensions_come_back_as_their_constant():
+    x = np.array([[0.0, 1.0, 7.0], [0.0, 3.0, 7.0], [0.0, 2.0, 7.0]])
+    st = Standardizer.fit(x)
+    assert st.unscaled.tolist() == [0, 2]
+    z = torch.tensor([[0.5, 1.0, -2.0]])  # a model's leftover noise in the constant dimensions
+    back = st.inverse_transform(z)
+    torch.testing.assert_close(back, torch.tensor([[0.0, 2.0 + np.std([1.0, 3.0, 2.0]), 7.0]], dtype=torch.float32))
+    np.testing.assert_allclose(st.inverse_transform(st.transform(x)), x, atol=1e-6)  # real rows round-trip

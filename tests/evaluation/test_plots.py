@@ -8,7 +8,7 @@ from scaleflow.evaluation.plots import (DPI, metric_names, plot_embedding_map, p
 
 # As evaluate.METRICS (kept literal here so these tests do not import the evaluation pipeline).
 METRICS = ("val_loss", "reconstruction_mse", "fd", "mmd", "precision", "recall", "density", "coverage",
-           "memorization", "diversity", "straightness")
+           "memorization", "diversity", "validity", "nearest_cosine", "straightness")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -31,8 +31,9 @@ def _report(seed, floors=True):
     report = {}
     for name in METRICS:
         value = float(rng.uniform(0.1, 1))
-        report[name] = {"value": value, "ci": [value * 0.9, value * 1.1],
-                        "floor": value / 2 if floors and name not in ("val_loss", "straightness") else None}
+        floor = value / 2 if floors and name not in ("val_loss", "straightness") else None
+        report[name] = {"value": value, "ci": [value * 0.9, value * 1.1], "floor": floor,
+                        "floor_ci": None if floor is None else [floor * 0.8, floor * 1.2]}
     report["nfe_curve"] = [{"solver": solver, "steps": s, "nfe": s * k, "fd": 10.0 / s, "seconds": 0.01}
                            for solver, k in (("euler", 1), ("heun", 2)) for s in (1, 2, 4, 8)]
     report["nfe_curve"].append({"solver": "dopri5", "steps": None, "nfe": 38, "fd": 0.9, "seconds": 0.1})
@@ -61,13 +62,29 @@ def test_metric_bars_with_null_floors_and_missing_metrics(tmp_path):
     del partial["mmd"]
     partial["fd"]["value"] = float("nan")
     path = plot_metric_bars({"a": _report(0), "b": partial}, tmp_path / "sub" / "metrics.png")
-    _check_png(path, 12, 2.4 * 3)  # 11 metrics in 4 columns -> 3 rows
+    _check_png(path, 12, 2.4 * 4)  # 13 metrics in 4 columns -> 4 rows
 
 
 def test_metric_bars_ci_not_containing_value(tmp_path):
     report = _report(0)
     report["fd"]["ci"] = [report["fd"]["value"] * 1.1, report["fd"]["value"] * 1.2]  # must not raise
-    _check_png(plot_metric_bars({"a": report}, tmp_path / "metrics.png"), 12, 7.2)
+    _check_png(plot_metric_bars({"a": report}, tmp_path / "metrics.png"), 12, 9.6)
+
+
+def test_metric_bars_draw_fd_excess_and_fd_inf_panels(tmp_path, monkeypatch):
+    report = _report(0)
+    report["fd"].update(excess=40.0, excess_ci=[35.0, 45.0], fd_inf=30.0, floor_inf=0.5)
+    titles = []
+    real_save = plots._save
+
+    def spy(fig, path):
+        titles.extend(ax.get_title() for ax in fig.axes if ax.axison)
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", spy)
+    old = _report(1)  # an older report without the FD rows still gets its bars
+    _check_png(plot_metric_bars({"new": report, "old": old}, tmp_path / "metrics.png"), 12, 9.6)  # 15 panels
+    assert titles == [*METRICS[:3], "fd_excess", "fd_inf", *METRICS[3:]]
 
 
 def test_quality_vs_nfe(tmp_path):

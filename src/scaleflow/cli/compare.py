@@ -16,16 +16,17 @@ from rich.table import Table
 
 from scaleflow.cli.errors import user_errors
 from scaleflow.data.normalization import Standardizer
-from scaleflow.evaluation.plots import (metric_names, plot_embedding_map, plot_metric_bars, plot_quality_vs_nfe,
-                                        plot_training_curves)
+from scaleflow.evaluation.plots import plot_embedding_map, plot_metric_bars, plot_quality_vs_nfe, plot_training_curves
+from scaleflow.evaluation.report import metric_entries, metric_names
 from scaleflow.training.config import ConfigError
 from scaleflow.files import read_json, read_safetensors
 from scaleflow.training.run import load_run
 
-# Which way is better, for highlighting the best run; metrics judged against their floor
-# (density ~1, diversity ~real) have no direction and are never highlighted.
-LOWER_IS_BETTER = {"val_loss", "reconstruction_mse", "fd", "mmd", "memorization", "straightness"}
-HIGHER_IS_BETTER = {"precision", "recall", "coverage"}
+# Which way is better, for highlighting the best run; metrics judged against their floor (density ~1,
+# diversity ~real, nearest_cosine ~real: collapsing onto dense regions raises it) have no direction and
+# are never highlighted. Runs are compared by value, never by a ratio to a floor (MMD's is ~0).
+LOWER_IS_BETTER = {"val_loss", "reconstruction_mse", "fd", "fd_excess", "fd_inf", "mmd", "memorization", "straightness"}
+HIGHER_IS_BETTER = {"precision", "recall", "coverage", "validity"}
 
 
 @dataclass
@@ -80,13 +81,18 @@ def _fmt(x) -> str:
     return "-" if x is None else str(x)
 
 
+def _interval(ci) -> str:
+    return f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""
+
+
 def _cell(entry: Optional[dict]) -> str:
-    """`value [lo, hi] (floor x)`, the floor dimmed; "-" when the report lacks the metric."""
+    """`value [lo, hi] (floor f [lo, hi])`, the floor dimmed; "-" when the report lacks the metric."""
     if not entry:
         return "-"
-    lo, hi = entry.get("ci", [None, None])
-    text = escape(f"{_fmt(entry['value'])} [{_fmt(lo)}, {_fmt(hi)}]")  # "[nan, ...]" would parse as markup
-    return text + (f" [dim](floor {_fmt(entry['floor'])})[/]" if entry.get("floor") is not None else "")
+    text = escape(_fmt(entry["value"]) + _interval(entry.get("ci")))  # "[nan, ...]" would parse as markup
+    if entry.get("floor") is None:
+        return text
+    return text + f" [dim]{escape('(floor ' + _fmt(entry['floor']) + _interval(entry.get('floor_ci')) + ')')}[/]"
 
 
 def _best(name: str, values: list[Optional[float]]) -> Optional[int]:
@@ -112,8 +118,9 @@ def comparison_table(runs: list[RunFiles]) -> Table:
     }
     for i, (name, values) in enumerate(header.items()):
         table.add_row(name, *[_fmt(v) for v in values], end_section=i == len(header) - 1)
+    rows = [metric_entries(r.report) if r.report else {} for r in runs]
     for name in metric_names(r.report for r in runs if r.report):
-        entries = [(r.report or {}).get(name) for r in runs]
+        entries = [row.get(name) for row in rows]
         best = _best(name, [e["value"] if e else None for e in entries])
         cells = [_cell(e) for e in entries]
         if best is not None:

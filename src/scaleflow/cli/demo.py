@@ -11,7 +11,7 @@ from rich.console import Console
 
 from scaleflow.cli.compare import compare
 from scaleflow.cli.errors import user_errors
-from scaleflow.cli.evaluate import evaluate_and_save, report_table
+from scaleflow.cli.evaluate import evaluate_and_save, fd_summary, report_table
 from scaleflow.training.config import make_config
 from scaleflow.training.run import train
 
@@ -47,10 +47,11 @@ def demo(
     Console().print(report_table(report, f"{out} vs the test split (floor = real training rows vs the same test rows)"))
     console.print("[bold]3/3[/] figures")
     compare([out], out=str(out / "figures"), draw_map=True, quiet=True)
-    fd, run = report["fd"], shlex.quote(str(out))
+    validity, run = report["validity"], shlex.quote(str(out))
     console.print(
-        f"\nFrechet distance {fd['value']:.4g} = {fd['value'] / fd['floor']:.2f}x the real-vs-real floor "
-        f"({fd['floor']:.4g}).\nrun folder: {out}   evaluation: {out / 'eval.json'}   figures: {out / 'figures'}\n"
+        f"\n{fd_summary(report)}.\nValidity {validity['value']:.3f} (real rows: {validity['floor']:.3f}): the share of "
+        f"samples as close to a real test row as 95% of real rows are.\n"
+        f"run folder: {out}   evaluation: {out / 'eval.json'}   figures: {out / 'figures'}\n"
         f"next: scaleflow sample {run} --n 1000 --neighbors 3 --out samples.npy\n"
         f"      scaleflow train --arch mlp --scale small --out runs/mlp && scaleflow eval runs/mlp "
         f"&& scaleflow compare {run} runs/mlp", soft_wrap=True, highlight=False, markup=False,

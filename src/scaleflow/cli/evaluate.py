@@ -1,33 +1,54 @@
 """`scaleflow eval RUN`: sample the run, score the samples against its test split, write eval.json."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from scaleflow.cli.errors import user_errors
-from scaleflow.evaluation.evaluate import METRICS, evaluate
+from scaleflow.evaluation.evaluate import evaluate
+from scaleflow.evaluation.report import FD_ROWS, metric_entries, ratio_to_floor
+from scaleflow.evaluation.scores import DEFAULT_K, min_samples
 from scaleflow.sampling.solvers import SOLVERS
 from scaleflow.training.config import ConfigError
 from scaleflow.files import write_json, write_safetensors
 from scaleflow.training.run import load_run, resolve_device
 
 
+def _interval(ci) -> str:
+    return "-" if not ci else escape(f"[{ci[0]:.4g}, {ci[1]:.4g}]")  # "[nan, ...]" would parse as markup
+
+
 def report_table(report: dict, title: str) -> Table:
-    """Rich table: metric, value, 95% CI, floor, and value/floor where that ratio means something."""
+    """Rich table, two rows per metric so it fits 80 columns: the value with its 95% CI and value/floor
+    where that ratio means something (`report.RATIO_METRICS`: never MMD, whose real-vs-real value is ~0),
+    then, dimmed, the real-vs-real floor with its own 95% CI. FD is followed by its excess over the floor
+    and its value extrapolated to infinite samples (`fd_excess`, `fd_inf`)."""
     table = Table(title=title)
-    for column, justify in (("metric", "left"), ("value", "right"), ("95% CI", "right"), ("floor", "right"), ("ratio", "right")):
-        table.add_column(column, justify=justify)
-    for name in METRICS:
-        m = report[name]
-        floor = m["floor"]
-        ratio = m["value"] / floor if floor not in (None, 0) and math.isfinite(floor) and floor > 0 else None
-        table.add_row(name, f"{m['value']:.4g}", f"[{m['ci'][0]:.4g}, {m['ci'][1]:.4g}]",
-                      "-" if floor is None else f"{floor:.4g}", "-" if ratio is None else f"{ratio:.2f}x")
+    for column in ("metric", "value", "95% CI", "value/floor"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name, m in metric_entries(report).items():
+        ratio = ratio_to_floor(name, m)
+        indent = "  " if name in FD_ROWS else ""
+        table.add_row(indent + name, f"{m['value']:.4g}", _interval(m.get("ci")),
+                      "-" if ratio is None else f"{ratio:.2f}x")
+        if m.get("floor") is not None:
+            table.add_row(f"{indent}  floor", f"{m['floor']:.4g}", _interval(m.get("floor_ci")), "", style="dim")
     return table
+
+
+def fd_summary(report: dict) -> str:
+    """One line on the Frechet distance: value, floor, excess with interval, and FD_inf when present."""
+    fd = report["fd"]
+    line = f"Frechet distance {fd['value']:.4g} (real-vs-real floor {fd['floor']:.4g} at the same n)"
+    if fd.get("excess") is not None:
+        line += f": excess {fd['excess']:.4g} {_interval(fd['excess_ci'])}"
+    if fd.get("fd_inf") is not None:
+        line += f"; extrapolated to infinite samples {fd['fd_inf']:.4g} (floor {fd['floor_inf']:.4g})"
+    return line
 
 
 def evaluate_and_save(run_dir: Path, n: int | None = None, solver: str = "heun", steps: int = 20, bootstrap: int = 200,
@@ -58,11 +79,17 @@ def eval_command(
     """Sample the run and score the samples against its held-out test split, each metric next to its floor."""
     if n < 0 or bootstrap < 1 or steps < 1:
         raise ConfigError("--n must be >= 0, --bootstrap and --steps >= 1")
+    if 0 < n < min_samples():
+        raise ConfigError(f"--n {n}: too few samples; evaluation needs --n >= {min_samples()} (PRDC compares each "
+                          f"sample with its {DEFAULT_K} nearest neighbours, the Frechet distance needs a covariance), "
+                          "or --n 0 for as many as the test split has")
     report = evaluate_and_save(run, n or None, solver, steps, bootstrap, seed, nfe_curve, device)
     console = Console()
     settings = report["settings"]
     console.print(report_table(report, f"{run}: {settings['n_generated']} samples vs {settings['n_test']} test rows "
                                        f"({solver}, {settings['nfe']} NFE)"))
-    fd = report["fd"]
-    console.print(f"Frechet distance {fd['value']:.4g} is {fd['value'] / fd['floor']:.2f}x the real-vs-real floor "
-                  f"({fd['floor']:.4g}); wrote {run / 'eval.json'}")
+    if settings.get("n_requested", settings["n_generated"]) > settings["n_generated"]:
+        Console(stderr=True).print(f"note: --n {settings['n_requested']} is more than the run's {settings['n_train']} "
+                                   "training rows (the floor's draw); value and floor both use "
+                                   f"{settings['n_generated']}", highlight=False, soft_wrap=True)
+    console.print(f"{fd_summary(report)}; wrote {run / 'eval.json'}")

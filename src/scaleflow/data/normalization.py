@@ -54,13 +54,15 @@ class Standardizer:
 
     def transform(self, x: Array) -> Array:
         """`[..., D]` -> standardized `[..., D]`, same type, dtype (floats) and device."""
-        mean, std = self._stats_like(x)
+        mean, std, _ = self._stats_like(x)
         return (x - mean) / std
 
     def inverse_transform(self, z: Array) -> Array:
-        """Undo `transform`: `[..., D]` -> `[..., D]` in the original embedding space."""
-        mean, std = self._stats_like(z)
-        return z * std + mean
+        """Undo `transform`: `[..., D]` -> `[..., D]` in the original embedding space. Constant
+        dimensions (`unscaled`) come back as their constant, whatever a model put there: a model's
+        leftover noise in a dimension the data never varies in is not part of any embedding."""
+        mean, _, scale = self._stats_like(z)
+        return z * scale + mean
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-friendly: plain float lists."""
@@ -79,22 +81,26 @@ class Standardizer:
     def from_tensors(cls, d: dict[str, torch.Tensor], prefix: str = "") -> "Standardizer":
         return cls(d[prefix + "mean"], d[prefix + "std"])
 
-    def _stats_like(self, x: Any) -> tuple[Any, Any]:
+    def _stats_like(self, x: Any) -> tuple[Any, Any, Any]:
+        """mean, std (to divide by) and the inverse's scale (std, 0 in constant dimensions), like `x`."""
         if x.shape[-1] != self.dim:
             raise ValueError(f"data has dimension {x.shape[-1]} but the standardizer was fitted on {self.dim}")
+        inverse_scale = self.std.copy()
+        inverse_scale[self.unscaled] = 0.0
         if isinstance(x, torch.Tensor):
             if not x.is_floating_point():
                 raise TypeError(f"expected a floating-point tensor, got {x.dtype}")
             key = (x.device, x.dtype)
             if key not in self._cache:  # avoid a host-to-device copy per batch
-                # in float16 a 1e-8 std would round to 0; the dtype's tiny keeps division finite
-                std = torch.as_tensor(self.std, device=x.device, dtype=x.dtype)
-                self._cache[key] = (torch.as_tensor(self.mean, device=x.device, dtype=x.dtype),
-                                    std.clamp_min(torch.finfo(x.dtype).tiny))
+                # in float16 a tiny std would round to 0; the dtype's tiny keeps division finite
+                like = dict(device=x.device, dtype=x.dtype)
+                self._cache[key] = (torch.as_tensor(self.mean, **like),
+                                    torch.as_tensor(self.std, **like).clamp_min(torch.finfo(x.dtype).tiny),
+                                    torch.as_tensor(inverse_scale, **like))
             return self._cache[key]
         dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float32)
         std = np.maximum(self.std.astype(dtype), np.finfo(dtype).tiny)
-        return self.mean.astype(dtype), std
+        return self.mean.astype(dtype), std, inverse_scale.astype(dtype)
 
     def __repr__(self) -> str:
         return f"Standardizer(dim={self.dim}, min_std={self.min_std:g})"

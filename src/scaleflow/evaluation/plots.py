@@ -11,12 +11,13 @@ import importlib.util
 import logging
 import math
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from scaleflow.evaluation.report import metric_entries, metric_names
 from scaleflow.files import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -73,21 +74,14 @@ def plot_training_curves(runs: Mapping[str, Sequence[dict]], path: str | Path) -
 
 # --- metric bars ---------------------------------------------------------------------------------
 
-def metric_names(reports: Iterable[dict]) -> list[str]:
-    """The metrics of eval.json reports in report order (entries with a "value"; not "nfe_curve",
-    "stats", "settings"), united over reports so older and newer reports line up."""
-    names: dict[str, None] = {}
-    for report in reports:
-        names.update((k, None) for k, v in report.items() if isinstance(v, dict) and "value" in v)
-    return list(names)
-
-
 def plot_metric_bars(reports: Mapping[str, dict], path: str | Path, metrics: Optional[Sequence[str]] = None) -> Path:
-    """One panel per metric: a bar per run with its 95% CI, the real-vs-real floor dashed (when not null).
+    """One panel per metric: a bar per run with its 95% CI, the real-vs-real floor dashed (when not null)
+    over a gray band of the floor's 95% CI (when the report has one).
 
     Args:
-        reports: label -> eval.json report (`{metric: {"value", "ci": [lo, hi], "floor"}}`); a metric a
-            report lacks is left out of its panel.
+        reports: label -> eval.json report (`{metric: {"value", "ci": [lo, hi], "floor", "floor_ci"}}`); a
+            metric a report lacks is left out of its panel. FD's excess and FD_inf get panels of their own
+            (`report.metric_entries`).
         metrics: panels to draw; default every metric the reports hold (`evaluate.METRICS`, in order).
     """
     metrics = metric_names(reports.values()) if metrics is None else list(metrics)
@@ -96,15 +90,19 @@ def plot_metric_bars(reports: Mapping[str, dict], path: str | Path, metrics: Opt
     fig = _figure(3 * cols, 2.4 * rows)
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     labels = list(reports)
+    entries = {label: metric_entries(report) for label, report in reports.items()}
     for ax, name in zip(axes, metrics):
         for i, label in enumerate(labels):
-            entry = reports[label].get(name)
+            entry = entries[label].get(name)
             if not entry or not _finite(entry.get("value")):
                 continue
-            value, (lo, hi) = entry["value"], entry.get("ci", [entry["value"]] * 2)
+            value, (lo, hi) = entry["value"], entry.get("ci") or [entry["value"]] * 2
             # Bootstrap intervals need not contain the point estimate; clip so error bars stay valid.
             err = [[max(value - lo, 0.0)], [max(hi - value, 0.0)]] if _finite(lo) and _finite(hi) else None
             ax.bar(i, value, color=f"C{i}", yerr=err, capsize=3)
+            floor_lo, floor_hi = entry.get("floor_ci") or [None, None]
+            if _finite(floor_lo) and _finite(floor_hi):
+                ax.fill_between([i - 0.45, i + 0.45], floor_lo, floor_hi, color="k", alpha=0.15, lw=0)
             if _finite(entry.get("floor")):
                 ax.hlines(entry["floor"], i - 0.45, i + 0.45, colors="k", linestyles="--", lw=1)
         ax.set_title(name, fontsize=10)
@@ -113,7 +111,7 @@ def plot_metric_bars(reports: Mapping[str, dict], path: str | Path, metrics: Opt
         ax.grid(alpha=0.3, axis="y")
     for ax in axes[len(metrics):]:
         ax.set_axis_off()
-    fig.suptitle("metrics with 95% CI (dashed: real-vs-real floor)", fontsize=11)
+    fig.suptitle("metrics with 95% CI (dashed: real-vs-real floor, gray: its 95% CI)", fontsize=11)
     return _save(fig, path)
 
 

@@ -1,0 +1,53 @@
+"""Reading an eval.json report: its metric rows (with the FD's bias-aware rows spelled out) and where a
+value / floor ratio means something. Shared by `scaleflow eval`'s table, `compare` and the metric bars.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional
+
+# value / floor is a meaningful "x the floor" only for positive quantities whose floor is well away from
+# 0. Not MMD (unbiased: ~0, even negative, for real data), memorization (floor ~0), cosines (can be
+# negative) or losses (no floor).
+RATIO_METRICS = frozenset({"fd", "precision", "recall", "density", "coverage", "diversity", "validity"})
+
+# Rows derived from the "fd" entry: its excess over the floor and its extrapolation to infinite samples.
+FD_ROWS = ("fd_excess", "fd_inf")
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def metric_entries(report: dict) -> dict[str, dict]:
+    """The report's metrics in report order (entries with a "value"; not "nfe_curve", "stats", "settings"),
+    each `{"value", "ci", "floor", "floor_ci", ...}`, with "fd_excess" (value - floor: no floor of its own;
+    real data scores 0) and "fd_inf" (no interval) after "fd" when the report has them. Older reports
+    simply lack those keys."""
+    rows: dict[str, dict] = {}
+    for name, entry in report.items():
+        if not (isinstance(entry, dict) and "value" in entry):
+            continue
+        rows[name] = entry
+        if name == "fd" and entry.get("excess") is not None:
+            rows["fd_excess"] = {"value": entry["excess"], "ci": entry.get("excess_ci"), "floor": None,
+                                 "floor_ci": None}
+        if name == "fd" and entry.get("fd_inf") is not None:
+            rows["fd_inf"] = {"value": entry["fd_inf"], "ci": None, "floor": entry.get("floor_inf"), "floor_ci": None}
+    return rows
+
+
+def metric_names(reports: Iterable[dict]) -> list[str]:
+    """`metric_entries` names united over reports in order, so older and newer reports line up."""
+    names: dict[str, None] = {}
+    for report in reports:
+        names.update((k, None) for k in metric_entries(report))
+    return list(names)
+
+
+def ratio_to_floor(name: str, entry: dict) -> Optional[float]:
+    """value / floor where that ratio means something (`RATIO_METRICS`, finite floor > 0), else None."""
+    value, floor = entry.get("value"), entry.get("floor")
+    if name not in RATIO_METRICS or not (_finite(value) and _finite(floor)) or floor <= 0:
+        return None
+    return value / floor
