@@ -10,10 +10,11 @@ import torch
 
 from scaleflow.evaluation.prdc import precision_recall_density_coverage, prdc_indicators
 
-prdc = pytest.importorskip("prdc")
 
 
 def _reference(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float]:
+    """The authors' `prdc` package (dev extra); only the tests comparing against it skip without it."""
+    prdc = pytest.importorskip("prdc")
     with contextlib.redirect_stdout(io.StringIO()):  # compute_prdc prints the set sizes
         return {key: float(v) for key, v in prdc.compute_prdc(real, fake, k).items()}
 
