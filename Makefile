@@ -2,8 +2,10 @@
 # torch is installed first and pinned, so that no other package can replace it
 # (an unpinned torch pulls gigabytes of CUDA wheels). Override: make demo TORCH=torch
 # Any Python >= 3.11: the first of these that runs (override: make demo PYTHON=/path/to/python).
-PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3.14 python3; do \
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for p in python3.11 python3.12 python3.13 python3.14 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo $$p; break; }; done)
+endif
 TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin

@@ -61,3 +61,38 @@ def test_demo_trains_evaluates_and_draws(demo_run):
     assert "fd" in result.stdout and "precision" in result.stdout
     assert "Frechet distance" in result.stderr and "Validity" in result.stderr and str(out / "figures") in " ".join(result.stderr.split())
 
+
+
+def test_a_demo_killed_before_its_first_checkpoint_runs_again(tmp_path, monkeypatch):
+    """Re-running `scaleflow demo` continues it, also when it died before writing a checkpoint (the
+    folder holds a config only); evaluation and figures are stubbed here, the main test covers them."""
+    from importlib import resources
+
+    import scaleflow.cli.demo as demo_module
+    from scaleflow.cli.main import app
+    from scaleflow.training import make_config, train
+    from typer.testing import CliRunner
+
+    out = tmp_path / "demo"
+
+    class Killed(Exception):
+        pass
+
+    def kill(step):
+        if step == 3:
+            raise Killed
+
+    with resources.as_file(demo_module.DEMO_CONFIG) as path:
+        config = make_config({"steps": 10, "out": str(out)}, yaml_path=path)
+    with pytest.raises(Killed):
+        train(config, out, progress=False, on_step=kill)
+    assert (out / "config.yaml").exists() and not (out / "checkpoints" / "last.pt").exists()
+
+    report = {"fd": {"value": 2.0, "floor": 1.0}, "validity": {"value": 0.5, "floor": 0.95}}
+    monkeypatch.setattr(demo_module, "evaluate_and_save", lambda *a, **k: report)
+    monkeypatch.setattr(demo_module, "report_table", lambda *a, **k: "")
+    monkeypatch.setattr(demo_module, "compare", lambda *a, **k: None)
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--steps", "10"])
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.output
+    assert json.loads((out / "summary.json").read_text())["steps"] == 10

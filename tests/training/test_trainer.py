@@ -7,6 +7,7 @@ from safetensors.torch import load_file, save_file
 
 from scaleflow.flows import create_flow
 from scaleflow.nets import create_model
+from scaleflow.sampling import generate
 from scaleflow.training.config import ConfigError, make_config
 from scaleflow.training.run import load_run, train
 from scaleflow.training.trainer import Trainer, TrainingDiverged
@@ -237,4 +238,8 @@ def test_a_dimension_constant_over_training_rows_keeps_losses_finite(tmp_path):
     np.save(tmp_path / "constant.npy", x)
     summary = train(_config(str(tmp_path / "constant.npy"), steps=20), tmp_path / "run", progress=False)
     assert summary["baseline_val_loss"] < 2 and summary["best_val_loss"] < summary["baseline_val_loss"]
-    assert load_file(str(tmp_path / "run" / "normalization.safetensors"))["std"][5] == 1.0
+    assert load_file(str(tmp_path / "run" / "normalization.safetensors"))["std"][5] == 0.0  # saved: constant
+    run = load_run(tmp_path / "run")  # read back: the dimension is still known as constant ...
+    assert run.standardizer.unscaled.tolist() == [5]
+    samples = run.standardizer.inverse_transform(generate(run.velocity, 50, 8, "euler", 4).x)
+    assert torch.equal(samples[:, 5], torch.full((50,), 2.0))  # ... and samples hold its constant

@@ -30,13 +30,13 @@ def demo(
 
     Re-running continues an interrupted demo, or re-evaluates a finished one.
     """
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # paths are never broken across lines
     with resources.as_file(DEMO_CONFIG) as path:
         config = make_config({"steps": steps, "arch": arch, "scale": scale, "out": str(out)}, yaml_path=path)
     if (out / "summary.json").exists():
         console.print(f"[bold]1/3[/] {out} is already trained; evaluating it again")
     else:
-        resume = (out / "checkpoints" / "last.pt").exists()
+        resume = (out / "config.yaml").exists()  # also a demo killed before its first checkpoint: from step 0
         console.print(f"[bold]1/3[/] {'resuming' if resume else 'training'} {config.arch}/{config.scale} with "
                       f"{config.flow} on the built-in data ({config.steps} steps) -> {out}")
         summary = train(config, out, resume=resume)

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from scaleflow.data.embed import EmbedderUnavailableError
+from scaleflow.training.signals import TrainingInterrupted
 
 F = TypeVar("F", bound=Callable)
 err_console = Console(stderr=True)
@@ -34,7 +35,8 @@ def describe(err: BaseException) -> str:
 
 
 def user_errors(command: F) -> F:
-    """Wrap a CLI command: a user error prints `error: <message>` and exits with status 2.
+    """Wrap a CLI command: a user error prints `error: <message>` and exits with status 2; a training
+    stopped by a signal prints where its checkpoint is and exits with 128 + the signal's number.
 
     Set SCALEFLOW_DEBUG=1 to see the full traceback instead.
     """
@@ -43,6 +45,9 @@ def user_errors(command: F) -> F:
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except TrainingInterrupted as err:  # SIGTERM / Ctrl-C: checkpoint written; exit as shells report a signal
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(128 + err.signum) from None
         except USER_ERRORS as err:
             if os.environ.get("SCALEFLOW_DEBUG"):
                 raise

@@ -9,10 +9,8 @@ import typer
 from rich.console import Console
 
 from scaleflow.cli.errors import user_errors
-from scaleflow.cli.train import exit_on_signal
 from scaleflow.sampling.solvers import SOLVERS
 from scaleflow.training.reflow import reflow as run_reflow
-from scaleflow.training.signals import TrainingInterrupted
 
 
 @user_errors
@@ -33,10 +31,7 @@ def reflow(
     overrides = {k: v for k, v in {"steps": steps, "lr": lr, "device": device}.items() if v is not None}
     console = Console(stderr=True)
     announce = lambda: console.print(f"reflowing {run} -> {out}", markup=False, highlight=False, soft_wrap=True)  # noqa: E731
-    try:
-        summary = run_reflow(run, out, n_pairs, solver, solver_steps, seed, progress=not quiet,
-                             n_val_pairs=n_val_pairs, on_start=announce, **overrides)
-    except TrainingInterrupted as err:
-        exit_on_signal(err)
+    summary = run_reflow(run, out, n_pairs, solver, solver_steps, seed, progress=not quiet,
+                         n_val_pairs=n_val_pairs, on_start=announce, **overrides)
     console.print(f"reflowed run: {out} (best val loss {summary['best_val_loss']:.4f} on held-out pairs); "
                   f"next: scaleflow eval {shlex.quote(str(out))}", markup=False, highlight=False, soft_wrap=True)

@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Optional
 
 import typer
 import yaml
 from rich.console import Console
-from rich.markup import escape
 
-from scaleflow.cli.errors import err_console, user_errors
+from scaleflow.cli.errors import user_errors
 from scaleflow.training.config import ConfigError, TrainConfig, make_config
 from scaleflow.training.run import ModelOptionError
 from scaleflow.training.run import train as run_training
-from scaleflow.training.signals import TrainingInterrupted
 
 _F = TrainConfig.model_fields
 
@@ -33,12 +31,6 @@ def parse_model_options(pairs: list[str]) -> dict:
             raise ConfigError(f"--model-opt {pair!r}: expected KEY=VALUE, e.g. --model-opt hidden_dim=512")
         options[key.strip()] = yaml.safe_load(value)
     return options
-
-
-def exit_on_signal(err: TrainingInterrupted) -> NoReturn:
-    """One line saying where the checkpoint is and how to resume; exit 128 + signal, as shells report it."""
-    err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(128 + err.signum)
 
 
 @user_errors
@@ -106,8 +98,6 @@ def train(
     announce = lambda: say(f"training {cfg.arch}/{cfg.scale} with {cfg.flow} on {cfg.data} -> {run_dir}")  # noqa: E731
     try:
         summary = run_training(cfg, run_dir, resume=resume, progress=not quiet, on_start=announce)
-    except TrainingInterrupted as err:
-        exit_on_signal(err)
     except ModelOptionError as err:  # name where the network options came from: the command line, a file, or both
         from_file = settings_file is not None and set(cfg.model) - set(options.get("model") or {})
         where = ([f"--model-opt {' '.join(model_opt)}"] if model_opt else []) + (

@@ -24,8 +24,8 @@ class Standardizer:
         self.mean, std = _vector(mean), _vector(std)
         if self.mean.shape != std.shape:
             raise ValueError(f"mean has shape {self.mean.shape} but std has {std.shape}")
-        # A std at or below `min_std` is a constant dimension (runs saved before `unscaled` existed stored
-        # those as min_std itself): it keeps std 1, so loading such a run gives what fitting gives today.
+        # A std at or below `min_std` is a constant dimension: saved as 0 (`saved_std`), or as min_std itself
+        # by runs saved before `unscaled` existed. It keeps std 1, so loading gives what fitting gives.
         constant = std <= np.float32(min_std)
         self.std = np.where(constant, np.float32(1.0), std)
         self.min_std = float(min_std)
@@ -45,7 +45,7 @@ class Standardizer:
             raise ValueError(f"fit needs [N, D] with N >= 1, got shape {x64.shape}")
         mean, std = x64.mean(axis=0), x64.std(axis=0)
         # Float32 rows of one value still differ by rounding (relative eps): a spread that small is no signal.
-        constant = std <= np.finfo(np.float32).eps * np.abs(mean)
+        constant = (std <= np.finfo(np.float32).eps * np.abs(mean)) | (std <= min_std)
         return cls(mean, np.where(constant, 0.0, std), min_std=min_std)
 
     @property
@@ -64,9 +64,16 @@ class Standardizer:
         mean, _, scale = self._stats_like(z)
         return z * scale + mean
 
+    @property
+    def saved_std(self) -> np.ndarray:
+        """`[D]` std as saved: 0 marks a constant dimension (read back as one by `__init__`)."""
+        saved = self.std.copy()
+        saved[self.unscaled] = 0.0
+        return saved
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-friendly: plain float lists."""
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "min_std": self.min_std}
+        return {"mean": self.mean.tolist(), "std": self.saved_std.tolist(), "min_std": self.min_std}
 
     @classmethod
     def from_state_dict(cls, d: dict[str, Any]) -> "Standardizer":
@@ -75,7 +82,7 @@ class Standardizer:
     def to_tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
         """`{prefix+"mean": [D], prefix+"std": [D]}` float32 tensors, e.g. for safetensors."""
         return {prefix + "mean": torch.from_numpy(self.mean.copy()),
-                prefix + "std": torch.from_numpy(self.std.copy())}
+                prefix + "std": torch.from_numpy(self.saved_std)}
 
     @classmethod
     def from_tensors(cls, d: dict[str, torch.Tensor], prefix: str = "") -> "Standardizer":
@@ -85,8 +92,7 @@ class Standardizer:
         """mean, std (to divide by) and the inverse's scale (std, 0 in constant dimensions), like `x`."""
         if x.shape[-1] != self.dim:
             raise ValueError(f"data has dimension {x.shape[-1]} but the standardizer was fitted on {self.dim}")
-        inverse_scale = self.std.copy()
-        inverse_scale[self.unscaled] = 0.0
+        inverse_scale = self.saved_std
         if isinstance(x, torch.Tensor):
             if not x.is_floating_point():
                 raise TypeError(f"expected a floating-point tensor, got {x.dtype}")

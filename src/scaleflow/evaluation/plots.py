@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from scaleflow.evaluation.report import metric_entries, metric_names
+from scaleflow.evaluation.report import finite, metric_entries, metric_names
 from scaleflow.files import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -39,10 +39,6 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
 # --- training curves ---------------------------------------------------------------------------
 
 def plot_training_curves(runs: Mapping[str, Sequence[dict]], path: str | Path) -> Path:
@@ -55,9 +51,9 @@ def plot_training_curves(runs: Mapping[str, Sequence[dict]], path: str | Path) -
     train_ax, val_ax = fig.subplots(1, 2)
     for i, (label, records) in enumerate(runs.items()):
         color = f"C{i}"
-        train = [(r["step"], r["loss"]) for r in records if _finite(r.get("loss")) and r["loss"] > 0]
-        val = [(r["step"], r["val_loss"]) for r in records if _finite(r.get("val_loss")) and r["val_loss"] > 0]
-        raw = [(r["step"], r["val_loss_raw"]) for r in records if _finite(r.get("val_loss_raw")) and r["val_loss_raw"] > 0]
+        train = [(r["step"], r["loss"]) for r in records if finite(r.get("loss")) and r["loss"] > 0]
+        val = [(r["step"], r["val_loss"]) for r in records if finite(r.get("val_loss")) and r["val_loss"] > 0]
+        raw = [(r["step"], r["val_loss_raw"]) for r in records if finite(r.get("val_loss_raw")) and r["val_loss_raw"] > 0]
         if train:
             train_ax.plot(*zip(*train), color=color, lw=1, label=label)
         if val:
@@ -94,16 +90,16 @@ def plot_metric_bars(reports: Mapping[str, dict], path: str | Path, metrics: Opt
     for ax, name in zip(axes, metrics):
         for i, label in enumerate(labels):
             entry = entries[label].get(name)
-            if not entry or not _finite(entry.get("value")):
+            if not entry or not finite(entry.get("value")):
                 continue
             value, (lo, hi) = entry["value"], entry.get("ci") or [entry["value"]] * 2
             # Bootstrap intervals need not contain the point estimate; clip so error bars stay valid.
-            err = [[max(value - lo, 0.0)], [max(hi - value, 0.0)]] if _finite(lo) and _finite(hi) else None
+            err = [[max(value - lo, 0.0)], [max(hi - value, 0.0)]] if finite(lo) and finite(hi) else None
             ax.bar(i, value, color=f"C{i}", yerr=err, capsize=3)
             floor_lo, floor_hi = entry.get("floor_ci") or [None, None]
-            if _finite(floor_lo) and _finite(floor_hi):
+            if finite(floor_lo) and finite(floor_hi):
                 ax.fill_between([i - 0.45, i + 0.45], floor_lo, floor_hi, color="k", alpha=0.15, lw=0)
-            if _finite(entry.get("floor")):
+            if finite(entry.get("floor")):
                 ax.hlines(entry["floor"], i - 0.45, i + 0.45, colors="k", linestyles="--", lw=1)
         ax.set_title(name, fontsize=10)
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
@@ -133,7 +129,7 @@ def plot_quality_vs_nfe(reports: Mapping[str, dict], path: str | Path) -> Path:
     positive = True
     for i, (label, report) in enumerate(reports.items()):
         color = f"C{i}"
-        rows = [r for r in report.get("nfe_curve") or [] if _finite(r.get("fd")) and _finite(r.get("nfe"))]
+        rows = [r for r in report.get("nfe_curve") or [] if finite(r.get("fd")) and finite(r.get("nfe"))]
         positive &= all(r["fd"] > 0 for r in rows)
         for solver in dict.fromkeys(r["solver"] for r in rows):
             points = sorted((r["nfe"], r["fd"]) for r in rows if r["solver"] == solver)
@@ -143,7 +139,7 @@ def plot_quality_vs_nfe(reports: Mapping[str, dict], path: str | Path) -> Path:
                 ls, marker = SOLVER_STYLE.get(solver, ("-", "x"))
                 ax.plot(*zip(*points), color=color, ls=ls, marker=marker, ms=4, label=f"{label} {solver}")
         floor = (report.get("fd") or {}).get("floor")
-        if _finite(floor):
+        if finite(floor):
             ax.axhline(floor, color=color, ls="--", lw=1, alpha=0.7, label=f"{label} floor")
             positive &= floor > 0
     ax.set(xscale="log", xlabel="NFE (network evaluations per sample)", ylabel="Frechet distance",

@@ -15,7 +15,8 @@ RATIO_METRICS = frozenset({"fd", "precision", "recall", "density", "coverage", "
 FD_ROWS = ("fd_excess", "fd_inf")
 
 
-def _finite(x) -> bool:
+def finite(x) -> bool:
+    """A real number (not bool), finite: what a metric value from JSON must be to be drawn or divided."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -48,6 +49,6 @@ def metric_names(reports: Iterable[dict]) -> list[str]:
 def ratio_to_floor(name: str, entry: dict) -> Optional[float]:
     """value / floor where that ratio means something (`RATIO_METRICS`, finite floor > 0), else None."""
     value, floor = entry.get("value"), entry.get("floor")
-    if name not in RATIO_METRICS or not (_finite(value) and _finite(floor)) or floor <= 0:
+    if name not in RATIO_METRICS or not (finite(value) and finite(floor)) or floor <= 0:
         return None
     return value / floor

@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from scaleflow.data.prepare import PRDC_NEIGHBOURS
 from scaleflow.evaluation.bootstrap import bootstrap_ci
 from scaleflow.evaluation.distribution import median_pairwise_distance, mmd_rbf_bootstrap
 from scaleflow.evaluation.diversity import mean_pairwise_cosine_distance
@@ -31,7 +32,7 @@ from scaleflow.evaluation.validity import validity
 
 SAMPLE_METRICS = ("fd", "mmd", "precision", "recall", "density", "coverage", "memorization", "diversity",
                   "validity", "nearest_cosine")
-DEFAULT_K = 5  # PRDC neighbours, as the paper recommends
+DEFAULT_K = PRDC_NEIGHBOURS  # 5, as the paper recommends; the data's minimum splits are made for it
 
 
 def min_samples(k: int = DEFAULT_K) -> int:

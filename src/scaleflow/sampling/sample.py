@@ -55,7 +55,7 @@ def sample_noise(n: int, dim: int, seed: int = 0, device: torch.device | str = "
     if stream not in NOISE_STREAMS:
         raise ValueError(f"stream must be one of {', '.join(NOISE_STREAMS)}; got {stream!r}")
     if not 0 <= seed < _STREAM_STRIDE:
-        raise ValueError(f"seed must be in [0, 2**31); got {seed}")
+        raise ValueError(f"seed (--seed) must be in [0, 2**31); got {seed}")
     g = torch.Generator().manual_seed(NOISE_STREAMS[stream] * _STREAM_STRIDE + seed)
     return torch.randn(n, dim, generator=g).to(device)
 

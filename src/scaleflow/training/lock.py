@@ -75,6 +75,8 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     run_dir = Path(run_dir)
     key = run_dir.resolve()
     if fcntl is None or key in _held:
+        if fcntl is None and key not in _held:
+            logger.warning("%s: this platform has no file locks; a second training into it would not be refused", run_dir)
         _held[key] = _held.get(key, 0) + 1
         try:
             yield
@@ -93,8 +95,11 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     except OSError as err:
         logger.warning("%s: cannot be locked (%s); a second training into it would not be refused",
                        run_dir, err.strerror or err)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+    try:  # who holds it: information only, so a full disk here does not stop the run
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+    except OSError:
+        pass
     _held[key], _files[key] = 1, fd
     try:
         yield

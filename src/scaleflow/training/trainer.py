@@ -131,7 +131,7 @@ class Trainer:
         return loss_value, grad_value
 
     def _diverged_message(self, step: int, loss: float) -> str:
-        last = self.run_dir / "checkpoints" / "last.pt"
+        last = self.checkpoint_path
         kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
         return f"loss became {loss} at step {step}; training stopped and {kept}; try a lower --lr or --grad-clip"
 
