@@ -13,7 +13,7 @@ import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from scaleflow.training.config import ConfigError
 
@@ -24,11 +24,10 @@ except ImportError:  # Windows
 
 LOCK_FILE = ".lock"
 logger = logging.getLogger(__name__)
-# Folders this process holds, with how many nested `run_lock`s hold each: re-entrant, because reflow
-# holds its folder while it writes the pairs and `train` takes it again. (flock locks belong to an
-# open file, so a second open by the same process would be refused.)
-_held: dict[Path, int] = {}
-_files: dict[Path, int] = {}
+# Folders this process holds: how many nested `run_lock`s hold each, and the open file holding the lock
+# (None without file locks). Re-entrant, because reflow holds its folder while it writes the pairs and
+# `train` takes it again (flock locks belong to an open file: a second open by this process would be refused).
+_held: dict[Path, list] = {}
 
 
 class RunFolderBusy(ConfigError):
@@ -74,17 +73,24 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     """
     run_dir = Path(run_dir)
     key = run_dir.resolve()
-    if fcntl is None or key in _held:
-        if fcntl is None and key not in _held:
-            logger.warning("%s: this platform has no file locks; a second training into it would not be refused", run_dir)
-        _held[key] = _held.get(key, 0) + 1
-        try:
-            yield
-        finally:
-            _held[key] -= 1
-            if not _held[key]:
-                del _held[key]
-        return
+    if key not in _held:
+        _held[key] = [0, _acquire(run_dir)]
+    _held[key][0] += 1
+    try:
+        yield
+    finally:
+        _held[key][0] -= 1
+        if not _held[key][0]:
+            fd = _held.pop(key)[1]
+            if fd is not None:
+                os.close(fd)  # releases the lock
+
+
+def _acquire(run_dir: Path) -> Optional[int]:
+    """Take `run_dir`'s lock: the open file holding it, or None where there are no file locks."""
+    if fcntl is None:
+        logger.warning("%s: this platform has no file locks; a second training into it would not be refused", run_dir)
+        return None
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -100,11 +106,4 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
     except OSError:
         pass
-    _held[key], _files[key] = 1, fd
-    try:
-        yield
-    finally:
-        _held[key] -= 1
-        if not _held[key]:
-            del _held[key]
-            os.close(_files.pop(key))  # releases the lock
+    return fd
