@@ -53,6 +53,7 @@ def train(
     time_sampling: Optional[str] = typer.Option(None, help=_help("time_sampling") + ": uniform | logit-normal"),
     steps: Optional[int] = typer.Option(None, help=_help("steps")),
     batch_size: Optional[int] = typer.Option(None, help=_help("batch_size")),
+    optimizer: Optional[str] = typer.Option(None, help=_help("optimizer")),
     lr: Optional[float] = typer.Option(None, help=_help("lr")),
     weight_decay: Optional[float] = typer.Option(None, help=_help("weight_decay")),
     warmup_steps: Optional[int] = typer.Option(None, help=_help("warmup_steps")),

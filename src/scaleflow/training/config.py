@@ -53,7 +53,9 @@ class TrainConfig(BaseModel):
     # optimisation
     steps: int = Field(3000, gt=0, description="optimizer steps")
     batch_size: int = Field(256, gt=0)
-    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW)")
+    optimizer: Literal["adamw", "sgd", "muon"] = Field(
+        "adamw", description="adamw | sgd (momentum 0.9) | muon (hidden matrices; AdamW for the rest)")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
     weight_decay: float = Field(0.01, ge=0)
     warmup_steps: int = Field(100, ge=0, description="linear warmup, then cosine decay")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor as a share of lr")

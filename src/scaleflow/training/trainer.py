@@ -26,7 +26,7 @@ from scaleflow.files import read_torch, write_safetensors, write_torch
 from scaleflow.training.config import TrainConfig
 from scaleflow.training.ema import EMA
 from scaleflow.training.logger import MetricsLogger
-from scaleflow.training.optim import make_adamw
+from scaleflow.training.optim import make_optimizer
 from scaleflow.training.precision import autocast_dtype
 from scaleflow.training.progress import TrainingProgress
 from scaleflow.training.schedule import warmup_cosine
@@ -75,7 +75,7 @@ class Trainer:
         self.train, self.pairs_x0 = train, pairs_x0
         self.batch_size = min(config.batch_size, len(train))
         self.steps_per_epoch = len(train) // self.batch_size
-        self.optimizer = make_adamw(self.model, config.lr, config.weight_decay)
+        self.optimizer = make_optimizer(self.model, config.optimizer, config.lr, config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: warmup_cosine(s, config.steps, config.warmup_steps, config.min_lr_ratio))
         self.ema = EMA(self.model, config.ema_decay)
