@@ -1,0 +1,66 @@
+"""What a trained network's weight matrices look like: effective rank (Roy & Vetterli 2007), stable
+rank and sparsity, per matrix and summarized per layer type (the scale study's analysis)."""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import torch
+from torch import nn
+
+
+def effective_rank(matrix: torch.Tensor) -> float:
+    """exp(entropy) of the normalized singular values of `matrix: [m, n]` (Roy & Vetterli 2007).
+
+    n for an identity of size n (all singular values equal), 1 for a rank-one matrix; between the
+    number of dominant directions and the rank otherwise. 0 for an all-zero matrix.
+    """
+    s = torch.linalg.svdvals(matrix.detach().double())
+    total = s.sum()
+    if total <= 0:
+        return 0.0
+    p = s / total
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def stable_rank(matrix: torch.Tensor) -> float:
+    """||W||_F^2 / ||W||_2^2 of `matrix: [m, n]`: n for an identity, 1 for rank one; 0 for zeros."""
+    s = torch.linalg.svdvals(matrix.detach().double())
+    return float((s.square().sum() / s[0].square()) if s.numel() and s[0] > 0 else 0.0)
+
+
+def sparsity(matrix: torch.Tensor, tolerance: float = 1e-3) -> float:
+    """Share of entries of `matrix` below `tolerance` times its largest absolute entry."""
+    a = matrix.detach().abs()
+    peak = a.max()
+    return float((a <= tolerance * peak).double().mean()) if peak > 0 else 1.0
+
+
+def layer_type(name: str) -> str:
+    """A parameter's layer type: its name without block indices and the `.weight` suffix
+    (`blocks.3.attn.qkv.weight` -> `blocks.attn.qkv`), so the same layer of every block is summarized together."""
+    return re.sub(r"\.\d+(?=\.|$)", "", name).removesuffix(".weight")
+
+
+def weight_statistics(model: nn.Module) -> dict[str, dict]:
+    """Per 2-D weight matrix: shape, effective rank, stable rank, sparsity; and per layer type the
+    mean of each over its matrices.
+
+    Returns:
+        `{"matrices": {name: {...}}, "by_layer_type": {type: {"count", "effective_rank", "stable_rank",
+        "sparsity", "effective_rank_ratio"}}}`, where the ratio is effective rank / min(m, n).
+    """
+    matrices = {}
+    for name, p in model.named_parameters():
+        if p.dim() != 2:
+            continue
+        matrices[name] = {"shape": list(p.shape), "effective_rank": effective_rank(p), "stable_rank": stable_rank(p),
+                          "sparsity": sparsity(p), "effective_rank_ratio": effective_rank(p) / min(p.shape)}
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for name, stats in matrices.items():
+        groups[layer_type(name)].append(stats)
+    keys = ("effective_rank", "stable_rank", "sparsity", "effective_rank_ratio")
+    by_type = {kind: {"count": len(rows), **{k: sum(r[k] for r in rows) / len(rows) for k in keys}}
+               for kind, rows in groups.items()}
+    return {"matrices": matrices, "by_layer_type": by_type}
