@@ -51,6 +51,7 @@ def train(
     sigma: Optional[float] = typer.Option(None, help=_help("sigma")),
     ot_method: Optional[str] = typer.Option(None, help=_help("ot_method") + ": exact | sinkhorn"),
     time_sampling: Optional[str] = typer.Option(None, help=_help("time_sampling") + ": uniform | logit-normal"),
+    aug: Optional[str] = typer.Option(None, "--aug", help=_help("aug")),
     steps: Optional[int] = typer.Option(None, help=_help("steps")),
     batch_size: Optional[int] = typer.Option(None, help=_help("batch_size")),
     optimizer: Optional[str] = typer.Option(None, help=_help("optimizer")),

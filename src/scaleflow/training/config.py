@@ -12,6 +12,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from scaleflow.data.augmentation import Augmentation
 from scaleflow.data.prepare import MIN_HELD_OUT_ROWS, MIN_TRAIN_ROWS, PRDC_NEIGHBOURS
 from scaleflow.flows.registry import FLOWS
 from scaleflow.nets import ARCHITECTURES, SCALES
@@ -49,6 +50,8 @@ class TrainConfig(BaseModel):
     time_sampling: Literal["uniform", "logit-normal"] = Field("uniform", description="distribution of training t")
     reflow_source: Optional[str] = Field(None, description="reflow: the run whose ODE made the pairs")
     init_from: Optional[str] = Field(None, description="start from this run's EMA weights (same arch and dim)")
+    aug: str = Field("", description="augmentation of data rows: e.g. mixup,noise,dropout or mixup=0.4,noise=0.05 "
+                                     "(defaults 0.2, 0.1, 0.1; off at validation)")
 
     # optimisation
     steps: int = Field(3000, gt=0, description="optimizer steps")
@@ -111,6 +114,11 @@ class TrainConfig(BaseModel):
                              f"{PRDC_NEIGHBOURS} nearest neighbours); got {value}")
         return value
 
+    @field_validator("aug", mode="before")
+    @classmethod
+    def _augmentation(cls, value: Any) -> str:
+        return Augmentation.parse(value).to_spec()  # canonical, so the saved config names every value
+
     @field_validator("out")
     @classmethod
     def _a_folder(cls, value: Optional[str]) -> Optional[str]:
@@ -122,6 +130,8 @@ class TrainConfig(BaseModel):
     def _consistent(self) -> "TrainConfig":
         if (self.flow == "reflow") != (self.reflow_source is not None):
             raise ValueError("flow 'reflow' and reflow_source go together (use `scaleflow reflow RUN`)")
+        if self.flow == "reflow" and self.aug:
+            raise ValueError("aug: reflow trains on fixed (noise, sample) pairs, which augmentation would unpair")
         return self
 
     def run_name(self) -> str:

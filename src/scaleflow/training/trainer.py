@@ -22,6 +22,7 @@ from torch import nn
 from scaleflow.flows.base import Flow
 from scaleflow.flows.draws import (ValidationSet, make_validation_set, regression_target, step_generator,
                                     validation_coupling_batch)
+from scaleflow.data.augmentation import Augmentation
 from scaleflow.files import read_torch, write_safetensors, write_torch
 from scaleflow.training.config import TrainConfig
 from scaleflow.training.ema import EMA
@@ -75,6 +76,7 @@ class Trainer:
         self.train, self.pairs_x0 = train, pairs_x0
         self.batch_size = min(config.batch_size, len(train))
         self.steps_per_epoch = len(train) // self.batch_size
+        self.augment = Augmentation.parse(config.aug)  # identity (no draws) when off
         self.optimizer = make_optimizer(self.model, config.optimizer, config.lr, config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: warmup_cosine(s, config.steps, config.warmup_steps, config.min_lr_ratio))
@@ -113,6 +115,7 @@ class Trainer:
         x1 = self.train.index_select(0, index)
         x0 = (self.pairs_x0.index_select(0, index) if self.pairs_x0 is not None
               else torch.randn(x1.shape, generator=g, device=self.device))
+        x1 = self.augment(x1, g)  # data rows only, before coupling; drawn after x0, so x0 is the same with or without
         sample = self.flow.sample_path(x0, x1, generator=g)
         loss = self.loss(sample.x_t, sample.t, regression_target(sample, self.cfg.prediction), self.model)
         self.optimizer.zero_grad(set_to_none=True)
