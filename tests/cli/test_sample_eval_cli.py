@@ -250,3 +250,23 @@ def test_sample_out_under_a_file(text_run, cli, user_error, tmp_path):
     blocker = tmp_path / "notes.txt"
     blocker.write_text("not a folder\n")
     user_error(cli(["sample", text_run, "--n", "4", "--out", blocker / "s.npy"]), "notes.txt")
+
+
+def test_noise_scale_narrows_samples_and_is_recorded(text_run, cli, tmp_path):
+    spreads = {}
+    for scale in ("1.0", "0.3"):
+        out = tmp_path / f"s{scale}.npy"
+        result = cli(["sample", text_run, "--n", "200", "--out", out, "--noise-scale", scale])
+        assert result.exit_code == 0, result.output
+        spreads[scale] = np.load(out).std(0).mean()
+    assert spreads["0.3"] < 0.8 * spreads["1.0"]  # a cooler start, a narrower cloud of samples
+    run = tmp_path / "run"
+    shutil.copytree(text_run, run)
+    result = cli(["eval", run, "--bootstrap", "5", "--no-nfe-curve", "--noise-scale", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "eval.json").read_text())["settings"]["noise_scale"] == 0.5
+
+
+@pytest.mark.parametrize("command", ["sample", "eval"])
+def test_noise_scale_must_be_positive(text_run, cli, user_error, command):
+    user_error(cli([command, text_run, "--noise-scale", "0"]), "--noise-scale", "> 0")

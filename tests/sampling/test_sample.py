@@ -65,3 +65,13 @@ def test_noise_streams_are_independent_and_sample_keeps_plain_seeds():
     for bad in (-1, 2**31):
         with pytest.raises(ValueError, match="seed"):
             sample_noise(2, 2, seed=bad)
+
+
+def test_noise_scale_multiplies_the_starting_noise():
+    field = lambda x, t: torch.zeros_like(x)  # noqa: E731  (samples are their starting points)
+    plain = generate(field, 6, 3, "euler", 2, seed=1)
+    cooled = generate(field, 6, 3, "euler", 2, seed=1, noise_scale=0.5)
+    torch.testing.assert_close(cooled.x, 0.5 * plain.x)
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="noise-scale"):
+            generate(field, 2, 3, "euler", 1, noise_scale=bad)

@@ -52,14 +52,15 @@ def fd_summary(report: dict) -> str:
 
 
 def evaluate_and_save(run_dir: Path, n: int | None = None, solver: str = "heun", steps: int = 20, bootstrap: int = 200,
-                      seed: int = 0, nfe_curve: bool = True, device: str = "auto") -> dict:
+                      seed: int = 0, nfe_curve: bool = True, device: str = "auto", noise_scale: float = 1.0) -> dict:
     """Evaluate the run in `run_dir`, write `eval.json` and `eval_samples.safetensors`, return the report."""
     if solver not in SOLVERS:
         raise ConfigError(f"--solver {solver!r}: choose one of {', '.join(SOLVERS)}")
     target = resolve_device(device)
     run = load_run(run_dir, device=target)
     report, generated = evaluate(run, n, solver, steps, bootstrap, seed, device=target,
-                                 nfe_solvers=("euler", "heun", "rk4", "dopri5") if nfe_curve else ())
+                                 nfe_solvers=("euler", "heun", "rk4", "dopri5") if nfe_curve else (),
+                                 noise_scale=noise_scale)
     write_json(run_dir / "eval.json", report)
     write_safetensors(run_dir / "eval_samples.safetensors", {"generated": generated})
     return report
@@ -75,15 +76,19 @@ def eval_command(
     seed: int = typer.Option(0, help="noise and bootstrap seed"),
     nfe_curve: bool = typer.Option(True, "--nfe-curve/--no-nfe-curve", help="also measure quality vs solver steps"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    noise_scale: float = typer.Option(1.0, "--noise-scale", help="temperature of the starting noise (< 1: more "
+                                      "precise, less diverse samples)"),
 ) -> None:
     """Sample the run and score the samples against its held-out test split, each metric next to its floor."""
     if n < 0 or bootstrap < 1 or steps < 1:
         raise ConfigError("--n must be >= 0, --bootstrap and --steps >= 1")
+    if not 0 < noise_scale < float("inf"):
+        raise ConfigError(f"--noise-scale must be > 0 and finite; got {noise_scale}")
     if 0 < n < min_samples():
         raise ConfigError(f"--n {n}: too few samples; evaluation needs --n >= {min_samples()} (PRDC compares each "
                           f"sample with its {DEFAULT_K} nearest neighbours, the Frechet distance needs a covariance), "
                           "or --n 0 for as many as the test split has")
-    report = evaluate_and_save(run, n or None, solver, steps, bootstrap, seed, nfe_curve, device)
+    report = evaluate_and_save(run, n or None, solver, steps, bootstrap, seed, nfe_curve, device, noise_scale)
     console = Console()
     settings = report["settings"]
     console.print(report_table(report, f"{run}: {settings['n_generated']} samples vs {settings['n_test']} test rows "

@@ -42,10 +42,14 @@ def sample(
     neighbors: int = typer.Option(0, "--neighbors", help="print the K nearest training texts of a few samples"),
     show: int = typer.Option(5, help="how many samples --neighbors / --decode print"),
     decode: bool = typer.Option(False, "--decode", help="decode samples to text with SONAR (extra [sonar])"),
+    noise_scale: float = typer.Option(1.0, "--noise-scale", help="temperature of the starting noise (< 1: more "
+                                      "precise, less diverse samples)"),
 ) -> None:
     """Generate embeddings from a trained run (EMA weights), un-normalized to the original space."""
     if n < 1 or batch_size < 1:
         raise ConfigError(f"--n and --batch-size must be >= 1; got {n} and {batch_size}")
+    if not 0 < noise_scale < float("inf"):
+        raise ConfigError(f"--noise-scale must be > 0 and finite; got {noise_scale}")
     if neighbors < 0 or show < 1:
         raise ConfigError(f"--neighbors must be >= 0 and --show >= 1; got {neighbors} and {show}")
     if out is not None and out.suffix.lower() not in SAVE_SUFFIXES:
@@ -62,7 +66,8 @@ def sample(
         texts = data.texts_of("train")
         if texts is None:
             raise ConfigError(f"--neighbors: the run's data ({data.source}) has no texts; train with --texts")
-    batch = generate(loaded.velocity, n, dim, solver, steps, seed, target, batch_size, rtol=rtol, atol=atol)
+    batch = generate(loaded.velocity, n, dim, solver, steps, seed, target, batch_size, rtol=rtol, atol=atol,
+                     noise_scale=noise_scale)
     samples = loaded.standardizer.inverse_transform(batch.x).cpu()
     console = Console(stderr=True)
     console.print(f"{n} samples from {run} with {solver} ({batch.nfe} NFE) in {batch.seconds:.2f}s "

@@ -53,12 +53,12 @@ def straightness_per_row(trajectory: list[torch.Tensor]) -> torch.Tensor:
 
 
 def nfe_curve(velocity: Callable, dim: int, reference: torch.Tensor, n: int, solvers: Sequence[str],
-              steps: Sequence[int], seed: int, device: torch.device | str) -> list[dict]:
+              steps: Sequence[int], seed: int, device: torch.device | str, noise_scale: float = 1.0) -> list[dict]:
     """Frechet distance to `reference` of `n` samples for each solver and step count (and dopri5)."""
     rows = []
     for solver in solvers:
         for s in ([0] if solver == "dopri5" else steps):
-            batch = generate(velocity, n, dim, solver, max(s, 1), seed, device)
+            batch = generate(velocity, n, dim, solver, max(s, 1), seed, device, noise_scale=noise_scale)
             rows.append({"solver": solver, "steps": s or None, "nfe": batch.nfe,
                          "fd": frechet_distance(batch.x, reference), "seconds": batch.seconds})
     return rows
@@ -70,12 +70,13 @@ STRAIGHTNESS_ROWS = 1000  # trajectories kept in memory: steps x rows x D floats
 def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: int = 20, n_boot: int = 200,
              seed: int = 0, k: int = DEFAULT_K, nfe_solvers: Sequence[str] = ("euler", "heun", "rk4", "dopri5"),
              nfe_steps: Sequence[int] = (1, 2, 4, 8, 16, 32), device: torch.device | str = "cpu",
-             extrapolate: bool = True) -> tuple[dict, torch.Tensor]:
+             extrapolate: bool = True, noise_scale: float = 1.0) -> tuple[dict, torch.Tensor]:
     """Evaluate a loaded run (`training.run.load_run`) against its test split.
 
     Args:
         n_samples: samples to generate (default: as many as the test split has), at least
             `scores.min_samples(k)`; capped at the number of training rows (the floor's draw).
+        noise_scale: temperature of the starting noise for the samples and the NFE curve (`generate`).
         extrapolate: also fit FD_inf and its floor (`frechet.frechet_distance_infinite`), ~2 s of one CPU core
             at 1,000 samples in 384-D.
 
@@ -95,7 +96,7 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
                          "neighbours")
     dim = test.shape[1]
     velocity = run.velocity
-    batch = generate(velocity, n, dim, solver, steps, seed, device)
+    batch = generate(velocity, n, dim, solver, steps, seed, device, noise_scale=noise_scale)
     generated = batch.x
     g = torch.Generator().manual_seed(seed + 1)
     real_draw = train[torch.randperm(len(train), generator=g)[:n].to(device)]
@@ -111,7 +112,7 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
     to_original = run.standardizer.inverse_transform  # the statistics the run was trained and samples with
     out.update(score_samples(generated, test, real_draw, train, to_original, n_boot, seed, k, extrapolate))
 
-    noise = sample_noise(n, dim, seed, device)[:STRAIGHTNESS_ROWS]
+    noise = noise_scale * sample_noise(n, dim, seed, device)[:STRAIGHTNESS_ROWS]
     trajectory = integrate(velocity, noise, solver=solver, steps=steps, return_trajectory=True).trajectory
     out["straightness"] = entry(*mean_ci(straightness_per_row(trajectory), n_boot, seed))
     out = {name: out[name] for name in METRICS}
@@ -119,8 +120,9 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
     generated_raw, real_raw, test_raw = to_original(generated), to_original(real_draw), to_original(test)
     out["stats"] = {"generated_vs_test": norm_and_cosine_stats(generated_raw, test_raw),
                     "train_vs_test": norm_and_cosine_stats(real_raw, test_raw)}
-    out["nfe_curve"] = nfe_curve(velocity, dim, test, n, nfe_solvers, nfe_steps, seed, device) if nfe_solvers else []
+    out["nfe_curve"] = (nfe_curve(velocity, dim, test, n, nfe_solvers, nfe_steps, seed, device, noise_scale)
+                        if nfe_solvers else [])
     out["settings"] = {"n_requested": requested, "n_generated": n, "n_real_draw": n, "n_test": len(test),
                        "n_train": len(train), "solver": solver, "steps": steps, "nfe": batch.nfe, "bootstrap": n_boot,
-                       "seed": seed, "k": k, "seconds": time.perf_counter() - began}
+                       "seed": seed, "k": k, "noise_scale": noise_scale, "seconds": time.perf_counter() - began}
     return out, generated
