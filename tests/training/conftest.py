@@ -23,3 +23,4 @@ def small_data(tmp_path):
     path = tmp_path / "small.npy"
     np.save(path, x)
     return str(path)
+

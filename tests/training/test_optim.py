@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from scaleflow.nets import create_model
 from scaleflow.training.config import ConfigError, make_config
 from scaleflow.training.optim import OPTIMIZERS, MuonWithAdamW, make_optimizer, muon_split
 from scaleflow.training.run import train
+
+from crash_helpers import crash_resume_and_compare
 
 ARCHS = ("mlp", "dit", "unet", "mamba")
 
@@ -77,22 +78,7 @@ def test_each_optimizer_trains(optimizer, lr, data, tmp_path):
 
 
 def test_a_muon_run_resumes_bit_for_bit(data, tmp_path):
-    config = make_config({**OPTIONS, "data": data, "optimizer": "muon"})
-    train(config, tmp_path / "whole", progress=False)
-
-    class Crash(Exception):
-        pass
-
-    def crash(step):
-        if step == 15:
-            raise Crash
-
-    with pytest.raises(Crash):
-        train(config, tmp_path / "resumed", progress=False, on_step=crash)
-    train(config, tmp_path / "resumed", resume=True, progress=False)
-    for name in ("model.safetensors", "ema.safetensors"):
-        a, b = load_file(str(tmp_path / "whole" / name)), load_file(str(tmp_path / "resumed" / name))
-        assert all(torch.equal(a[k], b[k]) for k in a)
+    crash_resume_and_compare(make_config({**OPTIONS, "data": data, "optimizer": "muon"}), tmp_path, crash_step=15)
 
 
 def test_optimizers_listed():

@@ -21,6 +21,8 @@ from scaleflow.training.run import train
 from scaleflow.training.signals import TrainingInterrupted
 from scaleflow.training.trainer import RunWriteError
 
+from crash_helpers import Crash, crash_at
+
 STEPS, CHECKPOINT_EVERY = 40, 20
 # The options of every run here: the uninterrupted reference and each interrupted one.
 OPTIONS = dict(arch="mlp", scale="tiny", model={"hidden_dim": 32}, steps=STEPS, batch_size=32, val_every=10,
@@ -64,17 +66,6 @@ def assert_same_run(run: Path, reference: Path) -> None:
     assert drop(_records(run)) == drop(_records(reference))  # each step once, the same numbers
 
 
-class Crash(Exception):
-    pass
-
-
-def _crash_at(step: int):
-    def on_step(s: int) -> None:
-        if s == step:
-            raise Crash
-    return on_step
-
-
 # --------------------------------------------------------------------------- crashes (B)
 
 
@@ -82,7 +73,7 @@ def _crash_at(step: int):
 def test_a_crash_at_any_step_resumes_to_the_uninterrupted_weights(crash_step, checkpointed, data, reference, tmp_path):
     config, out = make_config({**OPTIONS, "data": data}), tmp_path / "run"
     with pytest.raises(Crash):
-        train(config, out, progress=False, on_step=_crash_at(crash_step))
+        train(config, out, progress=False, on_step=crash_at(crash_step))
     last = out / "checkpoints" / "last.pt"
     assert (torch.load(last, weights_only=True)["state"]["step"] if last.exists() else None) == checkpointed
     logged = _records(out) if (out / "metrics.jsonl").exists() else []
@@ -97,7 +88,7 @@ def test_a_crash_at_any_step_resumes_to_the_uninterrupted_weights(crash_step, ch
 def test_a_run_killed_while_writing_its_header_starts_again_from_step_0(data, reference, tmp_path):
     config, out = make_config({**OPTIONS, "data": data}), tmp_path / "run"
     with pytest.raises(Crash):
-        train(config, out, progress=False, on_step=_crash_at(2))
+        train(config, out, progress=False, on_step=crash_at(2))
     for name in ("splits.json", "normalization.safetensors", "model.json"):
         (out / name).unlink()  # as if killed right after config.yaml was written
     with pytest.raises(ValueError, match="already holds a run; use --resume"):
