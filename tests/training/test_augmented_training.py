@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -16,14 +15,6 @@ from crash_helpers import crash_resume_and_compare
 OPTIONS = dict(arch="mlp", scale="tiny", model={"hidden_dim": 32}, steps=30, batch_size=32, val_every=10,
                checkpoint_every=10, n_val=40, n_test=40, warmup_steps=5, lr=1e-2, device="cpu")
 
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> str:
-    rng = np.random.default_rng(2)
-    x = (rng.standard_normal((300, 3)) @ rng.standard_normal((3, 8))).astype(np.float32)
-    path = tmp_path_factory.mktemp("data") / "small.npy"
-    np.save(path, x)
-    return str(path)
 
 
 def test_config_keeps_a_canonical_spec_and_refuses_bad_ones():

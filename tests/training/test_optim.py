@@ -2,7 +2,6 @@
 optimizer trains, and a Muon run resumes bit for bit."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -56,14 +55,6 @@ def test_unknown_optimizer_is_refused():
     with pytest.raises(ConfigError, match="optimizer"):
         make_config({"optimizer": "lion"})
 
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> str:
-    rng = np.random.default_rng(1)
-    x = (rng.standard_normal((300, 3)) @ rng.standard_normal((3, 8))).astype(np.float32)
-    path = tmp_path_factory.mktemp("data") / "small.npy"
-    np.save(path, x)
-    return str(path)
 
 
 OPTIONS = dict(arch="dit", scale="tiny", model={"hidden_dim": 32, "num_heads": 2}, steps=30, batch_size=32,

@@ -30,16 +30,6 @@ OPTIONS = dict(arch="mlp", scale="tiny", model={"hidden_dim": 32}, steps=STEPS, 
                device="cpu")
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> str:
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    x = (rng.standard_normal((300, 3)) @ rng.standard_normal((3, 8))).astype(np.float32)
-    path = tmp_path_factory.mktemp("data") / "small.npy"
-    np.save(path, x)
-    return str(path)
-
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, data) -> Path:
