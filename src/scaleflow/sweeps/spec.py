@@ -8,10 +8,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from scaleflow.training.config import ConfigError
+from scaleflow.training.config import ConfigError, read_yaml_mapping
 
 
 def canonical(value: Any) -> str:
@@ -99,18 +98,9 @@ def load_sweep(path: str | Path) -> SweepSpec:
         ConfigError: one line naming the file and the problem.
     """
     path = Path(path)
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: sweep file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a sweep YAML file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file (expected a sweep YAML file)") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: expected a mapping with name and axes, got {type(loaded).__name__}")
+    loaded = read_yaml_mapping(path, "sweep file", "sweep YAML file")
+    if loaded is None:
+        raise ConfigError(f"{path}: empty; a sweep needs at least name and axes")
     try:
         return SweepSpec(**loaded)
     except ValidationError as err:

@@ -152,6 +152,25 @@ def _one_line(err: ValidationError, where: str) -> str:
     return f"{where}{'; '.join(problems)}"
 
 
+def read_yaml_mapping(path: str | Path, name: str, kind: str) -> Optional[dict]:
+    """The mapping in YAML file `path` (None when empty); ConfigError naming the file otherwise.
+    `name` and `kind` word the messages: "config file not found", "is a folder, not a YAML config file"."""
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {name} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a {kind}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (expected a {kind})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value, got {type(loaded).__name__}")
+    return loaded
+
+
 def make_config(overrides: dict[str, Any] | None = None, yaml_path: str | Path | None = None) -> TrainConfig:
     """Resolve defaults <- YAML file <- overrides (None values in overrides mean "not given").
 
@@ -161,21 +180,8 @@ def make_config(overrides: dict[str, Any] | None = None, yaml_path: str | Path |
     values: dict[str, Any] = {}
     where = ""
     if yaml_path is not None:
-        path = Path(yaml_path)
-        where = f"{path}: "
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except IsADirectoryError:
-            raise ConfigError(f"{path}: is a folder, not a YAML config file") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not a text file (expected a YAML config)") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of option: value, got {type(loaded).__name__}")
-        values.update(loaded or {})
+        where = f"{yaml_path}: "
+        values.update(read_yaml_mapping(yaml_path, "config file", "YAML config file") or {})
     for key, value in (overrides or {}).items():
         if value is None:
             continue
