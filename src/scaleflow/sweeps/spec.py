@@ -10,7 +10,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from scaleflow.training.config import ConfigError, read_yaml_mapping
+from scaleflow.training.config import ConfigError, read_yaml_mapping, validation_message
 
 
 def canonical(value: Any) -> str:
@@ -80,17 +80,6 @@ class SweepSpec(BaseModel):
         return self
 
 
-def _one_line(err: ValidationError, where: str) -> str:
-    problems = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "sweep"
-        message = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            message = f"unknown key; known: {', '.join(SweepSpec.model_fields)}"
-        problems.append(f"{key}: {message}")
-    return f"{where}{'; '.join(problems)}"
-
-
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and validate a sweep YAML file.
 
@@ -104,6 +93,6 @@ def load_sweep(path: str | Path) -> SweepSpec:
     try:
         return SweepSpec(**loaded)
     except ValidationError as err:
-        raise ConfigError(_one_line(err, f"{path}: ")) from None
+        raise ConfigError(validation_message(err, f"{path}: ", SweepSpec, "key", "sweep")) from None
     except TypeError as err:  # non-string top-level keys
         raise ConfigError(f"{path}: {err}") from None

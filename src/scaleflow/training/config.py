@@ -141,13 +141,17 @@ class TrainConfig(BaseModel):
         return yaml.safe_dump(self.model_dump(), sort_keys=False)
 
 
-def _one_line(err: ValidationError, where: str) -> str:
+def validation_message(err: ValidationError, where: str, model: Optional[type[BaseModel]] = None, kind: str = "option",
+                       whole: str = "config") -> str:
+    """pydantic's errors as one line: `WHERE: key: problem; key: problem` (unknown keys list the known
+    fields of `model`, by default TrainConfig; `kind` names what a key is; `whole` names the file's own errors)."""
+    model = model or TrainConfig
     problems = []
     for e in err.errors():
-        option = ".".join(str(p) for p in e["loc"]) or "config"
+        option = ".".join(str(p) for p in e["loc"]) or whole
         message = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            message = f"unknown option; known: {', '.join(TrainConfig.model_fields)}"
+            message = f"unknown {kind}; known: {', '.join(model.model_fields)}"
         problems.append(f"{option}: {message}")
     return f"{where}{'; '.join(problems)}"
 
@@ -191,4 +195,4 @@ def make_config(overrides: dict[str, Any] | None = None, yaml_path: str | Path |
     try:
         return TrainConfig(**values)
     except ValidationError as err:
-        raise ConfigError(_one_line(err, where)) from None
+        raise ConfigError(validation_message(err, where)) from None
