@@ -27,22 +27,14 @@ class ValidityResult:
     """Validity of N samples against a reference, with a real draw of K rows as the floor.
 
     Attributes:
-        value: share of samples with nearest-reference cosine >= threshold.
-        floor: the same share for the real draw (~1 - quantile by construction).
         threshold: the `quantile` of the real draw's nearest-reference cosines.
         quantile: as passed.
-        nearest_cosine: mean nearest-reference cosine of the samples.
-        floor_nearest_cosine: the same mean for the real draw.
         cosines: `[N]` nearest-reference cosine of each sample.
         real_cosines: `[K]` nearest-reference cosine of each real row.
     """
 
-    value: float
-    floor: float
     threshold: float
     quantile: float
-    nearest_cosine: float
-    floor_nearest_cosine: float
     cosines: torch.Tensor
     real_cosines: torch.Tensor
 
@@ -55,6 +47,26 @@ class ValidityResult:
     def real_valid(self) -> torch.Tensor:
         """`[K]` bool: which real rows are valid (the floor's terms)."""
         return self.real_cosines >= self.threshold
+
+    @property
+    def value(self) -> float:
+        """Share of samples with nearest-reference cosine >= threshold."""
+        return float(self.valid.double().mean())
+
+    @property
+    def floor(self) -> float:
+        """The same share for the real draw (~1 - quantile by construction)."""
+        return float(self.real_valid.double().mean())
+
+    @property
+    def nearest_cosine(self) -> float:
+        """Mean nearest-reference cosine of the samples."""
+        return float(self.cosines.mean())
+
+    @property
+    def floor_nearest_cosine(self) -> float:
+        """The same mean for the real draw."""
+        return float(self.real_cosines.mean())
 
 
 def validity_threshold(reference: ArrayLike, real_draw: ArrayLike, quantile: float = VALIDITY_QUANTILE,
@@ -87,7 +99,4 @@ def validity(samples: ArrayLike, reference: ArrayLike, real_draw: ArrayLike, qua
     """
     threshold, real_cosines = validity_threshold(reference, real_draw, quantile, chunk_size)
     cosines = nearest_cosine_similarity(samples, reference, chunk_size).to(torch.float64)
-    return ValidityResult(
-        value=float((cosines >= threshold).double().mean()), floor=float((real_cosines >= threshold).double().mean()),
-        threshold=threshold, quantile=float(quantile), nearest_cosine=float(cosines.mean()),
-        floor_nearest_cosine=float(real_cosines.mean()), cosines=cosines, real_cosines=real_cosines)
+    return ValidityResult(threshold, float(quantile), cosines, real_cosines)
