@@ -75,13 +75,13 @@ def test_metric_bars_draw_fd_excess_and_fd_inf_panels(tmp_path, monkeypatch):
     report = _report(0)
     report["fd"].update(excess=40.0, excess_ci=[35.0, 45.0], fd_inf=30.0, floor_inf=0.5)
     titles = []
-    real_save = plots._save
+    real_save = plots.save_figure
 
     def spy(fig, path):
         titles.extend(ax.get_title() for ax in fig.axes if ax.axison)
         return real_save(fig, path)
 
-    monkeypatch.setattr(plots, "_save", spy)
+    monkeypatch.setattr(plots, "save_figure", spy)
     old = _report(1)  # an older report without the FD rows still gets its bars
     _check_png(plot_metric_bars({"new": report, "old": old}, tmp_path / "metrics.png"), 12, 9.6)  # 15 panels
     assert titles == [*METRICS[:3], "fd_excess", "fd_inf", *METRICS[3:]]

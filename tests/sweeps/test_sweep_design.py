@@ -57,3 +57,12 @@ def test_random_takes_all_points_when_asked_for_more_and_skips_excluded():
     assert [t["lr"] for t in expand(spec)] == [1, 3]
     spec = SweepSpec(name="r", axes={"lr": [1, 2, 3, 4]}, design="random", n_random=3, exclude=[{"lr": 2}])
     assert [t["lr"] for t in expand(spec)] == [1, 3, 4]  # n_random counts points that survive exclusion
+
+
+def test_one_at_a_time_crossed_axis_repeats_the_screen_at_each_value():
+    spec = SweepSpec(name="o", axes={"lr": [1, 2, 3], "scale": ["tiny", "small"], "n_train": [100, 1000]},
+                     design="one_at_a_time", base={"lr": 2, "scale": "tiny"}, cross=["n_train"],
+                     exclude=[{"n_train": 100, "scale": "small"}])
+    points = [(t["n_train"], t["lr"], t["scale"]) for t in expand(spec)]
+    assert points == [(100, 2, "tiny"), (100, 1, "tiny"), (100, 3, "tiny"),
+                      (1000, 2, "tiny"), (1000, 1, "tiny"), (1000, 3, "tiny"), (1000, 2, "small")]

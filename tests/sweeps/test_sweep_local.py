@@ -6,7 +6,7 @@ import pytest
 from scaleflow.sweeps import ResultStore, SweepSpec, expand, run_sweep, trial_id
 from scaleflow.training.config import ConfigError
 
-SPEC = SweepSpec(name="t", axes={"lr": [1, 2, 3], "width": [8, 16]}, fixed={"steps": 5}, seeds=[0, 1])
+SPEC = SweepSpec(name="t", axes={"lr": [1, 2, 3], "batch_size": [8, 16]}, fixed={"steps": 5}, seeds=[0, 1])
 
 
 class FakeTrial:
@@ -23,7 +23,7 @@ class FakeTrial:
         self.calls.append(dict(options))
         if all(options.get(k) == v for k, v in self.fail_when.items()) and self.fail_when:
             raise RuntimeError("diverged:\nloss is nan")
-        return {"loss": options["lr"] * options["width"] + options["seed"]}
+        return {"loss": options["lr"] * options["batch_size"] + options["seed"]}
 
 
 def test_runs_every_trial_in_order_and_records_it(tmp_path):
@@ -32,10 +32,10 @@ def test_runs_every_trial_in_order_and_records_it(tmp_path):
     assert trial.calls == expand(SPEC)
     assert [r["id"] for r in records] == [trial_id(t) for t in expand(SPEC)]
     assert all(r["status"] == "ok" and r["seconds"] >= 0 for r in records)
-    assert records[0]["config"] == {"steps": 5, "lr": 1, "width": 8, "seed": 0}
+    assert records[0]["config"] == {"steps": 5, "lr": 1, "batch_size": 8, "seed": 0}
     assert records[0]["result"] == {"loss": 8}
     assert seen == [(n, 12) for n in range(1, 13)]
-    assert json.loads((tmp_path / "spec.json").read_text())["axes"] == {"lr": [1, 2, 3], "width": [8, 16]}
+    assert json.loads((tmp_path / "spec.json").read_text())["axes"] == {"lr": [1, 2, 3], "batch_size": [8, 16]}
 
 
 def test_killed_sweep_resumes_with_each_trial_run_exactly_once(tmp_path):
@@ -67,11 +67,11 @@ def test_torn_last_line_trial_reruns(tmp_path):
 
 
 def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
-    trial = FakeTrial(fail_when={"lr": 2, "width": 16, "seed": 1})
+    trial = FakeTrial(fail_when={"lr": 2, "batch_size": 16, "seed": 1})
     records = run_sweep(SPEC, tmp_path, trial)
     assert len(trial.calls) == 12
     failed = [r for r in records if r["status"] == "failed"]
-    assert len(failed) == 1 and failed[0]["config"] == {"steps": 5, "lr": 2, "width": 16, "seed": 1}
+    assert len(failed) == 1 and failed[0]["config"] == {"steps": 5, "lr": 2, "batch_size": 16, "seed": 1}
     assert failed[0]["error"] == "RuntimeError: diverged: loss is nan"
     assert "result" not in failed[0]
     rerun = FakeTrial()
@@ -95,7 +95,7 @@ def test_folder_of_another_sweep_is_refused(tmp_path):
 _KILLED_SWEEP = """
 import os, sys
 from scaleflow.sweeps import SweepSpec, run_sweep
-spec = SweepSpec(name="t", axes={"lr": [1, 2, 3], "width": [8, 16]}, fixed={"steps": 5}, seeds=[0, 1])
+spec = SweepSpec(name="t", axes={"lr": [1, 2, 3], "batch_size": [8, 16]}, fixed={"steps": 5}, seeds=[0, 1])
 calls = []
 def trial(options):
     if len(calls) == 4:

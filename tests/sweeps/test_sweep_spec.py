@@ -59,3 +59,21 @@ def test_spec_requires_name_and_axes():
         SweepSpec(axes={"lr": [1]})
     with pytest.raises(ValidationError):
         SweepSpec(name="a")
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"cross": ["n_train"], "base": {"lr": 1}}, "cross.n_train: not an axis"),
+    ({"cross": ["lr"], "base": {"lr": 1}}, "base.lr: a crossed axis"),
+])
+def test_cross_must_name_an_axis_without_a_base_value(extra, message):
+    with pytest.raises(ValueError, match=message):
+        SweepSpec(name="c", axes={"lr": [1, 2]}, design="one_at_a_time", **extra)
+
+
+def test_unknown_task_and_option_names_are_refused():
+    with pytest.raises(ValueError, match="task: 'bake' is not one of train"):
+        SweepSpec(name="c", axes={"lr": [1]}, task="bake")
+    with pytest.raises(ValueError, match="axes.widht: not an option of a train trial; known: .*batch_size"):
+        SweepSpec(name="c", axes={"widht": [1]})
+    with pytest.raises(ValueError, match="fixed.out: not an option"):
+        SweepSpec(name="c", axes={"lr": [1]}, fixed={"out": "x"})

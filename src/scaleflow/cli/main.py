@@ -14,6 +14,7 @@ from scaleflow.cli.evaluate import eval_command
 from scaleflow.cli.params import params
 from scaleflow.cli.reflow import reflow
 from scaleflow.cli.sample import sample
+from scaleflow.cli.sweep import sweep
 from scaleflow.cli.train import train
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.command("compare")(compare)
 app.command("reflow")(reflow)
 app.command("embed")(embed)
 app.command("demo")(demo)
+app.command("sweep")(sweep)
 
 
 @app.callback()

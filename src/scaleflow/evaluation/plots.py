@@ -26,13 +26,13 @@ DPI = 100
 MAP_METHODS = ("auto", "tsne", "umap")
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
     # No bbox_inches="tight": the PNG keeps exactly figsize * DPI pixels.
     path = Path(path)
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
@@ -47,7 +47,7 @@ def plot_training_curves(runs: Mapping[str, Sequence[dict]], path: str | Path) -
     Args:
         runs: label -> metrics.jsonl records (`{"step", "loss", ...}` and `{"step", "val_loss", "val_loss_raw"}`).
     """
-    fig = _figure(11, 4)
+    fig = new_figure(11, 4)
     train_ax, val_ax = fig.subplots(1, 2)
     for i, (label, records) in enumerate(runs.items()):
         color = f"C{i}"
@@ -65,7 +65,7 @@ def plot_training_curves(runs: Mapping[str, Sequence[dict]], path: str | Path) -
         ax.grid(alpha=0.3, which="both")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --- metric bars ---------------------------------------------------------------------------------
@@ -83,7 +83,7 @@ def plot_metric_bars(reports: Mapping[str, dict], path: str | Path, metrics: Opt
     metrics = metric_names(reports.values()) if metrics is None else list(metrics)
     cols = 4
     rows = math.ceil(len(metrics) / cols)
-    fig = _figure(3 * cols, 2.4 * rows)
+    fig = new_figure(3 * cols, 2.4 * rows)
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     labels = list(reports)
     entries = {label: metric_entries(report) for label, report in reports.items()}
@@ -108,7 +108,7 @@ def plot_metric_bars(reports: Mapping[str, dict], path: str | Path, metrics: Opt
     for ax in axes[len(metrics):]:
         ax.set_axis_off()
     fig.suptitle("metrics with 95% CI (dashed: real-vs-real floor, gray: its 95% CI)", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --- quality vs NFE ------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ def plot_quality_vs_nfe(reports: Mapping[str, dict], path: str | Path) -> Path:
         reports: label -> eval.json report; uses `report["nfe_curve"]` rows `{"solver", "steps", "nfe", "fd"}`
             and `report["fd"]["floor"]`.
     """
-    fig = _figure(7, 4.5)
+    fig = new_figure(7, 4.5)
     ax = fig.subplots()
     positive = True
     for i, (label, report) in enumerate(reports.items()):
@@ -149,7 +149,7 @@ def plot_quality_vs_nfe(reports: Mapping[str, dict], path: str | Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, ncol=2)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --- embedding map -------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ def plot_embedding_map(real: np.ndarray, generated: Mapping[str, np.ndarray], pa
     sets = [(k, x[np.sort(rng.choice(len(x), max_points, replace=False))] if len(x) > max_points else x) for k, x in sets]
     # One projection of the pooled points, so real and generated share coordinates.
     coords, used = project_2d(np.concatenate([x for _, x in sets]), method, seed)
-    fig = _figure(7, 6.5)
+    fig = new_figure(7, 6.5)
     ax = fig.subplots()
     start = 0
     for i, (label, x) in enumerate(sets):
@@ -217,4 +217,4 @@ def plot_embedding_map(real: np.ndarray, generated: Mapping[str, np.ndarray], pa
         ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.6, **style)
     ax.set(title=f"{used} map of real test points and generated samples", xticks=[], yticks=[])
     ax.legend(fontsize=8, markerscale=2)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -15,13 +15,17 @@ def _grid(spec: SweepSpec) -> list[dict[str, Any]]:
 
 
 def _one_at_a_time(spec: SweepSpec) -> list[dict[str, Any]]:
-    """The base point, then each axis moved alone through its other values."""
-    points = [dict(spec.base)]
+    """The base point, then each axis moved alone through its other values; every such point at each
+    combination of the crossed axes (crossed values vary slowest)."""
+    moved = [dict(spec.base)]
     for option, values in spec.axes.items():
+        if option in spec.cross:
+            continue
         for value in values:
             if canonical(value) != canonical(spec.base[option]):
-                points.append({**spec.base, option: value})
-    return points
+                moved.append({**spec.base, option: value})
+    crossed = [dict(zip(spec.cross, values)) for values in itertools.product(*(spec.axes[c] for c in spec.cross))]
+    return [{**point, **combination} for combination in crossed for point in moved]
 
 
 def _excluded(trial: dict[str, Any], spec: SweepSpec) -> bool:

@@ -1,32 +1,173 @@
-"""Run a sweep's trials one after another in this process, resuming where a killed run stopped."""
+"""Run a sweep's trials on this machine: one after another in this process, or N at a time, each in a
+fresh worker process with its share of the cores. A killed sweep resumes where it stopped."""
 from __future__ import annotations
 
-import json
+import ctypes
+import logging
+import multiprocessing as mp
+import os
+import resource
+import signal
+import sys
 import time
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from scaleflow.files import read_json, write_json
-from scaleflow.sweeps.design import expand
-from scaleflow.sweeps.records import ResultStore, trial_id
+from scaleflow.sweeps.ledger import Progress, SweepLedger, one_line
 from scaleflow.sweeps.spec import SweepSpec
-from scaleflow.training.config import ConfigError
 
-Progress = Callable[[dict[str, Any], int, int], None]
-
-
-def _one_line(err: BaseException) -> str:
-    return f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
+Trial = Callable[[dict[str, Any]], dict[str, Any]]
+INTERRUPTED = "interrupted"
 
 
-def run_sweep(spec: SweepSpec, folder: str | Path, run_trial: Callable[[dict[str, Any]], dict[str, Any]],
-              progress: Optional[Progress] = None) -> list[dict[str, Any]]:
-    """Run every trial of `spec` not yet recorded in `folder`, in design order.
+def threads_per_job(jobs: int, cores: Optional[int] = None) -> int:
+    """The cores each of `jobs` parallel trials gets, so that together they do not oversubscribe
+    (on 2 cores an oversubscribed pair of OpenMP pools runs 10-40x slower, measured)."""
+    cores = cores or len(os.sched_getaffinity(0))
+    return max(1, cores // max(1, jobs))
 
-    Each record is `{"id", "config", "status": "ok", "result", "seconds"}`, or
-    `{"id", "config", "status": "failed", "error"}` when `run_trial` raises (the sweep goes on).
-    `progress(record, n_done, n_total)` is called after each trial that ran. KeyboardInterrupt
-    stops the sweep; rerunning it skips what was recorded, so every trial runs exactly once.
+
+def _die_with_parent() -> None:
+    """Ask Linux to send this worker SIGTERM when the sweep process dies (even by kill -9), so training
+    checkpoints and stops instead of running on, orphaned, holding its run folder's lock."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+class _WarningCollector(logging.Handler):
+    """Keeps the trial's warnings (sent back with its result: the sweep shows each distinct one once,
+    instead of every worker printing the same line)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message not in self.messages:
+            self.messages.append(message)
+
+
+def _worker(conn, run_trial: Trial, options: dict[str, Any], threads: int) -> None:
+    """One trial in its own process; sends (status, result or error or None, peak_rss_mb, warnings),
+    status being "ok", "failed" or "interrupted"."""
+    _die_with_parent()
+    collector = _WarningCollector()
+    logging.getLogger("scaleflow").addHandler(collector)
+    import torch
+
+    torch.set_num_threads(threads)
+    from scaleflow.training.signals import TrainingInterrupted
+
+    try:
+        message: tuple = ("ok", run_trial(options))
+    except (KeyboardInterrupt, TrainingInterrupted):
+        message = (INTERRUPTED, None)
+    except Exception as err:
+        message = ("failed", one_line(err))
+    peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    try:
+        conn.send((*message, peak, collector.messages))
+    except (TypeError, ValueError) as err:  # unpicklable result
+        conn.send(("failed", f"result is not recordable: {one_line(err)}", peak, collector.messages))
+    conn.close()
+
+
+def _run_inline(ledger: SweepLedger, run_trial: Trial) -> None:
+    for tid, options in ledger.pending:
+        start = time.perf_counter()
+        try:
+            result, error = run_trial(dict(options)), None  # a copy: the trial must not change what is recorded
+        except Exception as err:
+            result, error = None, one_line(err)
+        ledger.finish(tid, options, result, error, time.perf_counter() - start)
+
+
+def _start(ctx, run_trial: Trial, options: dict[str, Any], threads: int):
+    receiver, sender = ctx.Pipe(duplex=False)
+    # OpenMP sizes its pool from the environment when torch loads, before set_num_threads runs.
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update({k: str(threads) for k in saved})
+    try:
+        process = ctx.Process(target=_worker, args=(sender, run_trial, dict(options), threads), daemon=True)
+        process.start()
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    sender.close()
+    return process, receiver
+
+
+def _exit_reason(process) -> str:
+    code = process.exitcode
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"WorkerDied: the trial's process was killed by {name}{hint}"
+    return f"WorkerDied: the trial's process exited with code {code} without a result"
+
+
+def _run_processes(ledger: SweepLedger, run_trial: Trial, jobs: int, threads: int) -> None:
+    ctx = mp.get_context("spawn")  # fork would copy this process's torch thread pools and locks
+    queue = list(ledger.pending)
+    running: dict[Any, dict] = {}  # receiver -> {process, tid, options, start, message}
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                tid, options = queue.pop(0)
+                process, receiver = _start(ctx, run_trial, options, threads)
+                running[receiver] = {"process": process, "tid": tid, "options": options,
+                                     "start": time.perf_counter(), "message": None}
+            # A worker sends its result before it exits; read it first, or a big result fills the
+            # pipe and the worker never exits.
+            for receiver in wait(list(running)):
+                job = running.pop(receiver)
+                try:
+                    job["message"] = receiver.recv()
+                except EOFError:
+                    pass
+                job["process"].join()
+                receiver.close()
+                seconds = time.perf_counter() - job["start"]
+                message = job["message"]
+                if message is None:
+                    ledger.finish(job["tid"], job["options"], error=_exit_reason(job["process"]), seconds=seconds)
+                elif message[0] == INTERRUPTED:
+                    raise KeyboardInterrupt  # Ctrl-C reached the workers too; the trial stays unrecorded
+                else:
+                    status, payload, peak, warnings = message
+                    extra = {"peak_rss_mb": peak, **({"warnings": warnings} if warnings else {})}
+                    ledger.finish(job["tid"], job["options"], payload if status == "ok" else None,
+                                  payload if status == "failed" else None, seconds, extra)
+    finally:
+        for job in running.values():  # stopped: let each checkpoint (SIGTERM), then make sure
+            job["process"].terminate()
+        for job in running.values():
+            job["process"].join(60)
+            if job["process"].is_alive():
+                job["process"].kill()
+                job["process"].join()
+
+
+def run_sweep(spec: SweepSpec, folder: str | Path, run_trial: Trial, progress: Optional[Progress] = None,
+              jobs: Optional[int] = None, threads: Optional[int] = None) -> list[dict[str, Any]]:
+    """Run every trial of `spec` not yet recorded in `folder`.
+
+    Each record is `{"id", "config", "status": "ok", "result", "seconds"}`, or `{..., "status":
+    "failed", "error"}` when `run_trial` raises (the sweep goes on). `progress(record, n_done,
+    n_total)` is called after each trial that ran. KeyboardInterrupt stops the sweep; rerunning it
+    skips what was recorded, so every trial runs exactly once.
+
+    Args:
+        jobs: None runs the trials one after another in this process, in design order. N >= 1 runs
+            up to N at a time, each in a fresh process (so its record also holds `peak_rss_mb`, the
+            trial's own peak memory); `run_trial` must then be picklable (a module-level function
+            or an instance such as `tasks.TrainTask`).
+        threads: torch threads per worker (default: the cores split evenly over the jobs).
 
     Returns:
         The records of this sweep's trials, in design order.
@@ -34,37 +175,11 @@ def run_sweep(spec: SweepSpec, folder: str | Path, run_trial: Callable[[dict[str
     Raises:
         ConfigError: the folder holds a different sweep's spec.json.
     """
-    folder = Path(folder)
-    trials = expand(spec)
-    spec_file = folder / "spec.json"
-    saved = spec.model_dump(mode="json")
-    if spec_file.exists():
-        # Mixing two sweeps in one results file would make the plots lie about what was run.
-        if read_json(spec_file) != json.loads(json.dumps(saved)):
-            raise ConfigError(f"{folder}: holds a different sweep (spec.json differs); use a new folder")
+    ledger = SweepLedger(spec, folder, progress)
+    if jobs is None:
+        _run_inline(ledger, run_trial)
     else:
-        write_json(spec_file, saved)
-
-    store = ResultStore(folder)
-    done = store.done_ids()
-    ids = [trial_id(options) for options in trials]
-    n_done = sum(i in done for i in ids)
-    for options, tid in zip(trials, ids):
-        if tid in done:
-            continue
-        start = time.perf_counter()
-        try:
-            result = run_trial(dict(options))  # a copy: the trial must not change what is recorded
-            json.dumps(result)  # an unrecordable result is this trial's failure, not the sweep's
-            record = {"id": tid, "config": options, "status": "ok", "result": result,
-                      "seconds": round(time.perf_counter() - start, 3)}
-        except Exception as err:
-            record = {"id": tid, "config": options, "status": "failed", "error": _one_line(err)}
-        store.append(record)
-        done.add(tid)
-        n_done += 1
-        if progress is not None:
-            progress(record, n_done, len(trials))
-
-    latest = {r["id"]: r for r in store.records() if r.get("status") in ("ok", "failed")}
-    return [latest[tid] for tid in ids if tid in latest]
+        if jobs < 1:
+            raise ValueError(f"jobs must be >= 1; got {jobs}")
+        _run_processes(ledger, run_trial, jobs, threads or threads_per_job(jobs))
+    return ledger.records()

@@ -32,6 +32,8 @@ class SweepSpec(BaseModel):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="every point runs once per seed")
     design: Literal["grid", "one_at_a_time", "random"] = "grid"
     base: dict[str, Any] = Field(default_factory=dict, description="one_at_a_time: the centre point")
+    cross: list[str] = Field(default_factory=list, description="one_at_a_time: axes crossed with every point "
+                             "(e.g. n_train: the whole screen at each data size) instead of moved alone")
     n_random: Optional[int] = Field(None, ge=1, description="random: how many grid points to draw")
     design_seed: int = Field(0, description="random: the draw's seed")
 
@@ -53,6 +55,16 @@ class SweepSpec(BaseModel):
                 raise ValueError(f"axes.{option}: also in fixed; an option is either varied or fixed")
         if "seed" in self.fixed:
             raise ValueError("fixed.seed: list seeds under `seeds`")
+        from scaleflow.sweeps.tasks import TASKS, known_options  # here: tasks loads torch
+
+        if self.task not in TASKS:
+            raise ValueError(f"task: {self.task!r} is not one of {', '.join(TASKS)}")
+        known_names = set(known_options())
+        for where, names in (("axes", self.axes), ("fixed", self.fixed)):
+            for option in names:
+                if option not in known_names:
+                    raise ValueError(f"{where}.{option}: not an option of a {self.task} trial; "
+                                     f"known: {', '.join(sorted(known_names))}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds: a seed appears twice")
         known = {*self.axes, *self.fixed, "seed"}
@@ -63,7 +75,14 @@ class SweepSpec(BaseModel):
             if unknown:  # almost always a typo, which would silently exclude nothing
                 raise ValueError(f"exclude.{i}: {', '.join(unknown)} is not an axis, fixed option or seed")
         if self.design == "one_at_a_time":
+            for option in self.cross:
+                if option not in self.axes:
+                    raise ValueError(f"cross.{option}: not an axis")
             for option, values in self.axes.items():
+                if option in self.cross:
+                    if option in self.base:
+                        raise ValueError(f"base.{option}: a crossed axis takes all its values; no base value")
+                    continue
                 if option not in self.base:
                     raise ValueError(f"base.{option}: one_at_a_time needs a base value for every axis")
                 if canonical(self.base[option]) not in {canonical(v) for v in values}:
@@ -71,8 +90,8 @@ class SweepSpec(BaseModel):
             extra = sorted(set(self.base) - set(self.axes))
             if extra:
                 raise ValueError(f"base: {', '.join(extra)} is not an axis")
-        elif self.base:
-            raise ValueError(f"base: only used by design one_at_a_time (design is {self.design})")
+        elif self.base or self.cross:
+            raise ValueError(f"base, cross: only used by design one_at_a_time (design is {self.design})")
         if self.design == "random" and self.n_random is None:
             raise ValueError("n_random: design random needs how many grid points to draw")
         if self.design != "random" and self.n_random is not None:

@@ -1,0 +1,238 @@
+"""`scaleflow sweep SPEC.yaml --out DIR` runs a sweep (resuming a killed one); `scaleflow sweep summarize
+DIR` redraws its table, figures and winners from the records."""
+from __future__ import annotations
+
+import math
+import shlex
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from scaleflow.cli.errors import user_errors
+from scaleflow.sweeps.design import expand
+from scaleflow.sweeps.local import run_sweep, threads_per_job
+from scaleflow.sweeps.report import SweepSummary, summarize_sweep
+from scaleflow.sweeps.spec import SweepSpec, load_sweep
+from scaleflow.sweeps.summary import DEFAULT_METRIC
+from scaleflow.sweeps.tasks import TASKS, check_trial
+from scaleflow.training.config import ConfigError
+
+# The table's columns: each measure as a multiple of its real-vs-real floor.
+TABLE_COLUMNS = ("worst_ratio", "fd_ratio", "precision_ratio", "recall_ratio", "coverage_ratio", "validity_ratio")
+# jobs x threads on 2 cores, measured by benchmarks/sweep_throughput.py (BENCHMARKS.md): one job with
+# both cores beats two with one each.
+DEFAULT_JOBS = 1
+
+
+def _value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def _parse_axis(pair: str) -> tuple[str, list[Any]]:
+    key, sep, values = pair.partition("=")
+    if not sep or not key.strip() or not values.strip():
+        raise ConfigError(f"--axis {pair!r}: expected NAME=V1,V2,..., e.g. --axis arch=mlp,dit")
+    return key.strip(), [_value(v) for v in values.split(",")]
+
+
+def _parse_set(pair: str) -> tuple[str, Any]:
+    key, sep, value = pair.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {pair!r}: expected NAME=VALUE, e.g. --set steps=500")
+    return key.strip(), _value(value)
+
+
+def build_spec(path: Optional[Path], axes: list[str], fixed: list[str], seeds: Optional[str],
+               name: Optional[str]) -> SweepSpec:
+    """The spec from the YAML file (if any) with the flags on top: --axis adds or replaces an axis,
+    --set fixes an option (taking it off the axes), --seeds replaces the seeds."""
+    base = load_sweep(path).model_dump() if path is not None else {"name": "sweep", "axes": {}}
+    for key, values in map(_parse_axis, axes):
+        base["fixed"] = {k: v for k, v in base.get("fixed", {}).items() if k != key}
+        base["axes"][key] = values
+    for key, value in map(_parse_set, fixed):
+        base["axes"].pop(key, None)
+        base.setdefault("fixed", {})[key] = value
+        if base.get("base"):
+            base["base"].pop(key, None)
+    if seeds is not None:
+        try:
+            base["seeds"] = [int(s) for s in seeds.split(",")]
+        except ValueError:
+            raise ConfigError(f"--seeds {seeds!r}: expected whole numbers separated by commas, e.g. 0,1,2") from None
+    if name:
+        base["name"] = name
+    if path is None and not base["axes"]:
+        raise ConfigError("give a sweep YAML file or at least one --axis NAME=V1,V2")
+    where = f"{path}: " if path is not None else ""
+    try:
+        return SweepSpec(**base)
+    except ValueError as err:
+        from pydantic import ValidationError
+
+        from scaleflow.training.config import validation_message
+
+        if isinstance(err, ValidationError):
+            raise ConfigError(validation_message(err, where or "sweep options: ", SweepSpec, "key", "sweep")) from None
+        raise
+
+
+def _interval(group: dict) -> str:
+    if group["mean"] is None:
+        return "-"
+    if group["ci"] is None:
+        return f"{group['mean']:.3f}"
+    return f"{group['mean']:.3f} ±{(group['ci'][1] - group['ci'][0]) / 2:.3f}"
+
+
+def summary_table(summary: SweepSummary) -> Table:
+    """Per setting (seeds pooled), best first: each measure / its floor, mean ± half the 95% t interval."""
+    from scaleflow.sweeps.summary import aggregate
+
+    table = Table(title=f"{summary.spec.name}: measures / their real-vs-real floors (1 = as good as real data; "
+                        f"mean ± 95% interval over seeds), ranked by {summary.metric}")
+    table.add_column("setting")
+    table.add_column("seeds", justify="right")
+    columns = [summary.metric, *(c for c in TABLE_COLUMNS if c != summary.metric)]
+    for column in columns:
+        table.add_column(column.removesuffix("_ratio"), justify="right")
+    by_column = {c: {g["setting"]: g for g in aggregate(summary.rows, c, summary.varied)} for c in columns}
+    for group in summary.settings:
+        label = group["setting"]
+        seeds = f"{group['n']}" + (f" ({group['n_failed']} failed)" if group["n_failed"] else "")
+        table.add_row(label, seeds, *(_interval(by_column[c][label]) for c in columns))
+    return table
+
+
+def winner_lines(summary: SweepSummary) -> list[str]:
+    """One line per data size: which setting wins, by how much, and whether the interval agrees."""
+    lines = []
+    for w in summary.winners:
+        size = w.get("n_train")
+        head = f"n_train={size if size is not None else 'all'}: best on {w['metric']} is {w['best']['setting']} " \
+               f"({_interval(w['best'])}, {w['best']['n']} seed(s))"
+        if w["runner_up"] is None:
+            lines.append(f"{head}; the only setting")
+            continue
+        lead = f"lead {w['lead']:.3f}"
+        if w["lead_ci"] is not None:
+            lead += f" [{w['lead_ci'][0]:.3f}, {w['lead_ci'][1]:.3f}]"
+        lines.append(f"{head}; over {w['runner_up']['setting']} by {lead}: {w['verdict']}")
+    return lines
+
+
+def _print_summary(summary: SweepSummary, folder: Path) -> None:
+    screen = Console()
+    if not screen.is_terminal:  # a log file: no reason to squeeze the table into 80 columns
+        screen = Console(width=200)
+    screen.print(summary_table(summary))
+    console = Console(soft_wrap=True, highlight=False)
+    for line in winner_lines(summary):
+        console.print(line, markup=False)
+    figures = [p.name for p in summary.written if p.suffix == ".png"]
+    console.print(f"{len(summary.rows)} trials ({summary.n_failed} failed); wrote {folder / 'results.jsonl'}, "
+                  f"results.csv, summary.json, figures/ ({', '.join(figures) or 'none'})", markup=False)
+
+
+def _progress_bar(total: int, done: int) -> tuple[Progress, Any]:
+    bar = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]}"),
+                   TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=Console(stderr=True))
+    task = bar.add_task("sweep", total=total, completed=done, failed="")
+    failed = [0]
+
+    shown: set[str] = set()
+
+    def on_trial(record: dict, n_done: int, n_total: int) -> None:
+        failed[0] += record["status"] != "ok"
+        for warning in record.get("warnings", []):  # each distinct warning once, not once per trial
+            if warning not in shown:
+                shown.add(warning)
+                bar.console.print(f"warning: {warning}", markup=False, highlight=False)
+        bar.update(task, completed=n_done, failed=f"{failed[0]} failed" if failed[0] else "")
+        if record["status"] != "ok":
+            bar.console.print(f"trial {record['id']} failed: {record['error']}", markup=False, highlight=False)
+
+    return bar, on_trial
+
+
+@user_errors
+def sweep(
+    target: Optional[str] = typer.Argument(None, help="sweep YAML file, or `summarize` (then DIR)"),
+    folder: Optional[Path] = typer.Argument(None, help="with `summarize`: the sweep folder"),
+    out: Optional[Path] = typer.Option(None, "--out", help="sweep folder (default: sweeps/<name>); rerun to resume"),
+    axis: list[str] = typer.Option([], "--axis", help="NAME=V1,V2,... an axis (repeatable; replaces the file's)"),
+    set_: list[str] = typer.Option([], "--set", help="NAME=VALUE an option every trial shares (repeatable)"),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="seeds, e.g. 0,1,2 (replaces the file's)"),
+    name: Optional[str] = typer.Option(None, "--name", help="the sweep's name"),
+    jobs: int = typer.Option(DEFAULT_JOBS, "--jobs", help="trials at a time, each in its own process"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per trial (default: cores / jobs)"),
+    backend: str = typer.Option("local", "--backend", help="local | ray"),
+    address: Optional[str] = typer.Option(None, "--address", help="ray: `auto` joins a running cluster "
+                                          "(default: start a local Ray)"),
+    cpus_per_trial: float = typer.Option(1, "--cpus-per-trial", help="ray: CPUs each trial asks for"),
+    gpus_per_trial: float = typer.Option(0, "--gpus-per-trial", help="ray: GPU fraction each trial asks for"),
+    metric: str = typer.Option(DEFAULT_METRIC, "--metric", help="the measure that ranks settings (a results.csv "
+                               "column; default: the worst of FD, precision, recall, coverage, validity vs floors)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list the trials and stop"),
+) -> None:
+    """Run a sweep: every trial trains, samples and scores one configuration; results.jsonl, results.csv,
+    figures and a table per setting with intervals over seeds. A killed sweep reruns to completion.
+
+    `scaleflow sweep summarize DIR [--metric M]` redraws the outputs of a sweep folder.
+    """
+    if target == "summarize":
+        if folder is None:
+            raise ConfigError("sweep summarize: give the sweep folder, e.g. scaleflow sweep summarize sweeps/quick")
+        _print_summary(summarize_sweep(folder, metric), folder)
+        return
+    if folder is not None:
+        raise ConfigError(f"unexpected argument {str(folder)!r}: the sweep folder goes in --out")
+    spec = build_spec(Path(target) if target else None, axis, set_, seeds, name)
+    trials = expand(spec)
+    for options in trials:  # every trial's options checked before the first one runs
+        try:
+            check_trial(options)
+        except ConfigError as err:
+            where = f"{target}: " if target else ""
+            raise ConfigError(f"{where}trial {options}: {err}") from None
+    out = out or Path("sweeps") / spec.name
+    if dry_run:
+        console = Console(soft_wrap=True, highlight=False)
+        for options in trials:
+            console.print(" ".join(f"{k}={v}" for k, v in options.items()), markup=False)
+        console.print(f"{len(trials)} trials -> {out}", markup=False)
+        return
+    if jobs < 1 or (threads is not None and threads < 1):
+        raise ConfigError("--jobs and --threads must be >= 1")
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"--backend {backend!r}: choose local or ray")
+    if not (cpus_per_trial > 0 and gpus_per_trial >= 0 and math.isfinite(cpus_per_trial + gpus_per_trial)):
+        raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    run_trial = TASKS[spec.task](str((out / "runs").resolve()))
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    how = f"ray ({address or 'local'})" if backend == "ray" else \
+        f"{jobs} at a time x {threads or threads_per_job(jobs)} threads"
+    console.print(f"sweep {spec.name}: {len(trials)} trials ({how}) -> {out}", markup=False)
+    from scaleflow.sweeps.records import ResultStore, trial_id
+
+    done = len({trial_id(t) for t in trials} & ResultStore(out).done_ids())
+    bar, on_trial = _progress_bar(len(trials), done)
+    try:
+        with bar:
+            if backend == "ray":
+                from scaleflow.sweeps.ray_runner import run_sweep_ray
+
+                run_sweep_ray(spec, out, run_trial, on_trial, address, cpus_per_trial, gpus_per_trial)
+            else:
+                run_sweep(spec, out, run_trial, on_trial, jobs=jobs, threads=threads)
+    except KeyboardInterrupt:
+        console.print(f"interrupted; finished trials are in {out / 'results.jsonl'}. Rerun the same command to "
+                      "continue.", markup=False)
+        raise typer.Exit(130) from None
+    _print_summary(summarize_sweep(out, metric), out)
+    console.print(f"redraw: scaleflow sweep summarize {shlex.quote(str(out))} --metric {metric}", markup=False)

@@ -1,0 +1,115 @@
+"""A sweep's figures: measures against parameter count or data size, one line per setting with error
+bars over seeds; and precision against recall, each setting a point, the floors as lines."""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from scaleflow.evaluation.plots import new_figure, save_figure
+from scaleflow.sweeps.summary import mean_interval, setting_label
+
+# One panel each, all "x its real-vs-real floor" so every panel reads the same way (1 = real data).
+PANELS = ("worst_ratio", "fd_ratio", "precision_ratio", "recall_ratio", "coverage_ratio", "validity_ratio")
+# Options that set the parameter count: a line over params joins settings differing only in these.
+SIZE_OPTIONS = ("scale", "model")
+
+
+def _ok(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r.get("status") == "ok"]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _series(rows, x: str, metric: str, line_keys: Sequence[str]) -> dict[str, list[tuple[float, float, float]]]:
+    """line label -> [(x, mean, half-width)] sorted by x; the mean over seeds at each x."""
+    points: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in _ok(rows):
+        if _finite(row.get(x)) and _finite(row.get(metric)):
+            points[setting_label(row, line_keys)][float(row[x])].append(float(row[metric]))
+    out = {}
+    for label, by_x in points.items():
+        line = []
+        for xv in sorted(by_x):
+            mean, ci = mean_interval(by_x[xv])
+            line.append((xv, mean, 0.0 if ci is None else (ci[1] - ci[0]) / 2))
+        out[label] = line
+    return out
+
+
+def _spans_decades(rows, x: str) -> bool:
+    values = [float(r[x]) for r in _ok(rows) if _finite(r.get(x)) and r[x] > 0]
+    return bool(values) and max(values) / min(values) >= 4
+
+
+def plot_measures_vs(rows: Sequence[dict[str, Any]], x: str, varied: Sequence[str], path: str | Path,
+                     panels: Sequence[str] = PANELS) -> Path:
+    """Each measure (a panel) against `x` ("params" or a numeric option), a line per setting of the other
+    varied options, error bars = 95% t interval over seeds (none with one seed); x log-scaled when
+    it spans a factor of 4 or more."""
+    excluded = {x, "seed", *(SIZE_OPTIONS if x == "params" else ())}
+    line_keys = [k for k in varied if k not in excluded]
+    cols = 3
+    fig = new_figure(5.0 * cols, 3.6 * math.ceil(len(panels) / cols))
+    axes = fig.subplots(math.ceil(len(panels) / cols), cols, squeeze=False).ravel()
+    for ax, metric in zip(axes, panels):
+        for i, (label, line) in enumerate(sorted(_series(rows, x, metric, line_keys).items())):
+            xs, ys, errs = (np.array(v) for v in zip(*line))
+            ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, color=f"C{i % 10}", label=label)
+        ax.axhline(1.0, color="0.5", ls="--", lw=1)  # the floor: real data against real data
+        if _spans_decades(rows, x):
+            ax.set_xscale("log")
+        ax.set_xlabel(x)
+        ax.set_title(f"{metric.removesuffix('_ratio')} / floor" if metric.endswith("_ratio") else metric)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_precision_recall(rows: Sequence[dict[str, Any]], varied: Sequence[str], path: str | Path) -> Path:
+    """Precision against recall (both / their floors), one point per setting with seed error bars."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in _ok(rows):
+        if _finite(row.get("precision_ratio")) and _finite(row.get("recall_ratio")):
+            groups[setting_label(row, varied)].append(row)
+    fig = new_figure(8.0, 6.5)
+    ax = fig.add_subplot()
+    for i, (label, members) in enumerate(sorted(groups.items())):
+        (px, pci), (rx, rci) = (mean_interval([m[k] for m in members]) for k in ("precision_ratio", "recall_ratio"))
+        ax.errorbar(rx, px, xerr=0 if rci is None else (rci[1] - rci[0]) / 2,
+                    yerr=0 if pci is None else (pci[1] - pci[0]) / 2, marker="o", capsize=3,
+                    color=f"C{i % 10}", label=label)
+    ax.axhline(1.0, color="0.5", ls="--", lw=1)
+    ax.axvline(1.0, color="0.5", ls="--", lw=1)
+    ax.set_xlabel("recall / floor")
+    ax.set_ylabel("precision / floor")
+    ax.set_title("precision vs recall (1, 1 = as good as real data)")
+    ax.grid(alpha=0.3)
+    if groups:
+        ax.legend(fontsize=7, loc="best")
+    return save_figure(fig, path)
+
+
+def draw_sweep_figures(rows: Sequence[dict[str, Any]], varied: Sequence[str], folder: str | Path) -> list[Path]:
+    """Every figure the rows support into `folder`: measures vs params, vs each numeric varied option
+    (n_train, steps, noise_scale, ...), and precision vs recall. Returns the paths written."""
+    folder = Path(folder)
+    written = []
+    if not _ok(rows):
+        return written
+    written.append(plot_measures_vs(rows, "params", varied, folder / "measures_vs_params.png"))
+    for option in varied:  # data size, steps, noise scale, lr, ...: every numeric axis gets its figure
+        values = {r.get(option) for r in _ok(rows)}
+        if len(values) > 1 and all(_finite(v) for v in values):
+            written.append(plot_measures_vs(rows, option, varied, folder / f"measures_vs_{option}.png"))
+    written.append(plot_precision_recall(rows, varied, folder / "precision_vs_recall.png"))
+    return written

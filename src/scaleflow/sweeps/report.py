@@ -1,0 +1,66 @@
+"""A sweep folder's outputs, drawn from its records alone (so `sweep summarize` redraws them any time):
+`results.csv`, the figures, and `summary.json` with the winner per data size."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaleflow.files import read_json, write_json
+from scaleflow.sweeps.plots import draw_sweep_figures
+from scaleflow.sweeps.records import ResultStore
+from scaleflow.sweeps.spec import SweepSpec
+from scaleflow.sweeps.summary import DEFAULT_METRIC, LOWER_IS_BETTER, aggregate, flatten, winners, write_csv
+from scaleflow.training.config import ConfigError
+
+
+@dataclass
+class SweepSummary:
+    """What `summarize_sweep` found and wrote."""
+
+    spec: SweepSpec
+    rows: list[dict[str, Any]]
+    varied: list[str]  # the options that take more than one value among the trials (seed aside)
+    metric: str
+    settings: list[dict[str, Any]]  # `summary.aggregate` of the metric, best first
+    winners: list[dict[str, Any]]
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(r["status"] != "ok" for r in self.rows)
+
+
+def varied_options(spec: SweepSpec, rows: list[dict[str, Any]]) -> list[str]:
+    """The axes, in spec order, that take more than one value among the recorded trials."""
+    return [k for k in spec.axes if len({str(r.get(k)) for r in rows}) > 1]
+
+
+def summarize_sweep(folder: str | Path, metric: str = DEFAULT_METRIC) -> SweepSummary:
+    """Read `folder`'s spec.json and results.jsonl; write results.csv, figures/ and summary.json.
+
+    Raises:
+        ConfigError: not a sweep folder, or a metric no trial recorded.
+    """
+    folder = Path(folder)
+    if not (folder / "spec.json").exists():
+        raise ConfigError(f"{folder}: not a sweep folder (no spec.json); run `scaleflow sweep SPEC.yaml --out {folder}`")
+    spec = SweepSpec(**read_json(folder / "spec.json"))
+    latest = {r["id"]: r for r in ResultStore(folder).records() if r.get("status") in ("ok", "failed")}
+    rows = [flatten(r) for r in latest.values()]
+    if not rows:
+        raise ConfigError(f"{folder}: no finished trial yet")
+    known = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    if metric not in known and any(r["status"] == "ok" for r in rows):
+        raise ConfigError(f"--metric {metric!r}: no trial recorded it; choose one of {', '.join(known)}")
+    varied = varied_options(spec, rows)
+    write_csv(rows, folder / "results.csv")
+    written = [folder / "results.csv", *draw_sweep_figures(rows, varied, folder / "figures")]
+    settings = aggregate(rows, metric, varied)
+    settings.sort(key=lambda g: (g["mean"] is None, (g["mean"] or 0) * (1 if metric in LOWER_IS_BETTER else -1)))
+    found = winners(rows, metric, varied)
+    write_json(folder / "summary.json", {"metric": metric, "varied": varied, "n_trials": len(rows),
+                                         "n_failed": sum(r["status"] != "ok" for r in rows),
+                                         "settings": settings, "winners": found})
+    written.append(folder / "summary.json")
+    return SweepSummary(spec, rows, varied, metric, settings, found, written)

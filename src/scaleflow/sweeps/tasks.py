@@ -1,0 +1,148 @@
+"""What a sweep trial runs. The `train` task: train one run with the trial's options, sample it, score
+the samples against the held-out test split, and return everything a study compares.
+
+A trial is a pure function of its options: its run folder is named by the trial's id, so a trial
+killed mid-training resumes from its checkpoint (bit for bit) instead of starting again.
+"""
+from __future__ import annotations
+
+import platform
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import scaleflow
+from scaleflow.evaluation.evaluate import METRICS, evaluate
+from scaleflow.evaluation.scores import min_samples
+from scaleflow.evaluation.weights import weight_statistics
+from scaleflow.sampling.solvers import SOLVERS
+from scaleflow.training.config import ConfigError, TrainConfig, make_config
+from scaleflow.training.lock import RunFolderBusy
+from scaleflow.training.run import load_run, resolve_device, train
+
+# Sampling and evaluation options a trial takes besides the training ones, with their defaults.
+# nfe_curve is off: it costs more than the evaluation itself and a study compares at one setting.
+EVAL_OPTIONS: dict[str, Any] = {"solver": "heun", "sample_steps": 20, "noise_scale": 1.0, "n_eval": 0, "bootstrap": 100}
+# Training options a trial may not set: the sweep owns the folder; a trial logs nowhere else.
+RESERVED = frozenset({"out", "wandb", "wandb_project", "reflow_source", "init_from"})
+TRAIN_OPTIONS = frozenset(TrainConfig.model_fields) - RESERVED
+
+
+def known_options() -> list[str]:
+    """Every option a `train` trial takes (training and evaluation), sorted."""
+    return sorted(TRAIN_OPTIONS | set(EVAL_OPTIONS))
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A trial's options as (training overrides, evaluation settings with defaults filled in).
+
+    Raises:
+        ConfigError: an option neither training nor evaluation knows, or a bad evaluation value.
+    """
+    unknown = sorted(set(options) - TRAIN_OPTIONS - set(EVAL_OPTIONS))
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)}: not an option of a train trial; known: {', '.join(known_options())}")
+    settings = {**EVAL_OPTIONS, **{k: options[k] for k in EVAL_OPTIONS if k in options}}
+    if settings["solver"] not in SOLVERS:
+        raise ConfigError(f"solver: {settings['solver']!r} is not one of {', '.join(SOLVERS)}")
+    for name in ("sample_steps", "bootstrap"):
+        if not isinstance(settings[name], int) or isinstance(settings[name], bool) or settings[name] < 1:
+            raise ConfigError(f"{name}: expected a whole number >= 1, got {settings[name]!r}")
+    n = settings["n_eval"]
+    if not isinstance(n, int) or isinstance(n, bool) or (n != 0 and n < min_samples()):
+        raise ConfigError(f"n_eval: expected 0 (as many as the test split) or a whole number >= {min_samples()}, "
+                          f"got {n!r}")
+    scale = settings["noise_scale"]
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < float("inf"):
+        raise ConfigError(f"noise_scale: expected a number > 0, got {scale!r}")
+    return {k: v for k, v in options.items() if k in TRAIN_OPTIONS}, settings
+
+
+def check_trial(options: dict[str, Any]) -> None:
+    """Validate a trial's options without running anything (ConfigError naming the option)."""
+    train_options, _ = split_options(options)
+    make_config(train_options)
+
+
+def _peak_memory_mb(device: torch.device) -> dict[str, float]:
+    """Peak resident memory of this process (the whole trial when it has a process of its own), and
+    the peak CUDA allocation when it ran on a GPU."""
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    out = {"peak_rss_mb": round(rss_kb / 1024, 1)}
+    if device.type == "cuda":
+        out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out
+
+
+def versions() -> dict[str, str]:
+    """The versions a result depends on."""
+    return {"scaleflow": scaleflow.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def _metric_entries(report: dict) -> dict[str, dict]:
+    """Each metric's entry (value, ci, floor, floor_ci, ...), lists kept as lists for JSON."""
+    return {name: report[name] for name in METRICS if name in report}
+
+
+def _train_once(config: TrainConfig, run_dir: Path, poll_seconds: float) -> tuple[dict, bool]:
+    """The run's summary, training it unless it is trained already. Returns (summary, trained here).
+
+    Trials that differ only in sampling share one run; when another worker is training it, wait for
+    that training to end rather than train it twice."""
+    while True:
+        if (run_dir / "summary.json").exists():
+            return load_run(run_dir).summary, False
+        try:
+            # A folder with a config but no summary is a trial killed mid-training: it resumes, bit for bit.
+            return train(config, run_dir, resume=(run_dir / "config.yaml").exists(), progress=False), True
+        except RunFolderBusy:
+            time.sleep(poll_seconds)
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    """The `train` trial, bound to the folder its runs go in (picklable, for worker processes)."""
+
+    runs: str  # folder holding one run folder per training configuration, named by its id
+    poll_seconds: float = 2.0
+
+    def __call__(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Train (unless another trial trained the same options), sample and score one trial.
+        Returns its result record (JSON-ready)."""
+        from scaleflow.sweeps.records import trial_id  # here: records imports nothing of ours but spec
+
+        train_options, settings = split_options(options)
+        run_dir = Path(self.runs) / trial_id(train_options)  # the training options alone name the run
+        config = make_config({**train_options, "out": str(run_dir)})
+        summary, trained_here = _train_once(config, run_dir, self.poll_seconds)
+        trained = time.perf_counter()
+        device = resolve_device(config.device)
+        run = load_run(run_dir, device=device)
+        report, _ = evaluate(run, settings["n_eval"] or None, settings["solver"], settings["sample_steps"],
+                             settings["bootstrap"], seed=config.seed, nfe_solvers=(), device=device,
+                             noise_scale=settings["noise_scale"])
+        return {
+            "resolved": {**config.model_dump(mode="json", exclude={"out"}), **settings},
+            "versions": versions(),
+            "params": summary["params"],
+            "train": {k: summary.get(k) for k in ("best_val_loss", "final_val_loss", "baseline_val_loss", "best_step",
+                                                  "steps", "stopped_early", "loss_space", "wall_seconds",
+                                                  "steps_per_second", "train_rows", "dim", "device")},
+            "metrics": _metric_entries(report),
+            "eval_settings": report["settings"],
+            "weights": weight_statistics(run.model)["by_layer_type"],
+            "timing": {"train_seconds": round(summary["wall_seconds"], 2), "trained_here": trained_here,
+                       "eval_seconds": round(time.perf_counter() - trained, 2),
+                       "threads": torch.get_num_threads()},
+            "memory": _peak_memory_mb(device),
+            "run_dir": str(run_dir),
+        }
+
+
+TASKS = {"train": TrainTask}
