@@ -23,7 +23,7 @@ install: venv
 	$(BIN)/pip install -q -e .
 
 install-dev: venv
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,ray]"
 
 demo: install
 	$(BIN)/scaleflow demo

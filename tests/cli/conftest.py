@@ -8,7 +8,6 @@ from typing import Callable
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from scaleflow.cli.main import app
@@ -24,16 +23,6 @@ TINY = ["--arch", "mlp", "--scale", "tiny", "--model-opt", "hidden_dim=16", "--s
 ENV = {"COLUMNS": "200", "SCALEFLOW_DEBUG": None}
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny networks run far faster on one intra-op thread (two threads on a busy 2-core machine
-    spin-wait: ~0.2 s per step instead of ~1 ms). Restored after each module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def write_data(folder: Path, n: int = N_ROWS, dim: int = DIM, texts: bool = True, seed: int = 0) -> tuple[Path, Path | None]:

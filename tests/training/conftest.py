@@ -1,18 +1,5 @@
 import numpy as np
 import pytest
-import torch
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny networks run far faster on one intra-op thread (two threads on a busy 2-core machine
-    spin-wait: the 800 steps of the overfitting test took 75 s instead of 5 s). It also gives the
-    subprocesses of test_resume (OMP_NUM_THREADS=1) the same kernels, hence the same bits. Restored
-    after each module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -165,6 +165,9 @@ def sweep(
     target: Optional[str] = typer.Argument(None, help="sweep YAML file, or `summarize` (then DIR)"),
     folder: Optional[Path] = typer.Argument(None, help="with `summarize`: the sweep folder"),
     out: Optional[Path] = typer.Option(None, "--out", help="sweep folder (default: sweeps/<name>); rerun to resume"),
+    runs: Optional[Path] = typer.Option(None, "--runs", help="folder of the trials' run folders (default: OUT/runs); "
+                                        "share it between sweeps and a training done by one is only evaluated by "
+                                        "the other"),
     axis: list[str] = typer.Option([], "--axis", help="NAME=V1,V2,... an axis (repeatable; replaces the file's)"),
     set_: list[str] = typer.Option([], "--set", help="NAME=VALUE an option every trial shares (repeatable)"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="seeds, e.g. 0,1,2 (replaces the file's)"),
@@ -213,7 +216,7 @@ def sweep(
         raise ConfigError(f"--backend {backend!r}: choose local or ray")
     if not (cpus_per_trial > 0 and gpus_per_trial >= 0 and math.isfinite(cpus_per_trial + gpus_per_trial)):
         raise ConfigError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
-    run_trial = TASKS[spec.task](str((out / "runs").resolve()))
+    run_trial = TASKS[spec.task](str((runs or out / "runs").resolve()))
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     how = f"ray ({address or 'local'})" if backend == "ray" else \
         f"{jobs} at a time x {threads or threads_per_job(jobs)} threads"

@@ -1,0 +1,143 @@
+"""`scaleflow sweep` end to end, as users type it (the console script): a sweep YAML with worker
+processes, every output written, a rerun that trains nothing, `sweep summarize`, and one-line errors."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scaleflow.sweeps import expand, load_sweep
+from scaleflow.sweeps.tasks import check_trial
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _scaleflow(*args, cwd=None) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).parent / "scaleflow"
+    if not script.exists():
+        pytest.skip("the scaleflow console script is not installed next to this interpreter (pip install -e .)")
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("SCALEFLOW_DEBUG", None)
+    return subprocess.run([str(script), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=600)
+
+
+def _one_error_line(done: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture(scope="module")
+def sweep_run(tmp_path_factory, make_data):
+    folder = tmp_path_factory.mktemp("sweep")
+    data, _ = make_data(folder / "data", texts=False)
+    spec = {
+        "name": "tiny", "axes": {"lr": [0.001, 0.01]}, "seeds": [0, 1],
+        "fixed": {"data": str(data), "arch": "mlp", "scale": "tiny", "model": {"hidden_dim": 16}, "steps": 20,
+                  "val_every": 10, "n_val": 50, "n_test": 50, "batch_size": 32, "bootstrap": 5, "sample_steps": 4},
+    }
+    spec_file = folder / "tiny.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    out = folder / "out dir"
+    done = _scaleflow("sweep", spec_file, "--out", out, "--jobs", "2", "--threads", "1")
+    assert done.returncode == 0, done.stderr
+    return spec_file, out, done
+
+
+def test_sweep_writes_every_output(sweep_run):
+    _, out, done = sweep_run
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records)
+    assert {(r["config"]["lr"], r["config"]["seed"]) for r in records} == {(0.001, 0), (0.001, 1), (0.01, 0), (0.01, 1)}
+    assert all(r["peak_rss_mb"] > 10 and r["result"]["timing"]["threads"] == 1 for r in records)
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 4 and {"fd_ratio", "precision_ratio", "recall_ratio", "worst_ratio", "params"} <= set(rows[0])
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert figures == ["measures_vs_lr.png", "measures_vs_params.png", "precision_vs_recall.png"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metric"] == "worst_ratio" and summary["varied"] == ["lr"] and summary["n_trials"] == 4
+    assert {s["setting"] for s in summary["settings"]} == {"lr=0.001", "lr=0.01"}
+    assert all(s["n"] == 2 and s["ci"] is not None for s in summary["settings"])  # two seeds: an interval
+    assert "lr=0.001" in done.stdout and "lr=0.01" in done.stdout and "4 trials (0 failed)" in done.stdout
+    assert "best on worst_ratio is lr=" in done.stdout
+    assert "2 at a time x 1 threads" in done.stderr
+
+
+def test_rerun_trains_nothing_and_records_nothing_new(sweep_run):
+    spec_file, out, _ = sweep_run
+    before = (out / "results.jsonl").read_text()
+    done = _scaleflow("sweep", spec_file, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert (out / "results.jsonl").read_text() == before
+    assert "4 trials (0 failed)" in done.stdout
+
+
+def test_summarize_redraws_on_another_metric(sweep_run):
+    _, out, _ = sweep_run
+    (out / "results.csv").unlink()
+    done = _scaleflow("sweep", "summarize", out, "--metric", "fd")
+    assert done.returncode == 0, done.stderr
+    assert (out / "results.csv").exists() and "ranked by fd" in done.stdout.replace("\n", " ")
+    assert json.loads((out / "summary.json").read_text())["metric"] == "fd"
+
+
+def test_a_second_sweep_evaluates_the_runs_it_shares(sweep_run, tmp_path):
+    spec_file, out, _ = sweep_run
+    spec = yaml.safe_load(spec_file.read_text())
+    spec.update(name="cooler", axes={"lr": [0.001], "noise_scale": [0.9]}, seeds=[1])
+    second = tmp_path / "cooler.yaml"
+    second.write_text(yaml.safe_dump(spec))
+    before = sorted((out / "runs").iterdir())
+    done = _scaleflow("sweep", second, "--out", tmp_path / "cooler", "--runs", out / "runs")
+    assert done.returncode == 0, done.stderr
+    (record,) = [json.loads(line) for line in (tmp_path / "cooler" / "results.jsonl").read_text().splitlines()]
+    assert record["status"] == "ok" and record["result"]["timing"]["trained_here"] is False
+    assert Path(record["result"]["run_dir"]).parent == (out / "runs").resolve()
+    assert sorted((out / "runs").iterdir()) == before and record["result"]["eval_settings"]["noise_scale"] == 0.9
+
+
+def test_flags_build_a_sweep_without_a_file(tmp_path):
+    done = _scaleflow("sweep", "--axis", "arch=mlp,dit", "--set", "steps=50", "--seeds", "0,1", "--dry-run",
+                      "--out", tmp_path / "s")
+    assert done.returncode == 0, done.stderr
+    assert "4 trials ->" in done.stdout and "steps=50 arch=dit seed=1" in done.stdout
+
+
+def test_user_mistakes_are_one_line(tmp_path, sweep_run):
+    spec_file, out, _ = sweep_run
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: b\naxes: {widht: [1, 2]}\n")
+    _one_error_line(_scaleflow("sweep", bad), str(bad), "axes.widht: not an option of a train trial")
+    bad.write_text("name: b\naxes: {lr: [0.001, -1.0]}\n")
+    _one_error_line(_scaleflow("sweep", bad, "--dry-run"), str(bad), "trial", "lr")
+    _one_error_line(_scaleflow("sweep", "summarize", tmp_path), "not a sweep folder")
+    _one_error_line(_scaleflow("sweep", "summarize", out, "--metric", "bogus"), "--metric 'bogus'", "fd_ratio")
+    _one_error_line(_scaleflow("sweep"), "give a sweep YAML file or at least one --axis")
+    _one_error_line(_scaleflow("sweep", "--axis", "lr"), "--axis 'lr': expected NAME=V1,V2")
+    _one_error_line(_scaleflow("sweep", "--axis", "lr=1", "--seeds", "a,b"), "--seeds 'a,b'")
+    _one_error_line(_scaleflow("sweep", tmp_path / "missing.yaml"), "missing.yaml", "not found")
+    _one_error_line(_scaleflow("sweep", spec_file, "--out", out, "--jobs", "0"), "--jobs")
+    other = tmp_path / "other.yaml"
+    other.write_text("name: other\naxes: {lr: [0.5]}\n")
+    _one_error_line(_scaleflow("sweep", other, "--out", out), "different sweep")
+
+
+@pytest.mark.parametrize("name", ["quick.yaml", "defaults-study.yaml", "defaults-finalists.yaml"])
+def test_shipped_sweeps_are_valid(name):
+    path = ROOT / "configs" / "sweeps" / name
+    if name == "defaults-finalists.yaml" and not path.exists():
+        pytest.skip("finalists not chosen yet")
+    trials = expand(load_sweep(path))
+    assert trials
+    for options in trials:
+        check_trial(options)

@@ -1,0 +1,97 @@
+"""Summaries of sweep records: flat rows with ratios to floors, t intervals over seeds, winners."""
+import csv
+import io
+import math
+
+import pytest
+
+from scaleflow.sweeps.summary import aggregate, csv_text, flatten, mean_interval, winners
+
+
+def _record(tid, config, fd=60.0, precision=0.9, recall=0.8, coverage=0.95, validity=0.9, status="ok"):
+    def entry(value, floor):
+        return {"value": value, "ci": [value * 0.9, value * 1.1], "floor": floor, "floor_ci": [floor, floor]}
+
+    if status != "ok":
+        return {"id": tid, "config": config, "status": "failed", "error": "RuntimeError: nan"}
+    return {"id": tid, "config": config, "status": "ok", "peak_rss_mb": 900.0, "result": {
+        "params": 1000, "train": {"best_val_loss": 0.5, "steps_per_second": 40.0},
+        "metrics": {"fd": {**entry(fd, 50.0), "excess": fd - 50.0, "fd_inf": fd - 45.0},
+                    "precision": entry(precision, 0.9), "recall": entry(recall, 1.0),
+                    "coverage": entry(coverage, 1.0), "validity": entry(validity, 0.95),
+                    "memorization": entry(0.01, 0.02), "mmd": entry(0.1, 0.0)},
+        "timing": {"train_seconds": 12.0, "threads": 2},
+        "weights": {"blocks.attn": {"effective_rank_ratio": 0.8, "stable_rank": 20.0}}}}
+
+
+def test_flatten_has_ratios_to_floors_and_the_binding_measure():
+    row = flatten(_record("a", {"arch": "dit", "model": {"depth": 2}, "seed": 0}, fd=60.0, recall=0.7))
+    assert row["arch"] == "dit" and row["model"] == '{"depth":2}'
+    assert row["fd_ratio"] == pytest.approx(1.2) and row["precision_ratio"] == pytest.approx(1.0)
+    assert row["recall_ratio"] == pytest.approx(0.7) and row["validity_ratio"] == pytest.approx(0.9 / 0.95)
+    assert "mmd_ratio" not in row and "memorization_ratio" not in row  # no meaningful ratio
+    # worst of 1/1.2 (FD), 1.0, 0.7, 0.95, 0.947: recall binds
+    assert row["worst_ratio"] == pytest.approx(0.7) and row["binding"] == "recall"
+    assert row["fd_excess"] == 10.0 and row["fd_inf"] == 15.0 and row["fd_lo"] == pytest.approx(54.0)
+    assert row["memorizes_more_than_real"] is False
+    assert row["peak_rss_mb"] == 900.0 and row["train_seconds"] == 12.0 and "threads" not in row
+    assert row["effective_rank_ratio.blocks.attn"] == 0.8
+    fd_bound = flatten(_record("b", {"seed": 0}, fd=150.0))
+    assert fd_bound["worst_ratio"] == pytest.approx(1 / 3) and fd_bound["binding"] == "fd"
+    zero = flatten(_record("c", {"seed": 0}, precision=0.0))  # a collapsed prior still gets a (zero) score
+    assert zero["worst_ratio"] == 0.0 and zero["binding"] == "precision"
+
+
+def test_failed_trial_row_keeps_config_and_error():
+    row = flatten(_record("f", {"arch": "mlp", "seed": 1}, status="failed"))
+    assert row == {"id": "f", "status": "failed", "error": "RuntimeError: nan", "arch": "mlp", "seed": 1}
+
+
+def test_csv_has_the_union_of_columns():
+    rows = [flatten(_record("a", {"arch": "dit", "seed": 0})), flatten(_record("f", {"arch": "mlp", "seed": 0}, status="failed"))]
+    parsed = list(csv.DictReader(io.StringIO(csv_text(rows))))
+    assert [r["id"] for r in parsed] == ["a", "f"]
+    assert parsed[1]["fd"] == "" and parsed[1]["error"] == "RuntimeError: nan" and float(parsed[0]["fd"]) == 60.0
+
+
+def test_mean_interval_is_the_t_interval():
+    mean, ci = mean_interval([1.0, 2.0, 3.0])
+    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
+    assert mean == 2.0 and ci == pytest.approx([2 - half, 2 + half])
+    assert mean_interval([5.0]) == (5.0, None)
+
+
+def _rows(values_by_setting, n_train=1000):
+    rows = []
+    for arch, values in values_by_setting.items():
+        for seed, recall in enumerate(values):
+            rows.append(flatten(_record(f"{arch}{seed}{n_train}", {"arch": arch, "n_train": n_train, "seed": seed},
+                                        recall=recall)))
+    return rows
+
+
+def test_aggregate_pools_seeds_and_counts_failures():
+    rows = _rows({"dit": [0.8, 0.82, 0.84]}) + [flatten(_record("x", {"arch": "dit", "n_train": 1000, "seed": 9},
+                                                                  status="failed"))]
+    (group,) = aggregate(rows, "recall_ratio", ["arch"])
+    assert group["setting"] == "arch=dit" and group["n"] == 3 and group["n_failed"] == 1
+    assert group["mean"] == pytest.approx(0.82)
+
+
+def test_winner_per_data_size_with_the_interval_of_its_lead():
+    rows = _rows({"dit": [0.90, 0.91, 0.92], "mlp": [0.70, 0.71, 0.72]}, 1000)
+    rows += _rows({"dit": [0.80, 0.90, 0.70], "mlp": [0.81, 0.71, 0.91]}, 10000)
+    found = {w["n_train"]: w for w in winners(rows, "recall_ratio", ["arch", "n_train"])}
+    clear = found[1000]
+    assert clear["best"]["setting"] == "arch=dit" and clear["runner_up"]["setting"] == "arch=mlp"
+    assert clear["lead"] == pytest.approx(0.2) and clear["lead_ci"][0] > 0 and clear["verdict"] == "a difference"
+    tied = found[10000]
+    assert tied["lead_ci"][0] < 0 < tied["lead_ci"][1] and tied["verdict"].startswith("no difference")
+
+
+def test_lower_is_better_metrics_rank_the_other_way_and_one_seed_has_no_interval():
+    rows = [flatten(_record("a", {"arch": "dit", "seed": 0}, fd=55.0)),
+            flatten(_record("b", {"arch": "mlp", "seed": 0}, fd=70.0))]
+    (w,) = winners(rows, "fd", ["arch"])
+    assert w["best"]["setting"] == "arch=dit" and w["lead"] == pytest.approx(15.0)
+    assert w["lead_ci"] is None and w["verdict"].startswith("one seed")
