@@ -95,3 +95,14 @@ def test_lower_is_better_metrics_rank_the_other_way_and_one_seed_has_no_interval
     (w,) = winners(rows, "fd", ["arch"])
     assert w["best"]["setting"] == "arch=dit" and w["lead"] == pytest.approx(15.0)
     assert w["lead_ci"] is None and w["verdict"].startswith("one seed")
+
+
+def test_screen_settings_are_named_by_how_they_differ_from_the_base():
+    from scaleflow.sweeps.summary import setting_label
+
+    base = {"arch": "dit", "steps": 3000}
+    varied = ["n_train", "arch", "steps"]
+    assert setting_label({"n_train": 1000, "arch": "dit", "steps": 3000, "seed": 2}, varied, base) == "n_train=1000"
+    assert setting_label({"n_train": 1000, "arch": "mlp", "steps": 3000}, varied, base) == "n_train=1000 arch=mlp"
+    assert setting_label({"arch": "dit", "steps": 3000}, ["arch", "steps"], base) == "base"
+    assert setting_label({"arch": "dit", "steps": 3000}, ["arch", "steps"]) == "arch=dit steps=3000"

@@ -101,7 +101,7 @@ def summary_table(summary: SweepSummary) -> Table:
     columns = [summary.metric, *(c for c in TABLE_COLUMNS if c != summary.metric)]
     for column in columns:
         table.add_column(column.removesuffix("_ratio"), justify="right")
-    by_column = {c: {g["setting"]: g for g in aggregate(summary.rows, c, summary.varied)} for c in columns}
+    by_column = {c: {g["setting"]: g for g in aggregate(summary.rows, c, summary.varied, summary.spec.base)} for c in columns}
     for group in summary.settings:
         label = group["setting"]
         seeds = f"{group['n']}" + (f" ({group['n_failed']} failed)" if group["n_failed"] else "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -26,12 +26,12 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _series(rows, x: str, metric: str, line_keys: Sequence[str]) -> dict[str, list[tuple[float, float, float]]]:
+def _series(rows, x: str, metric: str, line_keys: Sequence[str], base) -> dict[str, list[tuple[float, float, float]]]:
     """line label -> [(x, mean, half-width)] sorted by x; the mean over seeds at each x."""
     points: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in _ok(rows):
         if _finite(row.get(x)) and _finite(row.get(metric)):
-            points[setting_label(row, line_keys)][float(row[x])].append(float(row[metric]))
+            points[setting_label(row, line_keys, base)][float(row[x])].append(float(row[metric]))
     out = {}
     for label, by_x in points.items():
         line = []
@@ -48,7 +48,7 @@ def _spans_decades(rows, x: str) -> bool:
 
 
 def plot_measures_vs(rows: Sequence[dict[str, Any]], x: str, varied: Sequence[str], path: str | Path,
-                     panels: Sequence[str] = PANELS) -> Path:
+                     panels: Sequence[str] = PANELS, base: Optional[dict[str, Any]] = None) -> Path:
     """Each measure (a panel) against `x` ("params" or a numeric option), a line per setting of the other
     varied options, error bars = 95% t interval over seeds (none with one seed); x log-scaled when
     it spans a factor of 4 or more."""
@@ -58,7 +58,7 @@ def plot_measures_vs(rows: Sequence[dict[str, Any]], x: str, varied: Sequence[st
     fig = new_figure(5.0 * cols, 3.6 * math.ceil(len(panels) / cols))
     axes = fig.subplots(math.ceil(len(panels) / cols), cols, squeeze=False).ravel()
     for ax, metric in zip(axes, panels):
-        for i, (label, line) in enumerate(sorted(_series(rows, x, metric, line_keys).items())):
+        for i, (label, line) in enumerate(sorted(_series(rows, x, metric, line_keys, base).items())):
             xs, ys, errs = (np.array(v) for v in zip(*line))
             ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, color=f"C{i % 10}", label=label)
         ax.axhline(1.0, color="0.5", ls="--", lw=1)  # the floor: real data against real data
@@ -75,12 +75,13 @@ def plot_measures_vs(rows: Sequence[dict[str, Any]], x: str, varied: Sequence[st
     return save_figure(fig, path)
 
 
-def plot_precision_recall(rows: Sequence[dict[str, Any]], varied: Sequence[str], path: str | Path) -> Path:
+def plot_precision_recall(rows: Sequence[dict[str, Any]], varied: Sequence[str], path: str | Path,
+                          base: Optional[dict[str, Any]] = None) -> Path:
     """Precision against recall (both / their floors), one point per setting with seed error bars."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in _ok(rows):
         if _finite(row.get("precision_ratio")) and _finite(row.get("recall_ratio")):
-            groups[setting_label(row, varied)].append(row)
+            groups[setting_label(row, varied, base)].append(row)
     fig = new_figure(8.0, 6.5)
     ax = fig.add_subplot()
     for i, (label, members) in enumerate(sorted(groups.items())):
@@ -99,17 +100,18 @@ def plot_precision_recall(rows: Sequence[dict[str, Any]], varied: Sequence[str],
     return save_figure(fig, path)
 
 
-def draw_sweep_figures(rows: Sequence[dict[str, Any]], varied: Sequence[str], folder: str | Path) -> list[Path]:
-    """Every figure the rows support into `folder`: measures vs params, vs each numeric varied option
+def draw_sweep_figures(rows: Sequence[dict[str, Any]], varied: Sequence[str], folder: str | Path,
+                       base: Optional[dict[str, Any]] = None) -> list[Path]:
+    """Every figure the rows support (settings labelled by how they differ from `base`, if given) into `folder`: measures vs params, vs each numeric varied option
     (n_train, steps, noise_scale, ...), and precision vs recall. Returns the paths written."""
     folder = Path(folder)
     written = []
     if not _ok(rows):
         return written
-    written.append(plot_measures_vs(rows, "params", varied, folder / "measures_vs_params.png"))
+    written.append(plot_measures_vs(rows, "params", varied, folder / "measures_vs_params.png", base=base))
     for option in varied:  # data size, steps, noise scale, lr, ...: every numeric axis gets its figure
         values = {r.get(option) for r in _ok(rows)}
         if len(values) > 1 and all(_finite(v) for v in values):
-            written.append(plot_measures_vs(rows, option, varied, folder / f"measures_vs_{option}.png"))
-    written.append(plot_precision_recall(rows, varied, folder / "precision_vs_recall.png"))
+            written.append(plot_measures_vs(rows, option, varied, folder / f"measures_vs_{option}.png", base=base))
+    written.append(plot_precision_recall(rows, varied, folder / "precision_vs_recall.png", base))
     return written

@@ -55,10 +55,10 @@ def summarize_sweep(folder: str | Path, metric: str = DEFAULT_METRIC) -> SweepSu
         raise ConfigError(f"--metric {metric!r}: no trial recorded it; choose one of {', '.join(known)}")
     varied = varied_options(spec, rows)
     write_csv(rows, folder / "results.csv")
-    written = [folder / "results.csv", *draw_sweep_figures(rows, varied, folder / "figures")]
-    settings = aggregate(rows, metric, varied)
+    written = [folder / "results.csv", *draw_sweep_figures(rows, varied, folder / "figures", spec.base)]
+    settings = aggregate(rows, metric, varied, spec.base)
     settings.sort(key=lambda g: (g["mean"] is None, (g["mean"] or 0) * (1 if metric in LOWER_IS_BETTER else -1)))
-    found = winners(rows, metric, varied)
+    found = winners(rows, metric, varied, base=spec.base)
     write_json(folder / "summary.json", {"metric": metric, "varied": varied, "n_trials": len(rows),
                                          "n_failed": sum(r["status"] != "ok" for r in rows),
                                          "settings": settings, "winners": found})

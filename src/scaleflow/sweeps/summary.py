@@ -88,19 +88,23 @@ def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, 
     return mean, [mean - half, mean + half]
 
 
-def setting_label(config: dict[str, Any], varied: Iterable[str]) -> str:
-    """`arch=dit scale=small`: the options that vary across the sweep (seed aside)."""
-    parts = [f"{k}={config[k]}" for k in varied if k in config and k != "seed"]
+def setting_label(config: dict[str, Any], varied: Iterable[str], base: Optional[dict[str, Any]] = None) -> str:
+    """`arch=dit scale=small`: the options that vary across the sweep (seed aside); with a screen's
+    `base`, only those that differ from it (`base` when none does)."""
+    base = base or {}
+    parts = [f"{k}={config[k]}" for k in varied
+             if k in config and k != "seed" and not (k in base and canonical(base[k]) == canonical(config[k]))]
     return " ".join(parts) or "base"
 
 
-def aggregate(rows: Sequence[dict[str, Any]], metric: str, varied: Sequence[str]) -> list[dict[str, Any]]:
+def aggregate(rows: Sequence[dict[str, Any]], metric: str, varied: Sequence[str],
+              base: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
     """Per setting (the varied options, seeds pooled): n seeds, mean and interval of `metric`.
 
     Failed trials and trials without the metric are left out; `n_failed` counts the failures."""
     groups: dict[str, dict[str, Any]] = {}
     for row in rows:
-        label = setting_label(row, varied)
+        label = setting_label(row, varied, base)
         group = groups.setdefault(label, {"setting": label, "config": {k: row.get(k) for k in varied if k != "seed"},
                                           "values": [], "n_failed": 0})
         if row["status"] != "ok":
@@ -134,7 +138,7 @@ def _difference_interval(a: Sequence[float], b: Sequence[float], level: float = 
 
 
 def winners(rows: Sequence[dict[str, Any]], metric: str, varied: Sequence[str],
-            per: str = "n_train") -> list[dict[str, Any]]:
+            per: str = "n_train", base: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
     """For each value of `per` (data size): the best setting on `metric`, its lead over the runner-up,
     and whether the lead's interval says there is a difference at all.
 
@@ -146,7 +150,7 @@ def winners(rows: Sequence[dict[str, Any]], metric: str, varied: Sequence[str],
         by_size[row.get(per)].append(row)
     out = []
     for size, size_rows in sorted(by_size.items(), key=lambda kv: (kv[0] is None, str(kv[0]))):
-        settings = [g for g in aggregate(size_rows, metric, [v for v in varied if v != per]) if g["n"]]
+        settings = [g for g in aggregate(size_rows, metric, [v for v in varied if v != per], base) if g["n"]]
         if not settings:
             continue
         settings.sort(key=lambda g: g["mean"], reverse=not lower)
