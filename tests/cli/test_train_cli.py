@@ -85,7 +85,7 @@ def test_resume_of_a_completed_run_just_finishes(cli_run, cli, tmp_path):
 def test_resume_continues_an_interrupted_run(cli_run, cli, tmp_path, data_files):
     """Stop a run after step 10 (checkpointed); `--resume` finishes it as if never stopped."""
     data, texts = data_files
-    config = make_config(dict(data=str(data), texts=str(texts), arch="mlp", scale="tiny", model={"hidden_dim": 16},
+    config = make_config(dict(data=str(data), texts=str(texts), arch="mlp", scale="tiny", prediction="velocity", model={"hidden_dim": 16},
                               steps=20, val_every=10, n_val=50, n_test=50, batch_size=32, checkpoint_every=10))
 
     class Interrupted(Exception):

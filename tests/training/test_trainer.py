@@ -52,7 +52,7 @@ def test_overfits_a_tiny_dataset(tmp_path):
     # velocity target is a function the network can fit exactly.
     g = torch.Generator().manual_seed(0)
     x1, x0 = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
-    config = make_config(dict(arch="mlp", scale="tiny", model={"hidden_dim": 64}, steps=800, batch_size=4,
+    config = make_config(dict(arch="mlp", scale="tiny", prediction="velocity", model={"hidden_dim": 64}, steps=800, batch_size=4,
                               lr=3e-3, weight_decay=0.0, warmup_steps=20, val_every=800, log_every=800))
     torch.manual_seed(0)
     model = create_model("mlp", "tiny", input_dim=8, hidden_dim=64)
