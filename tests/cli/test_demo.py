@@ -96,3 +96,17 @@ def test_a_demo_killed_before_its_first_checkpoint_runs_again(tmp_path, monkeypa
     assert result.exit_code == 0, result.output
     assert "resuming" in result.output
     assert json.loads((out / "summary.json").read_text())["steps"] == 10
+
+
+def test_demo_trains_the_default_prior_of_scaleflow_train():
+    """One default, chosen by the defaults study: `make demo` shows what `scaleflow train` trains."""
+    from importlib import resources
+
+    from scaleflow.cli import demo as demo_module
+    from scaleflow.training.config import make_config
+
+    with resources.as_file(demo_module.DEMO_CONFIG) as path:
+        demo = make_config(yaml_path=path)
+    default = make_config()
+    assert demo.model_dump(exclude={"out"}) == default.model_dump(exclude={"out"})
+    assert (default.arch, default.scale, default.prediction) == ("dit", "small", "x1")

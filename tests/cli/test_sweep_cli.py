@@ -132,12 +132,18 @@ def test_user_mistakes_are_one_line(tmp_path, sweep_run):
     _one_error_line(_scaleflow("sweep", other, "--out", out), "different sweep")
 
 
-@pytest.mark.parametrize("name", ["quick.yaml", "defaults-study.yaml", "defaults-finalists.yaml"])
+@pytest.mark.parametrize("name", ["quick.yaml", "defaults-study.yaml", "defaults-finalists.yaml", "defaults-1k.yaml", "temperature.yaml"])
 def test_shipped_sweeps_are_valid(name):
     path = ROOT / "configs" / "sweeps" / name
-    if name == "defaults-finalists.yaml" and not path.exists():
-        pytest.skip("finalists not chosen yet")
     trials = expand(load_sweep(path))
     assert trials
     for options in trials:
         check_trial(options)
+
+
+def test_axis_values_are_yaml_lists_and_numbers(tmp_path):
+    done = _scaleflow("sweep", "--axis", "lr=1e-3,3e-4", "--axis", "model=[{hidden_dim: 16}]", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "lr=0.001" in done.stdout and "lr=0.0003" in done.stdout and "{'hidden_dim': 16}" in done.stdout
+    _one_error_line(_scaleflow("sweep", "--axis", "lr=[1,", "--dry-run"), "--axis 'lr=[1,': not a YAML value")
+    _one_error_line(_scaleflow("sweep", "--axis", "lr=1", "--metric", "bogus", "--dry-run"), "--metric 'bogus'")

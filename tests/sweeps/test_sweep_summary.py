@@ -106,3 +106,25 @@ def test_screen_settings_are_named_by_how_they_differ_from_the_base():
     assert setting_label({"n_train": 1000, "arch": "mlp", "steps": 3000}, varied, base) == "n_train=1000 arch=mlp"
     assert setting_label({"arch": "dit", "steps": 3000}, ["arch", "steps"], base) == "base"
     assert setting_label({"arch": "dit", "steps": 3000}, ["arch", "steps"]) == "arch=dit steps=3000"
+
+
+def test_a_metric_named_like_an_option_gets_its_own_column():
+    # `precision` is also the training's numeric precision, which a sweep may vary
+    row = flatten(_record("p", {"precision": "bf16", "seed": 0}, precision=0.45))
+    assert row["precision"] == "bf16" and row["sample_precision"] == 0.45 and row["precision_ratio"] == 0.5
+
+
+def test_direction_of_columns_and_metric_check():
+    from scaleflow.sweeps.summary import check_metric, lower_is_better
+    from scaleflow.training.config import ConfigError
+
+    assert lower_is_better("fd") and lower_is_better("final_val_loss") and lower_is_better("straightness")
+    assert lower_is_better("fd_lo") and not lower_is_better("recall_ratio") and not lower_is_better("worst_ratio")
+    check_metric("recall_ratio")
+    with pytest.raises(ConfigError, match="--metric 'recal': not a result column"):
+        check_metric("recal")
+
+
+def test_winners_come_in_numeric_order_of_data_size():
+    rows = _rows({"dit": [0.9]}, 10000) + _rows({"dit": [0.9]}, 500) + _rows({"dit": [0.9]}, 1000)
+    assert [w["n_train"] for w in winners(rows, "recall_ratio", ["arch", "n_train"])] == [500, 1000, 10000]

@@ -17,16 +17,11 @@ from rich.table import Table
 from scaleflow.cli.errors import user_errors
 from scaleflow.data.normalization import Standardizer
 from scaleflow.evaluation.plots import plot_embedding_map, plot_metric_bars, plot_quality_vs_nfe, plot_training_curves
-from scaleflow.evaluation.report import metric_entries, metric_names
+from scaleflow.evaluation.report import HIGHER_IS_BETTER, LOWER_IS_BETTER, metric_entries, metric_names
 from scaleflow.training.config import ConfigError
 from scaleflow.files import read_json, read_safetensors
 from scaleflow.training.run import load_run
 
-# Which way is better, for highlighting the best run; metrics judged against their floor (density ~1,
-# diversity ~real, nearest_cosine ~real: collapsing onto dense regions raises it) have no direction and
-# are never highlighted. Runs are compared by value, never by a ratio to a floor (MMD's is ~0).
-LOWER_IS_BETTER = {"val_loss", "reconstruction_mse", "fd", "fd_excess", "fd_inf", "mmd", "memorization", "straightness"}
-HIGHER_IS_BETTER = {"precision", "recall", "coverage", "validity"}
 
 
 @dataclass

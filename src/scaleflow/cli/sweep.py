@@ -18,7 +18,7 @@ from scaleflow.sweeps.design import expand
 from scaleflow.sweeps.local import run_sweep, threads_per_job
 from scaleflow.sweeps.report import SweepSummary, summarize_sweep
 from scaleflow.sweeps.spec import SweepSpec, load_sweep
-from scaleflow.sweeps.summary import DEFAULT_METRIC
+from scaleflow.sweeps.summary import DEFAULT_METRIC, check_metric
 from scaleflow.sweeps.tasks import TASKS, check_trial
 from scaleflow.training.config import ConfigError
 
@@ -29,22 +29,36 @@ TABLE_COLUMNS = ("worst_ratio", "fd_ratio", "precision_ratio", "recall_ratio", "
 DEFAULT_JOBS = 1
 
 
-def _value(text: str) -> Any:
-    return yaml.safe_load(text)
+def _number_or_text(value: Any) -> Any:
+    """YAML 1.1 reads `1e-3` as text; a researcher means the number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _yaml(text: str, flag: str, pair: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{flag} {pair!r}: not a YAML value ({' '.join(str(err).split())[:200]})") from None
 
 
 def _parse_axis(pair: str) -> tuple[str, list[Any]]:
     key, sep, values = pair.partition("=")
     if not sep or not key.strip() or not values.strip():
         raise ConfigError(f"--axis {pair!r}: expected NAME=V1,V2,..., e.g. --axis arch=mlp,dit")
-    return key.strip(), [_value(v) for v in values.split(",")]
+    parsed = _yaml(f"[{values}]", "--axis", pair)  # a YAML list: values may be lists themselves, [0.9, 0.99]
+    return key.strip(), [_number_or_text(v) for v in parsed]
 
 
 def _parse_set(pair: str) -> tuple[str, Any]:
     key, sep, value = pair.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {pair!r}: expected NAME=VALUE, e.g. --set steps=500")
-    return key.strip(), _value(value)
+    return key.strip(), _number_or_text(_yaml(value, "--set", pair))
 
 
 def build_spec(path: Optional[Path], axes: list[str], fixed: list[str], seeds: Optional[str],
@@ -195,6 +209,7 @@ def sweep(
         return
     if folder is not None:
         raise ConfigError(f"unexpected argument {str(folder)!r}: the sweep folder goes in --out")
+    check_metric(metric)  # before hours of trials, not after
     spec = build_spec(Path(target) if target else None, axis, set_, seeds, name)
     trials = expand(spec)
     for options in trials:  # every trial's options checked before the first one runs

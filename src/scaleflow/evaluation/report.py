@@ -11,6 +11,13 @@ from typing import Iterable, Optional
 # negative) or losses (no floor).
 RATIO_METRICS = frozenset({"fd", "precision", "recall", "density", "coverage", "diversity", "validity"})
 
+# Which way is better for a metric's value (`compare` highlights the best run by it). Metrics judged against
+# their floor (density ~1, diversity ~real, nearest_cosine ~real: collapsing onto dense regions raises it)
+# have no direction. Runs are compared by value, never by a ratio to a floor (MMD's is ~0).
+LOWER_IS_BETTER = frozenset({"val_loss", "reconstruction_mse", "fd", "fd_excess", "fd_inf", "mmd", "memorization",
+                             "straightness"})
+HIGHER_IS_BETTER = frozenset({"precision", "recall", "coverage", "validity"})
+
 # Rows derived from the "fd" entry: its excess over the floor and its extrapolation to infinite samples.
 FD_ROWS = ("fd_excess", "fd_inf")
 

@@ -33,7 +33,11 @@ class SweepLedger:
         saved = json.loads(json.dumps(spec.model_dump(mode="json")))
         if spec_file.exists():
             # Mixing two sweeps in one results file would make the plots lie about what was run.
-            if read_json(spec_file) != saved:
+            try:  # through the model: a spec saved before a field was added still matches
+                same = SweepSpec(**read_json(spec_file)).model_dump(mode="json") == saved
+            except ValueError:
+                same = False
+            if not same:
                 raise ConfigError(f"{self.folder}: holds a different sweep (spec.json differs); use a new folder")
         else:
             write_json(spec_file, saved)

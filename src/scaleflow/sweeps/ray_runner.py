@@ -13,6 +13,7 @@ from scaleflow.sweeps.ledger import Progress, SweepLedger, one_line
 from scaleflow.sweeps.local import Trial
 from scaleflow.sweeps.spec import SweepSpec
 from scaleflow.training.config import ConfigError
+from scaleflow.training.signals import TrainingInterrupted
 
 
 def require_ray():
@@ -75,6 +76,8 @@ def run_sweep_ray(spec: SweepSpec, folder: str | Path, run_trial: Trial, progres
                 result, peak = ray.get(ref)
                 ledger.finish(tid, options, result, seconds=time.perf_counter() - start, extra={"peak_rss_mb": peak})
             except ray.exceptions.RayError as err:  # the trial raised, or its worker died
+                if isinstance(getattr(err, "cause", None), (KeyboardInterrupt, TrainingInterrupted)):
+                    continue  # stopped (preempted), not failed: unrecorded, so it runs again next time
                 ledger.finish(tid, options, error=_error_line(err), seconds=time.perf_counter() - start)
     finally:
         for ref in running:  # interrupted: unrecorded trials run again next time

@@ -10,7 +10,8 @@ from scaleflow.files import read_json, write_json
 from scaleflow.sweeps.plots import draw_sweep_figures
 from scaleflow.sweeps.records import ResultStore
 from scaleflow.sweeps.spec import SweepSpec
-from scaleflow.sweeps.summary import DEFAULT_METRIC, LOWER_IS_BETTER, aggregate, flatten, winners, write_csv
+from scaleflow.sweeps.summary import (DEFAULT_METRIC, aggregate, check_metric, flatten, lower_is_better, winners,
+                                      write_csv)
 from scaleflow.training.config import ConfigError
 
 
@@ -50,14 +51,12 @@ def summarize_sweep(folder: str | Path, metric: str = DEFAULT_METRIC) -> SweepSu
     rows = [flatten(r) for r in latest.values()]
     if not rows:
         raise ConfigError(f"{folder}: no finished trial yet")
-    known = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-    if metric not in known and any(r["status"] == "ok" for r in rows):
-        raise ConfigError(f"--metric {metric!r}: no trial recorded it; choose one of {', '.join(known)}")
+    check_metric(metric, rows)
     varied = varied_options(spec, rows)
     write_csv(rows, folder / "results.csv")
     written = [folder / "results.csv", *draw_sweep_figures(rows, varied, folder / "figures", spec.base)]
     settings = aggregate(rows, metric, varied, spec.base)
-    settings.sort(key=lambda g: (g["mean"] is None, (g["mean"] or 0) * (1 if metric in LOWER_IS_BETTER else -1)))
+    settings.sort(key=lambda g: (g["mean"] is None, (g["mean"] or 0) * (1 if lower_is_better(metric) else -1)))
     found = winners(rows, metric, varied, base=spec.base)
     write_json(folder / "summary.json", {"metric": metric, "varied": varied, "n_trials": len(rows),
                                          "n_failed": sum(r["status"] != "ok" for r in rows),

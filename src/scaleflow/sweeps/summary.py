@@ -12,13 +12,55 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 from scipy import stats
 
+from scaleflow.evaluation.evaluate import METRICS
+from scaleflow.evaluation.report import LOWER_IS_BETTER as METRIC_LOWER_IS_BETTER
 from scaleflow.evaluation.report import RATIO_METRICS, ratio_to_floor
 from scaleflow.files import write_text
 from scaleflow.sweeps.spec import canonical
+from scaleflow.training.config import ConfigError
+from scaleflow.sweeps.tasks import known_options
 
-# Lower is better for these; higher for every other metric (ratios to the floor included).
-LOWER_IS_BETTER = frozenset({"fd", "fd_excess", "fd_inf", "mmd", "memorization", "val_loss", "reconstruction_mse",
-                             "fd_ratio", "train_seconds", "eval_seconds", "peak_rss_mb", "params", "best_val_loss"})
+TRIAL_OPTIONS = frozenset(known_options())
+
+# Lower is better for these (and any *_loss column); higher for every other column (ratios to the floor included).
+LOWER_IS_BETTER = METRIC_LOWER_IS_BETTER | {"fd_ratio", "train_seconds", "eval_seconds", "peak_rss_mb", "params"}
+TRAIN_COLUMNS = ("best_val_loss", "final_val_loss", "baseline_val_loss", "best_step", "steps_per_second", "train_rows")
+
+
+def lower_is_better(column: str) -> bool:
+    """Whether a smaller value of `column` is better (a metric's _lo/_hi/_floor go with the metric)."""
+    base = column.removesuffix("_lo").removesuffix("_hi").removesuffix("_floor")
+    return base in LOWER_IS_BETTER or base.endswith("_loss")
+
+
+def metric_columns() -> list[str]:
+    """Every numeric column `flatten` can write for a result (weight statistics aside): what --metric takes."""
+    columns = ["params", *TRAIN_COLUMNS, "worst_ratio", "fd_excess", "fd_inf", "train_seconds", "eval_seconds",
+               "peak_rss_mb"]
+    for name in METRICS:
+        column = _metric_column(name)
+        columns += [column, f"{column}_lo", f"{column}_hi", f"{column}_floor"]
+        if name in RATIO_METRICS:
+            columns.append(f"{name}_ratio")
+    return columns
+
+
+def check_metric(metric: str, rows: Sequence[dict[str, Any]] = ()) -> None:
+    """Refuse a --metric that is no result column (of `metric_columns`, or numeric in `rows`).
+
+    Raises:
+        ConfigError: naming the metric and the columns to choose from.
+    """
+    known = set(metric_columns()) | {k for r in rows for k, v in r.items()
+                                     if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if metric not in known:
+        raise ConfigError(f"--metric {metric!r}: not a result column; choose one of {', '.join(sorted(known))}")
+
+
+def _metric_column(name: str) -> str:
+    """A metric's column: its name, or `sample_<name>` where a trial option has the same name
+    (`precision` is also the training's numeric precision; a sweep may vary it)."""
+    return f"sample_{name}" if name in TRIAL_OPTIONS else name
 # "Every measure at once": the worst of these ratios to their real-vs-real floors (FD inverted, so 1
 # is at the floor and smaller is worse for all). What the defaults study ranks by.
 WORST_OF = ("fd", "precision", "recall", "coverage", "validity")
@@ -33,14 +75,15 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     if not result:
         return row
     row["params"] = result.get("params")
-    for key in ("best_val_loss", "final_val_loss", "baseline_val_loss", "best_step", "steps_per_second", "train_rows"):
+    for key in TRAIN_COLUMNS:
         row[key] = result.get("train", {}).get(key)
     for name, entry in result.get("metrics", {}).items():
-        row[name] = entry.get("value")
+        column = _metric_column(name)
+        row[column] = entry.get("value")
         lo, hi = (entry.get("ci") or [None, None])[:2]
-        row[f"{name}_lo"], row[f"{name}_hi"] = lo, hi
+        row[f"{column}_lo"], row[f"{column}_hi"] = lo, hi
         if entry.get("floor") is not None:
-            row[f"{name}_floor"] = entry["floor"]
+            row[f"{column}_floor"] = entry["floor"]
         if name in RATIO_METRICS:
             row[f"{name}_ratio"] = ratio_to_floor(name, entry)
         if name == "fd":
@@ -50,7 +93,7 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         at_floor = [1 / ratios[0], *ratios[1:]]  # FD inverted: for every entry 1 is the floor, less is worse
         row["worst_ratio"] = min(at_floor)
         row["binding"] = WORST_OF[int(np.argmin(at_floor))]
-    if "memorization" in row and "memorization_floor" in row:
+    if row.get("memorization") is not None and row.get("memorization_floor") is not None:
         row["memorizes_more_than_real"] = bool(row["memorization"] > row["memorization_floor"])
     row.update({k: v for k, v in result.get("timing", {}).items() if k != "threads"})
     row["peak_rss_mb"] = record.get("peak_rss_mb", result.get("memory", {}).get("peak_rss_mb"))
@@ -144,12 +187,14 @@ def winners(rows: Sequence[dict[str, Any]], metric: str, varied: Sequence[str],
 
     Returns one dict per data size: {per, metric, best, runner_up, lead, lead_ci, verdict}.
     """
-    lower = metric in LOWER_IS_BETTER
+    lower = lower_is_better(metric)
     by_size: dict[Any, list[dict]] = defaultdict(list)
     for row in rows:
         by_size[row.get(per)].append(row)
     out = []
-    for size, size_rows in sorted(by_size.items(), key=lambda kv: (kv[0] is None, str(kv[0]))):
+    # Data sizes in numeric order (None, "all rows", last)
+    for size, size_rows in sorted(by_size.items(), key=lambda kv: (kv[0] is None, not isinstance(kv[0], (int, float)),
+                                                                   kv[0] if isinstance(kv[0], (int, float)) else str(kv[0]))):
         settings = [g for g in aggregate(size_rows, metric, [v for v in varied if v != per], base) if g["n"]]
         if not settings:
             continue
