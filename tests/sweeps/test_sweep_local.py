@@ -117,3 +117,14 @@ def test_hard_killed_process_resumes(tmp_path):
     records = run_sweep(SPEC, tmp_path, rest)
     assert rest.calls == expand(SPEC)[4:]
     assert len(records) == 12 and len((tmp_path / "results.jsonl").read_text().splitlines()) == 12
+
+
+def test_an_interrupted_training_stops_the_sweep_unrecorded(tmp_path):
+    from scaleflow.training.signals import TrainingInterrupted
+
+    def stopped(options):
+        raise TrainingInterrupted("stopped at step 3; checkpoint written", 15)
+
+    with pytest.raises(TrainingInterrupted):
+        run_sweep(SPEC, tmp_path, stopped)
+    assert ResultStore(tmp_path).records() == []  # not a failure: it runs again next time

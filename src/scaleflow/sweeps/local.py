@@ -16,9 +16,11 @@ from typing import Any, Callable, Optional
 
 from scaleflow.sweeps.ledger import Progress, SweepLedger, one_line
 from scaleflow.sweeps.spec import SweepSpec
+from scaleflow.training.signals import TrainingInterrupted
 
 Trial = Callable[[dict[str, Any]], dict[str, Any]]
 INTERRUPTED = "interrupted"
+EXIT_SECONDS = 60  # how long a stopping worker may take to write its checkpoint and exit
 
 
 def threads_per_job(jobs: int, cores: Optional[int] = None) -> int:
@@ -28,14 +30,17 @@ def threads_per_job(jobs: int, cores: Optional[int] = None) -> int:
     return max(1, cores // max(1, jobs))
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent_pid: Optional[int]) -> None:
     """Ask Linux to send this worker SIGTERM when the sweep process dies (even by kill -9), so training
-    checkpoints and stops instead of running on, orphaned, holding its run folder's lock."""
+    checkpoints and stops instead of running on, orphaned, holding its run folder's lock. A parent that
+    died before the request (while this worker was starting) is caught by its pid."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         except OSError:
             pass
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
 
 
 class _WarningCollector(logging.Handler):
@@ -52,10 +57,10 @@ class _WarningCollector(logging.Handler):
             self.messages.append(message)
 
 
-def _worker(conn, run_trial: Trial, options: dict[str, Any], threads: int) -> None:
+def _worker(conn, run_trial: Trial, options: dict[str, Any], threads: int, parent_pid: Optional[int] = None) -> None:
     """One trial in its own process; sends (status, result or error or None, peak_rss_mb, warnings),
     status being "ok", "failed" or "interrupted"."""
-    _die_with_parent()
+    _die_with_parent(parent_pid)
     collector = _WarningCollector()
     logging.getLogger("scaleflow").addHandler(collector)
     import torch
@@ -72,7 +77,9 @@ def _worker(conn, run_trial: Trial, options: dict[str, Any], threads: int) -> No
     peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     try:
         conn.send((*message, peak, collector.messages))
-    except (TypeError, ValueError) as err:  # unpicklable result
+    except BrokenPipeError:  # the sweep is gone; nothing to tell
+        return
+    except Exception as err:  # an unpicklable result (PicklingError, AttributeError, TypeError, ...)
         conn.send(("failed", f"result is not recordable: {one_line(err)}", peak, collector.messages))
     conn.close()
 
@@ -82,6 +89,8 @@ def _run_inline(ledger: SweepLedger, run_trial: Trial) -> None:
         start = time.perf_counter()
         try:
             result, error = run_trial(dict(options)), None  # a copy: the trial must not change what is recorded
+        except TrainingInterrupted:
+            raise  # stopped, not failed: left unrecorded, it runs again (resuming its checkpoint) next time
         except Exception as err:
             result, error = None, one_line(err)
         ledger.finish(tid, options, result, error, time.perf_counter() - start)
@@ -93,7 +102,8 @@ def _start(ctx, run_trial: Trial, options: dict[str, Any], threads: int):
     saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     os.environ.update({k: str(threads) for k in saved})
     try:
-        process = ctx.Process(target=_worker, args=(sender, run_trial, dict(options), threads), daemon=True)
+        process = ctx.Process(target=_worker, args=(sender, run_trial, dict(options), threads, os.getpid()),
+                              daemon=True)
         process.start()
     finally:
         for k, v in saved.items():
@@ -115,6 +125,7 @@ def _run_processes(ledger: SweepLedger, run_trial: Trial, jobs: int, threads: in
     ctx = mp.get_context("spawn")  # fork would copy this process's torch thread pools and locks
     queue = list(ledger.pending)
     running: dict[Any, dict] = {}  # receiver -> {process, tid, options, start, message}
+    interrupted = False
     try:
         while queue or running:
             while queue and len(running) < jobs:
@@ -130,24 +141,36 @@ def _run_processes(ledger: SweepLedger, run_trial: Trial, jobs: int, threads: in
                     job["message"] = receiver.recv()
                 except EOFError:
                     pass
-                job["process"].join()
+                job["process"].join(EXIT_SECONDS)
+                if job["process"].is_alive():  # sent its result but hangs on exit
+                    job["process"].kill()
+                    job["process"].join()
                 receiver.close()
                 seconds = time.perf_counter() - job["start"]
                 message = job["message"]
                 if message is None:
                     ledger.finish(job["tid"], job["options"], error=_exit_reason(job["process"]), seconds=seconds)
                 elif message[0] == INTERRUPTED:
-                    raise KeyboardInterrupt  # Ctrl-C reached the workers too; the trial stays unrecorded
+                    interrupted = True  # Ctrl-C reached the workers too; the trial stays unrecorded
                 else:
                     status, payload, peak, warnings = message
                     extra = {"peak_rss_mb": peak, **({"warnings": warnings} if warnings else {})}
                     ledger.finish(job["tid"], job["options"], payload if status == "ok" else None,
                                   payload if status == "failed" else None, seconds, extra)
+            if interrupted:  # after recording every other result that was ready
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        for job in running.values():  # stopped: let each checkpoint (SIGTERM), then make sure
-            job["process"].terminate()
+        if interrupted:  # Ctrl-C reached the workers too: they are writing their checkpoints; a second
+            for job in running.values():  # signal now would kill them mid-write
+                job["process"].join(EXIT_SECONDS)
+        for job in running.values():  # stopped otherwise: SIGTERM makes each checkpoint, then make sure
+            if job["process"].is_alive():
+                job["process"].terminate()
         for job in running.values():
-            job["process"].join(60)
+            job["process"].join(EXIT_SECONDS)
             if job["process"].is_alive():
                 job["process"].kill()
                 job["process"].join()
