@@ -69,3 +69,19 @@ def test_check_trial_validates_training_values_too():
     with pytest.raises(ConfigError, match="lr"):
         check_trial({"lr": -1.0})
     check_trial({"lr": 1e-3, "noise_scale": 1.1})
+
+
+def test_a_run_trained_with_other_values_is_not_rescored(two_trials, tmp_path):
+    import shutil
+
+    import yaml
+
+    _, first, _ = two_trials
+    runs = tmp_path / "runs"
+    copy = runs / first["run_dir"].rsplit("/", 1)[-1]
+    shutil.copytree(first["run_dir"], copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["lr"] = 0.5  # as if trained by a version with another default
+    (copy / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="trained with other values of lr"):
+        TrainTask(str(runs))(dict(TINY))

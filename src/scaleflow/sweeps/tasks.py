@@ -90,19 +90,38 @@ def _metric_entries(report: dict) -> dict[str, dict]:
     return {name: report[name] for name in METRICS if name in report}
 
 
+def _check_same_training(config: TrainConfig, run_dir: Path) -> None:
+    """A run folder found under the trial's name must hold this very training: the name hashes the
+    options the trial gives, so a changed default (a newer scaleflow) would otherwise be re-scored
+    silently as if it were the new one."""
+    saved = make_config(yaml_path=run_dir / "config.yaml").model_dump(mode="json", exclude={"out"})
+    wanted = config.model_dump(mode="json", exclude={"out"})
+    differing = sorted(k for k in wanted if saved.get(k) != wanted[k] and k not in ("data", "texts"))
+    if differing:
+        raise ConfigError(f"{run_dir}: trained with other values of {', '.join(differing)} than this trial resolves "
+                          "(the defaults changed?); use another --runs folder")
+
+
 def _train_once(config: TrainConfig, run_dir: Path, poll_seconds: float) -> tuple[dict, bool]:
     """The run's summary, training it unless it is trained already. Returns (summary, trained here).
 
     Trials that differ only in sampling share one run; when another worker is training it, wait for
     that training to end rather than train it twice."""
     while True:
+        if (run_dir / "config.yaml").exists():
+            _check_same_training(config, run_dir)
         if (run_dir / "summary.json").exists():
             return load_run(run_dir).summary, False
+        resume = (run_dir / "config.yaml").exists()
         try:
             # A folder with a config but no summary is a trial killed mid-training: it resumes, bit for bit.
-            return train(config, run_dir, resume=(run_dir / "config.yaml").exists(), progress=False), True
+            return train(config, run_dir, resume=resume, progress=False), True
         except RunFolderBusy:
             time.sleep(poll_seconds)
+        except ConfigError:
+            if resume or not (run_dir / "config.yaml").exists():
+                raise
+            # Another worker started this training between our look and our start: look again.
 
 
 @dataclass(frozen=True)
