@@ -3,6 +3,7 @@ DIR` redraws its table, figures and winners from the records."""
 from __future__ import annotations
 
 import math
+import os
 import shlex
 from pathlib import Path
 from typing import Any, Optional
@@ -24,9 +25,12 @@ from scaleflow.training.config import ConfigError
 
 # The table's columns: each measure as a multiple of its real-vs-real floor.
 TABLE_COLUMNS = ("worst_ratio", "fd_ratio", "precision_ratio", "recall_ratio", "coverage_ratio", "validity_ratio")
-# jobs x threads on 2 cores, measured by benchmarks/sweep_throughput.py (BENCHMARKS.md): one job with
-# both cores beats two with one each.
-DEFAULT_JOBS = 1
+
+
+def default_jobs() -> int:
+    """One trial per core, one thread each: on 2 cores 2 jobs x 1 thread ran 260 trials/hour against
+    193 for 1 job x 2 threads (benchmarks/sweep_throughput.py, BENCHMARKS.md)."""
+    return len(os.sched_getaffinity(0))
 
 
 def _number_or_text(value: Any) -> Any:
@@ -186,7 +190,8 @@ def sweep(
     set_: list[str] = typer.Option([], "--set", help="NAME=VALUE an option every trial shares (repeatable)"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="seeds, e.g. 0,1,2 (replaces the file's)"),
     name: Optional[str] = typer.Option(None, "--name", help="the sweep's name"),
-    jobs: int = typer.Option(DEFAULT_JOBS, "--jobs", help="trials at a time, each in its own process"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", help="trials at a time, each in its own process "
+                                       "(default: one per core)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per trial (default: cores / jobs)"),
     backend: str = typer.Option("local", "--backend", help="local | ray"),
     address: Optional[str] = typer.Option(None, "--address", help="ray: `auto` joins a running cluster "
@@ -225,6 +230,7 @@ def sweep(
             console.print(" ".join(f"{k}={v}" for k, v in options.items()), markup=False)
         console.print(f"{len(trials)} trials -> {out}", markup=False)
         return
+    jobs = default_jobs() if jobs is None else jobs
     if jobs < 1 or (threads is not None and threads < 1):
         raise ConfigError("--jobs and --threads must be >= 1")
     if backend not in ("local", "ray"):
