@@ -142,7 +142,7 @@ def test_shipped_sweeps_are_valid(name):
 
 
 def test_axis_values_are_yaml_lists_and_numbers(tmp_path):
-    done = _scaleflow("sweep", "--axis", "lr=1e-3,3e-4", "--axis", "model=[{hidden_dim: 16}]", "--dry-run")
+    done = _scaleflow("sweep", "--axis", "lr=1e-3,3e-4", "--axis", "model={hidden_dim: 16},{hidden_dim: 32}", "--dry-run")
     assert done.returncode == 0, done.stderr
     assert "lr=0.001" in done.stdout and "lr=0.0003" in done.stdout and "{'hidden_dim': 16}" in done.stdout
     _one_error_line(_scaleflow("sweep", "--axis", "lr=[1,", "--dry-run"), "--axis 'lr=[1,': not a YAML value")
