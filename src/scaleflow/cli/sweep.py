@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import typer
 import yaml
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -18,10 +19,12 @@ from scaleflow.cli.errors import user_errors
 from scaleflow.sweeps.design import expand
 from scaleflow.sweeps.local import run_sweep, threads_per_job
 from scaleflow.sweeps.report import SweepSummary, summarize_sweep
+from scaleflow.sweeps.ray_runner import run_sweep_ray
+from scaleflow.sweeps.records import ResultStore, trial_id
 from scaleflow.sweeps.spec import SweepSpec, load_sweep
-from scaleflow.sweeps.summary import DEFAULT_METRIC, check_metric
+from scaleflow.sweeps.summary import DEFAULT_METRIC, aggregate, check_metric
 from scaleflow.sweeps.tasks import TASKS, check_trial
-from scaleflow.training.config import ConfigError
+from scaleflow.training.config import ConfigError, validation_message
 
 # The table's columns: each measure as a multiple of its real-vs-real floor.
 TABLE_COLUMNS = ("worst_ratio", "fd_ratio", "precision_ratio", "recall_ratio", "coverage_ratio", "validity_ratio")
@@ -90,14 +93,8 @@ def build_spec(path: Optional[Path], axes: list[str], fixed: list[str], seeds: O
     where = f"{path}: " if path is not None else ""
     try:
         return SweepSpec(**base)
-    except ValueError as err:
-        from pydantic import ValidationError
-
-        from scaleflow.training.config import validation_message
-
-        if isinstance(err, ValidationError):
-            raise ConfigError(validation_message(err, where or "sweep options: ", SweepSpec, "key", "sweep")) from None
-        raise
+    except ValidationError as err:
+        raise ConfigError(validation_message(err, where or "sweep options: ", SweepSpec, "key", "sweep")) from None
 
 
 def _interval(group: dict) -> str:
@@ -110,8 +107,6 @@ def _interval(group: dict) -> str:
 
 def summary_table(summary: SweepSummary) -> Table:
     """Per setting (seeds pooled), best first: each measure / its floor, mean ± half the 95% t interval."""
-    from scaleflow.sweeps.summary import aggregate
-
     table = Table(title=f"{summary.spec.name}: measures / their real-vs-real floors (1 = as good as real data; "
                         f"mean ± 95% interval over seeds), ranked by {summary.metric}")
     table.add_column("setting")
@@ -242,15 +237,11 @@ def sweep(
     how = f"ray ({address or 'local'})" if backend == "ray" else \
         f"{jobs} at a time x {threads or threads_per_job(jobs)} threads"
     console.print(f"sweep {spec.name}: {len(trials)} trials ({how}) -> {out}", markup=False)
-    from scaleflow.sweeps.records import ResultStore, trial_id
-
     done = len({trial_id(t) for t in trials} & ResultStore(out).done_ids())
     bar, on_trial = _progress_bar(len(trials), done)
     try:
         with bar:
             if backend == "ray":
-                from scaleflow.sweeps.ray_runner import run_sweep_ray
-
                 run_sweep_ray(spec, out, run_trial, on_trial, address, cpus_per_trial, gpus_per_trial)
             else:
                 run_sweep(spec, out, run_trial, on_trial, jobs=jobs, threads=threads)
