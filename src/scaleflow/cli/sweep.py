@@ -18,9 +18,9 @@ from rich.table import Table
 from scaleflow.cli.errors import user_errors
 from scaleflow.sweeps.design import expand
 from scaleflow.sweeps.local import run_sweep, threads_per_job
-from scaleflow.sweeps.report import SweepSummary, summarize_sweep
 from scaleflow.sweeps.ray_runner import run_sweep_ray
 from scaleflow.sweeps.records import ResultStore, trial_id
+from scaleflow.sweeps.report import SweepSummary, summarize_sweep
 from scaleflow.sweeps.spec import SweepSpec, load_sweep
 from scaleflow.sweeps.summary import DEFAULT_METRIC, aggregate, check_metric
 from scaleflow.sweeps.tasks import TASKS, check_trial

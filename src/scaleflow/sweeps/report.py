@@ -57,9 +57,9 @@ def summarize_sweep(folder: str | Path, metric: str = DEFAULT_METRIC) -> SweepSu
     written = [folder / "results.csv", *draw_sweep_figures(rows, varied, folder / "figures", spec.base)]
     settings = aggregate(rows, metric, varied, spec.base)
     settings.sort(key=lambda g: (g["mean"] is None, (g["mean"] or 0) * (1 if lower_is_better(metric) else -1)))
-    found = winners(rows, metric, varied, base=spec.base)
+    summary = SweepSummary(spec, rows, varied, metric, settings, winners(rows, metric, varied, base=spec.base), written)
     write_json(folder / "summary.json", {"metric": metric, "varied": varied, "n_trials": len(rows),
-                                         "n_failed": sum(r["status"] != "ok" for r in rows),
-                                         "settings": settings, "winners": found})
+                                         "n_failed": summary.n_failed, "settings": settings,
+                                         "winners": summary.winners})
     written.append(folder / "summary.json")
-    return SweepSummary(spec, rows, varied, metric, settings, found, written)
+    return summary

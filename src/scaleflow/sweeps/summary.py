@@ -17,8 +17,8 @@ from scaleflow.evaluation.report import LOWER_IS_BETTER as METRIC_LOWER_IS_BETTE
 from scaleflow.evaluation.report import RATIO_METRICS, ratio_to_floor
 from scaleflow.files import write_text
 from scaleflow.sweeps.spec import canonical
-from scaleflow.training.config import ConfigError
 from scaleflow.sweeps.tasks import known_options
+from scaleflow.training.config import ConfigError
 
 TRIAL_OPTIONS = frozenset(known_options())
 
@@ -61,6 +61,8 @@ def _metric_column(name: str) -> str:
     """A metric's column: its name, or `sample_<name>` where a trial option has the same name
     (`precision` is also the training's numeric precision; a sweep may vary it)."""
     return f"sample_{name}" if name in TRIAL_OPTIONS else name
+
+
 # "Every measure at once": the worst of these ratios to their real-vs-real floors (FD inverted, so 1
 # is at the floor and smaller is worse for all). What the defaults study ranks by.
 WORST_OF = ("fd", "precision", "recall", "coverage", "validity")
