@@ -1,10 +1,19 @@
 """The built-in WordNet/MiniLM dataset ships with the package and loads as documented."""
 from __future__ import annotations
 
+import collections
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from scaleflow.data.builtin import BUILTIN_DATASETS, builtin_metadata, load_builtin
+from scaleflow.data import builtin
+from scaleflow.data.builtin import (
+    BUILTIN_DATASETS,
+    builtin_metadata,
+    load_builtin,
+    load_builtin_categories,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +76,80 @@ def test_unknown_name_lists_available():
         assert name in msg
     with pytest.raises(ValueError, match="wordnet-minilm"):
         builtin_metadata("nope")
+
+
+# --- per-row WordNet lexicographer categories (wordnet_minilm_categories.tsv) ---
+
+POS_PREFIX = {"n": "noun.", "v": "verb.", "a": "adj.", "r": "adv."}
+
+
+@pytest.fixture(scope="module")
+def categories():
+    return load_builtin_categories("wordnet-minilm")
+
+
+@pytest.fixture(scope="module")
+def synsets():
+    # read straight from the npz, independently of the loader under test
+    path = Path(builtin.__file__).parent / "builtin" / "wordnet_minilm.npz"
+    with np.load(path, allow_pickle=False) as data:
+        return [str(s) for s in data["synsets"]]
+
+
+def test_categories_one_per_row(categories, wordnet):
+    emb, _ = wordnet
+    assert isinstance(categories, list) and len(categories) == emb.shape[0] == 12_000
+    assert all(isinstance(c, str) for c in categories)
+    assert categories == load_builtin_categories()  # default name
+
+
+def test_categories_agree_with_part_of_speech(categories, synsets):
+    assert len(synsets) == len(categories)
+    bad = [(s, c) for s, c in zip(synsets, categories) if not c.startswith(POS_PREFIX[s[0]])]
+    assert not bad, bad[:5]
+
+
+@pytest.mark.parametrize(
+    "row, synset, category",
+    [
+        # each checked by hand in /usr/share/wordnet/data.* (lex_filenum field) and with `wn -a`
+        (3, "a00010385", "adj.all"),  # "crapulous", a satellite adjective (ss_type s)
+        (1385, "a02607188", "adj.pert"),  # "aeromedical": of or relating to aviation medicine
+        (2515, "n01317089", "noun.animal"),  # "beast of burden, jument"
+        (9000, "n12709103", "noun.plant"),  # "pomelo": southeastern Asian tree ...
+        (10507, "r00011093", "adv.all"),  # "well, good"
+        (11900, "v02554797", "verb.social"),  # "brevet": promote somebody by brevet
+    ],
+)
+def test_categories_spot_checks(categories, synsets, row, synset, category):
+    assert synsets[row] == synset
+    assert categories[row] == category
+
+
+def test_category_counts_plausible(categories):
+    counts = collections.Counter(categories)
+    # WordNet 3.0 has 45 lexicographer files; a uniform 12,000-row sample hits all of them
+    assert len(counts) == 45
+    top = [c for c, _ in counts.most_common(8)]
+    for big in ("adj.all", "noun.artifact", "noun.person", "noun.plant", "noun.animal"):
+        assert big in top
+    assert 1_100 <= counts["noun.artifact"] <= 1_400  # 1,263 in the shipped file
+    assert 550 <= counts["noun.animal"] <= 850  # 695
+    # part-of-speech totals match SOURCE.md: 8,748 n / 1,215 v / 1,754 a / 283 r
+    by_pos = collections.Counter(c.split(".")[0] for c in categories)
+    assert by_pos == {"noun": 8_748, "verb": 1_215, "adj": 1_754, "adv": 283}
+
+
+def test_categories_misaligned_tsv_is_an_error(monkeypatch, synsets):
+    # the npz's synsets in another order: the tsv no longer lines up and must be refused
+    monkeypatch.setattr(builtin, "_npz_synsets", lambda name: synsets[::-1])
+    with pytest.raises(ValueError, match="does not match.*add_wordnet_categories"):
+        load_builtin_categories("wordnet-minilm")
+    monkeypatch.setattr(builtin, "_npz_synsets", lambda name: synsets[:-1])
+    with pytest.raises(ValueError, match="12000 rows vs 11999"):
+        load_builtin_categories("wordnet-minilm")
+
+
+def test_categories_unknown_name():
+    with pytest.raises(ValueError, match="wordnet-minilm"):
+        load_builtin_categories("nope")

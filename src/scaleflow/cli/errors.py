@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from scaleflow.data.embed import EmbedderUnavailableError
+from scaleflow.search.objectives import ObjectiveError
 from scaleflow.training.signals import TrainingInterrupted
 
 F = TypeVar("F", bound=Callable)
@@ -20,6 +21,7 @@ err_console = Console(stderr=True)
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, OSError,  # OSError: paths the user gave (missing, a folder, too long, no permission, ...)
     EmbedderUnavailableError,
+    ObjectiveError,  # the user's objective failed (raised, timed out, wrong shape, NaN): records are kept
 )
 
 

@@ -11,6 +11,7 @@ from scaleflow.cli.demo import demo
 from scaleflow.cli.embed import embed
 from scaleflow.cli.errors import err_console
 from scaleflow.cli.evaluate import eval_command
+from scaleflow.cli.optimize import optimize
 from scaleflow.cli.params import params
 from scaleflow.cli.reflow import reflow
 from scaleflow.cli.sample import sample
@@ -33,6 +34,7 @@ app.command("reflow")(reflow)
 app.command("embed")(embed)
 app.command("demo")(demo)
 app.command("sweep")(sweep)
+app.command("optimize")(optimize)
 
 
 @app.callback()

@@ -14,6 +14,8 @@ from scaleflow.files import SAVE_SUFFIXES, save_embeddings
 from scaleflow.files import check_writable_file
 from scaleflow.sampling.sample import generate
 from scaleflow.sampling.solvers import SOLVERS
+from scaleflow.search.guidance import FunctionGuide, GuidanceConfig, GuidedVelocity
+from scaleflow.search.objectives import load_objective
 from scaleflow.training.config import ConfigError
 from scaleflow.training.run import load_run, resolve_device
 
@@ -44,6 +46,16 @@ def sample(
     decode: bool = typer.Option(False, "--decode", help="decode samples to text with SONAR (extra [sonar])"),
     noise_scale: float = typer.Option(1.0, "--noise-scale", help="temperature of the starting noise (< 1: more "
                                       "precise, less diverse samples)"),
+    guide: Optional[str] = typer.Option(None, "--guide", help="steer samples up the gradient of a differentiable "
+                                        "score MODULE:FUNCTION or file.py:FUNCTION, f(x: [N, D]) -> [N] (original space)"),
+    guide_strength: float = typer.Option(GuidanceConfig.strength, "--guide-strength", help="guidance strength lambda"),
+    guide_clip: Optional[float] = typer.Option(GuidanceConfig.clip, "--guide-clip", help="clip the gradient's norm"),
+    guide_cap: float = typer.Option(GuidanceConfig.cap, "--guide-cap", help="cap the guidance term at this share of "
+                                    "|v| (0: no cap)"),
+    guide_start: float = typer.Option(GuidanceConfig.start, "--guide-start", help="share of steps, from the start, "
+                                      "without guidance"),
+    guide_stop: float = typer.Option(GuidanceConfig.stop, "--guide-stop", help="share of steps, at the end, without "
+                                     "guidance"),
 ) -> None:
     """Generate embeddings from a trained run (EMA weights), un-normalized to the original space."""
     if n < 1 or batch_size < 1:
@@ -56,6 +68,13 @@ def sample(
         raise ConfigError(f"--out {out}: use one of {', '.join(SAVE_SUFFIXES)}")
     if out is not None:
         check_writable_file(out, "--out")
+    guidance = None
+    if guide is not None:
+        if solver == "dopri5":
+            raise ConfigError("--guide needs a fixed-step --solver (euler, midpoint, heun, rk4): guidance counts steps")
+        guidance = GuidanceConfig(strength=guide_strength, clip=guide_clip, cap=guide_cap or None, start=guide_start,
+                                  stop=guide_stop)  # ValueError names the knob
+        guide_fn = load_objective(guide, "--guide")
     target = resolve_device(device)
     loaded = load_run(run, weights=weights, device=target)
     dim = loaded.info["input_dim"]
@@ -66,7 +85,11 @@ def sample(
         texts = data.texts_of("train")
         if texts is None:
             raise ConfigError(f"--neighbors: the run's data ({data.source}) has no texts; train with --texts")
-    batch = generate(loaded.velocity, n, dim, solver, steps, seed, target, batch_size, rtol=rtol, atol=atol,
+    velocity = loaded.velocity
+    if guidance is not None:
+        velocity = GuidedVelocity(velocity, FunctionGuide(guide_fn, f"--guide {guide}"), guidance,
+                                  to_original=loaded.standardizer.inverse_transform)
+    batch = generate(velocity, n, dim, solver, steps, seed, target, batch_size, rtol=rtol, atol=atol,
                      noise_scale=noise_scale)
     samples = loaded.standardizer.inverse_transform(batch.x).cpu()
     console = Console(stderr=True)

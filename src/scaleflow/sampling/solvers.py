@@ -18,6 +18,10 @@ Fixed-step solvers and their velocity evaluations (NFE) per step:
 ``dopri5`` is adaptive (``torchdiffeq.odeint`` with ``rtol``/``atol``); its NFE is
 whatever the step-size controller needed, counted the same way.
 
+A field with a ``begin_step(step, n_steps)`` method is told, before each fixed step, which step its
+next evaluations belong to (guidance counts its on/off windows in steps, and a step's stages must
+agree; ``dopri5`` has no steps to tell and never calls it).
+
 Fields that predict the data (x1-prediction) are singular at t = 1: their velocity
 ``(x1_hat - x) / (1 - t)`` divides the network's error by ``1 - t``, so a stage at t = 1
 multiplies it by ~1000 (heun, rk4 and dopri5 have one; inversion starts there). Such a field
@@ -91,6 +95,13 @@ class _CountedVelocity:
     @property
     def singular_at_one(self) -> bool:
         return bool(getattr(self.velocity, "singular_at_one", False))
+
+    def begin_step(self, step: int, n_steps: int) -> None:
+        """Tell a field that wants to know (``begin_step(step, n_steps)``, e.g. guidance, whose windows
+        are counted in steps) which step the next evaluations belong to."""
+        hook = getattr(self.velocity, "begin_step", None)
+        if hook is not None:
+            hook(step, n_steps)
 
     def endpoint(self, x: Tensor, t: float | Tensor) -> Tensor:
         """The field's prediction of the data, ``x1_hat(x, t)``: ``[B, D]`` (one evaluation)."""
@@ -178,6 +189,7 @@ def _integrate_fixed(
 ) -> Tensor:
     for i in range(len(grid) - 1):
         t, t_next = grid[i], grid[i + 1]
+        f.begin_step(i, len(grid) - 1)
         x, v = _step_fn(f, solver, t, t_next)(f, x, t, t_next - t)
         if step_hook is not None:
             out = step_hook(i, t_next, x, v)

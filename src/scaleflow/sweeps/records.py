@@ -23,11 +23,11 @@ def trial_id(options: dict[str, Any]) -> str:
 
 
 class ResultStore:
-    """The records in `folder/results.jsonl`."""
+    """The records in `folder/results.jsonl` (or another file name: searches keep `search.jsonl`)."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, filename: str = "results.jsonl"):
         self.folder = Path(folder)
-        self.path = self.folder / "results.jsonl"
+        self.path = self.folder / filename
 
     def _lines(self) -> tuple[list[bytes], int]:
         """Whole lines, and the byte length they cover (a torn tail after it has no newline)."""
@@ -59,7 +59,11 @@ class ResultStore:
 
     def append(self, record: dict[str, Any]) -> None:
         """Add one record as one line, on the disk before this returns."""
-        line = (json.dumps(record) + "\n").encode()  # serialise first: a bad record writes nothing
+        self.append_many([record])
+
+    def append_many(self, records: list[dict[str, Any]]) -> None:
+        """Add records as lines, in one write, on the disk before this returns."""
+        line = "".join(json.dumps(record) + "\n" for record in records).encode()  # a bad record writes nothing
         self.folder.mkdir(parents=True, exist_ok=True)
         _, whole = self._lines()
         with open(self.path, "ab") as f:

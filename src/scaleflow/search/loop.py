@@ -1,0 +1,138 @@
+"""The search loop: start from a few real rows, then repeat: propose a batch, score it, judge it, record it.
+
+Every scored candidate is one line of `search.jsonl` (method, seed, step, its embedding in the original
+space, score, valid, novel, nearest reference texts, ...). A batch is written in one fsync'd write and
+read back only when whole, and every method proposes as a pure function of what was recorded, so a
+search killed at any moment (kill -9 included) resumes where it stopped and ends with the records an
+uninterrupted run would have written. A failing objective stops the loop with one line (`ObjectiveError`)
+after everything scored before it has been recorded.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from scaleflow.search.judge import best_counted
+from scaleflow.search.methods.base import History, Proposal, SearchMethod
+from scaleflow.search.methods.real_rows import random_rows
+from scaleflow.search.problem import SearchProblem
+from scaleflow.search.report import INITIAL, SEARCH_FILE, whole_batches
+from scaleflow.sweeps.records import ResultStore
+
+NEAREST_TEXTS = 3
+
+
+@dataclass
+class SearchOutcome:
+    """One finished (or resumed-and-finished) search.
+
+    Attributes:
+        method, seed: which search.
+        history: everything it scored.
+        best: the best score among its valid novel candidates (None if none counts).
+        seconds: per proposing step (after the initial design), seconds to propose its batch.
+    """
+
+    method: str
+    seed: int
+    history: History
+    best: Optional[float]
+    seconds: list[float]
+
+
+def read_history(store: ResultStore, method: str, seed: int, dim: int) -> History:
+    """The whole recorded batches of (method, seed), in step order (`report.whole_batches`)."""
+    history = History.empty(dim)
+    records = whole_batches([r for r in store.records() if r.get("method") == method and r.get("seed") == seed])
+    by_step: dict[int, list[dict]] = defaultdict(list)
+    for record in records.get((method, seed), []):
+        by_step[record["step"]].append(record)
+    for step, batch in sorted(by_step.items()):
+        history.extend(torch.tensor([r["embedding"] for r in batch]), torch.tensor([r["score"] for r in batch]),
+                       torch.tensor([r["valid"] and r["novel"] for r in batch]),
+                       [r.get("pool_row") for r in batch], step, batch[0]["proposed_by"])
+    return history
+
+
+def _records(problem: SearchProblem, method: str, seed: int, step: int, start: int, proposal: Proposal,
+             scores: torch.Tensor, seconds: float, proposed_by: str, best_before: Optional[float]) -> list[dict]:
+    verdicts = problem.judge(proposal.x)
+    counts = verdicts.counts
+    best = best_counted(scores, counts)
+    best = best_before if best is None else (best if best_before is None else max(best, best_before))
+    attempt = secrets.token_hex(4)
+    texts = problem.reference_texts
+    out = []
+    for i in range(len(scores)):
+        nearest = [[round(float(c), 4), texts[int(r)] if texts is not None else int(r)]
+                   for c, r in zip(verdicts.nearest_cosines[i][:NEAREST_TEXTS], verdicts.nearest_rows[i][:NEAREST_TEXTS])]
+        out.append({
+            "method": method, "seed": seed, "step": step, "index": start + i, "step_size": len(scores),
+            "attempt": attempt, "proposed_by": proposed_by, "objective": problem.objective(seed).name,
+            "score": float(scores[i]), "valid": bool(verdicts.valid[i]), "novel": bool(verdicts.novel[i]),
+            "nearest_cosine": round(float(verdicts.nearest_cosine[i]), 6),
+            "nearest_distance": round(float(verdicts.nearest_distance[i]), 6),
+            "nearest_texts": nearest, "pool_row": proposal.pool_rows[i],
+            "best_so_far": best, "seconds": round(seconds, 3), "info": proposal.info,
+            "embedding": [float(v) for v in proposal.x[i].tolist()],
+        })
+    return out
+
+
+def run_search(problem: SearchProblem, method: SearchMethod, budget: int, batch: int, seed: int, out: str | Path,
+               n_initial: Optional[int] = None,
+               progress: Optional[Callable[[str, int, int, int, Optional[float]], None]] = None) -> SearchOutcome:
+    """Run (or resume) one search of `method` with `seed` until `budget` candidates are scored.
+
+    The first `n_initial` (default `batch`) candidates are random pool rows drawn from `seed` alone, so
+    every method of a seed starts from the same rows; then each step proposes `batch` candidates (the last
+    one fewer when the budget says so). `progress(method, seed, scored, budget, best)` is called after
+    each batch. Records go to `out/search.jsonl`.
+    """
+    if budget < 1 or batch < 1:
+        raise ValueError(f"budget and batch must be >= 1; got {budget} and {batch}")
+    n_initial = batch if n_initial is None else n_initial
+    if not 1 <= n_initial <= budget:
+        raise ValueError(f"the initial design ({n_initial} rows) must be between 1 and the budget ({budget})")
+    store = ResultStore(out, SEARCH_FILE)
+    history = read_history(store, method.name, seed, problem.dim)
+    objective = problem.objective(seed)
+    seconds: list[float] = []
+    best = best_counted(history.y, history.counts)
+    while len(history) < budget:
+        step = history.n_steps
+        began = time.perf_counter()
+        if step == 0:
+            proposal, proposed_by = random_rows(problem, history, min(n_initial, budget), seed, 0), INITIAL
+        else:
+            n = min(batch, budget - len(history))
+            proposal, proposed_by = method.propose(problem, history, n, seed, step), method.name
+            if proposal.x.shape != (n, problem.dim):
+                raise RuntimeError(f"method {method.name} proposed shape {tuple(proposal.x.shape)}; "
+                                   f"expected ({n}, {problem.dim})")
+        took = time.perf_counter() - began
+        if step > 0:
+            seconds.append(took)
+        texts = _candidate_texts(problem, proposal)
+        scores = objective(proposal.x, texts)  # ObjectiveError: everything before this batch is on disk
+        records = _records(problem, method.name, seed, step, len(history), proposal, scores, took, proposed_by, best)
+        store.append_many(records)
+        history.extend(proposal.x, scores, torch.tensor([r["valid"] and r["novel"] for r in records]),
+                       proposal.pool_rows, step, proposed_by)
+        best = records[-1]["best_so_far"]
+        if progress is not None:
+            progress(method.name, seed, len(history), budget, best)
+    return SearchOutcome(method.name, seed, history, best_counted(history.y, history.counts), seconds)
+
+
+def _candidate_texts(problem: SearchProblem, proposal: Proposal) -> Optional[list]:
+    """Texts of candidates that are pool rows (None for generated points); None when the data has none."""
+    if problem.pool_texts is None:
+        return None
+    return [problem.pool_texts[row] if row is not None else None for row in proposal.pool_rows]

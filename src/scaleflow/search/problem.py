@@ -1,0 +1,129 @@
+"""A search problem: the prior, the real rows a user has, the judge, and the objective of each seed.
+
+Rows of the run's data play three parts (all in the original embedding space):
+
+- **reference**: the prior's training rows. Candidates are judged against them (valid: close to them
+  as real rows are; novel: no near-copy of one) and their texts name what a candidate is near.
+- **pool**: the held-out rows (validation and test splits), minus any objective's targets. They are
+  the real rows a user already has that the prior never saw: the initial design, and what the
+  real-row baselines (random rows, retrieval) choose from. Being real and unseen, they are valid
+  (95% of them, by the rule) and novel.
+- **targets** (built-in `target` objective): held-out rows removed from the pool, one per seed, whose
+  best reference row is not already a near-match.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from scaleflow.search.judge import CandidateJudge
+from scaleflow.search.objectives import Objective, ObjectiveError, cosine_to, load_objective
+
+BUILTIN_OBJECTIVES = ("target", "category")
+N_TARGETS = 5
+DEFAULT_CATEGORY = "noun.animal"
+
+
+@dataclass
+class SearchProblem:
+    """Everything fixed for a search over a prior (see the module docstring).
+
+    Attributes:
+        run: the loaded prior (`training.run.Run`).
+        reference, pool: `[M, D]`, `[P, D]` float32 original-space rows.
+        reference_texts, pool_texts: their texts, or None.
+        judge: the candidate judge.
+        objective_name: "target", "category" or the `MODULE:FUNCTION` given.
+        targets: `[T, D]` target rows of the `target` objective (else empty), with `target_texts`.
+    """
+
+    run: object
+    reference: Tensor
+    pool: Tensor
+    reference_texts: Optional[list[str]]
+    pool_texts: Optional[list[str]]
+    judge: CandidateJudge
+    objective_name: str
+    make_objective: Callable[[int], Objective]
+    targets: Tensor = field(default_factory=lambda: torch.empty(0))
+    target_texts: Optional[list[str]] = None
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(self.reference.shape[1])
+
+    def objective(self, seed: int) -> Objective:
+        """The objective of search seed `seed` (the `target` objective cycles through its targets)."""
+        return self.make_objective(seed)
+
+    def to_normalized(self, x: Tensor) -> Tensor:
+        return self.run.standardizer.transform(x)
+
+    def to_original(self, z: Tensor) -> Tensor:
+        return self.run.standardizer.inverse_transform(z)
+
+
+def choose_targets(held_out: Tensor, judge: CandidateJudge, n: int = N_TARGETS, seed: int = 0) -> Tensor:
+    """Indices `[n]` into `held_out` of target rows: valid themselves (so the optimum, the target, is a
+    point that counts), no closer to their nearest reference row than the median held-out row is (so
+    the reference does not nearly hold them: there is room to search), drawn at random (`seed`)."""
+    verdicts = judge(held_out)
+    roomy = verdicts.nearest_cosine <= verdicts.nearest_cosine.median()
+    candidates = torch.nonzero(verdicts.valid & verdicts.novel & roomy).flatten()
+    if len(candidates) < n:
+        raise ValueError(f"only {len(candidates)} held-out rows are valid and novel; need {n} targets")
+    g = torch.Generator().manual_seed(seed)
+    return candidates[torch.randperm(len(candidates), generator=g)[:n]].sort().values
+
+
+def build_problem(run, objective: str = "target", category: str = DEFAULT_CATEGORY,
+                  timeout: Optional[float] = None, n_targets: int = N_TARGETS) -> SearchProblem:
+    """The search problem over `run` (a loaded `Run`) for `objective`: "target", "category" or a
+    `MODULE:FUNCTION` / `file.py:FUNCTION` spec (see `objectives.load_objective`)."""
+    data = run.data()
+    standardizer = data.standardizer
+    reference = standardizer.inverse_transform(data.train).float()
+    held_out = standardizer.inverse_transform(torch.cat([data.val, data.test])).float()
+    texts = data.texts_of("train")
+    held_texts = None if data.texts is None else data.texts_of("val") + data.texts_of("test")
+    judge = CandidateJudge(reference, held_out)
+    notes: dict = {}
+
+    if objective == "target":
+        chosen = choose_targets(held_out, judge, n_targets)
+        keep = torch.ones(len(held_out), dtype=torch.bool)
+        keep[chosen] = False
+        targets = held_out[chosen]
+        target_texts = None if held_texts is None else [held_texts[int(i)] for i in chosen]
+        pool, pool_texts = held_out[keep], None if held_texts is None else [t for t, k in zip(held_texts, keep) if k]
+        unit_reference = torch.nn.functional.normalize(reference, dim=1)
+        best_reference = (torch.nn.functional.normalize(targets, dim=1) @ unit_reference.T).max(1).values
+        best_pool = (torch.nn.functional.normalize(targets, dim=1)
+                     @ torch.nn.functional.normalize(pool, dim=1).T).max(1).values
+        notes = {"target_best_reference_cosine": best_reference.tolist(),
+                 "target_best_pool_cosine": best_pool.tolist()}
+
+        def make(seed: int) -> Objective:
+            i = seed % len(targets)
+            return Objective(cosine_to(targets[i]), f"target[{i}]", timeout, optimum=1.0)
+
+        return SearchProblem(run, reference, pool, texts, pool_texts, judge, objective, make, targets,
+                             target_texts, notes)
+
+    if objective == "category":
+        from scaleflow.search.category import category_objective  # trains a classifier: only when asked
+
+        make_category, notes = category_objective(run, held_out, category, timeout)
+        return SearchProblem(run, reference, held_out, texts, held_texts, judge, f"category:{category}",
+                             lambda seed: make_category, notes=notes)
+
+    fn = load_objective(objective)
+    return SearchProblem(run, reference, held_out, texts, held_texts, judge, objective,
+                         lambda seed: Objective(fn, objective, timeout))
+
+
+__all__ = ["BUILTIN_OBJECTIVES", "SearchProblem", "build_problem", "choose_targets", "ObjectiveError"]

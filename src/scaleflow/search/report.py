@@ -1,0 +1,171 @@
+"""What a search folder says: per method, the best valid novel score with an interval over seeds, the
+best-so-far curves, the share of candidates that count, batch diversity and cost; the best candidates."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from scaleflow.evaluation.plots import new_figure, save_figure
+from scaleflow.files import write_json
+from scaleflow.sweeps.records import ResultStore
+from scaleflow.sweeps.summary import _difference_interval, mean_interval
+
+SEARCH_FILE = "search.jsonl"
+INITIAL = "initial"
+
+
+def whole_batches(records: list[dict]) -> dict[tuple[str, int], list[dict]]:
+    """(method, seed) -> its records of whole batches, in candidate order (a torn batch is dropped, a
+    repeated one taken from its last whole copy)."""
+    groups: dict[tuple[str, int, int, str], list[dict]] = defaultdict(list)
+    for record in records:
+        groups[(record["method"], record["seed"], record["step"], record["attempt"])].append(record)
+    steps: dict[tuple[str, int], dict[int, list[dict]]] = defaultdict(dict)
+    for (method, seed, step, _), batch in groups.items():
+        if len(batch) == batch[0]["step_size"]:
+            steps[(method, seed)][step] = batch
+    out = {}
+    for key, by_step in steps.items():
+        ordered: list[dict] = []
+        for step in range(len(by_step)):
+            if step not in by_step:
+                break
+            ordered += sorted(by_step[step], key=lambda r: r["index"])
+        out[key] = ordered
+    return out
+
+
+def best_so_far(records: list[dict]) -> list[Optional[float]]:
+    """Per evaluation, the best score among candidates that count so far (None before the first)."""
+    best, curve = None, []
+    for r in records:
+        if r["valid"] and r["novel"] and (best is None or r["score"] > best):
+            best = r["score"]
+        curve.append(best)
+    return curve
+
+
+def batch_diversity(records: list[dict]) -> Optional[float]:
+    """Mean pairwise cosine similarity of the candidates within each proposed batch (initial design
+    excluded), averaged over batches: near 1 means a batch collapsed onto one point."""
+    by_step: dict[int, list[list[float]]] = defaultdict(list)
+    for r in records:
+        if r["proposed_by"] != INITIAL:
+            by_step[r["step"]].append(r["embedding"])
+    values = []
+    for rows in by_step.values():
+        if len(rows) < 2:
+            continue
+        x = np.asarray(rows, dtype=np.float64)
+        x /= np.linalg.norm(x, axis=1, keepdims=True).clip(1e-30)
+        sims = x @ x.T
+        values.append(float((sims.sum() - np.trace(sims)) / (len(x) * (len(x) - 1))))
+    return float(np.mean(values)) if values else None
+
+
+@dataclass
+class SearchSummary:
+    """Per method (rows of `methods`), and the paths written."""
+
+    methods: list[dict[str, Any]]
+    written: list[Path]
+
+
+def summarize_search(folder: str | Path) -> SearchSummary:
+    """Read `folder/search.jsonl`; write `summary.json`, `best.json` and `figures/best_so_far.png`."""
+    folder = Path(folder)
+    searches = whole_batches(ResultStore(folder, SEARCH_FILE).records())
+    by_method: dict[str, dict[int, list[dict]]] = defaultdict(dict)
+    for (method, seed), records in searches.items():
+        by_method[method][seed] = records
+    rows, best_candidates = [], {}
+    finals: dict[str, list[float]] = {}
+    for method, seeds in sorted(by_method.items()):
+        # A seed whose candidates never count scores nothing; its best is left out and counted apart.
+        bests = {s: best_so_far(r)[-1] for s, r in seeds.items()}
+        scored = [b for b in bests.values() if b is not None]
+        finals[method] = scored
+        mean, interval = mean_interval(scored) if scored else (None, None)
+        generated = [r for records in seeds.values() for r in records if r["proposed_by"] != INITIAL]
+        rows.append({
+            "method": method, "seeds": sorted(seeds), "evaluations": {s: len(r) for s, r in seeds.items()},
+            "best": mean, "best_interval": interval, "best_per_seed": bests,
+            "seeds_without_valid_novel": sum(b is None for b in bests.values()),
+            "best_any": float(np.mean([max(x["score"] for x in r) for r in seeds.values()])),
+            "valid_share": _share(generated, "valid"), "novel_share": _share(generated, "novel"),
+            "counted_share": _share(generated, "counts"),
+            "batch_cosine": float(np.nanmean([d for d in (batch_diversity(r) for r in seeds.values()) if d is not None]))
+            if generated else None,
+            "seconds_per_batch": _seconds_per_batch(seeds),
+        })
+        counted = sorted((r for records in seeds.values() for r in records if r["valid"] and r["novel"]),
+                         key=lambda r: -r["score"])[:5]
+        best_candidates[method] = [{k: r[k] for k in ("seed", "index", "score", "nearest_cosine", "nearest_texts",
+                                                      "pool_row")} for r in counted]
+    _leads(rows, finals)
+    write_json(folder / "summary.json", {"methods": rows})
+    write_json(folder / "best.json", best_candidates)
+    written = [folder / "summary.json", folder / "best.json"]
+    if searches:
+        written.append(plot_best_so_far(by_method, folder / "figures" / "best_so_far.png"))
+    return SearchSummary(rows, written)
+
+
+def _leads(rows: list[dict], finals: dict[str, list[float]]) -> None:
+    """Each method's lead over the best other method (Welch interval over seeds)."""
+    for row in rows:
+        others = [r for r in rows if r["method"] != row["method"] and r["best"] is not None]
+        if row["best"] is None or not others:
+            continue
+        rival = max(others, key=lambda r: r["best"])
+        row["lead_over"] = rival["method"]
+        row["lead"] = row["best"] - rival["best"]
+        row["lead_interval"] = _difference_interval(finals[row["method"]], finals[rival["method"]])
+
+
+def _share(records: list[dict], key: str) -> Optional[float]:
+    if not records:
+        return None
+    if key == "counts":
+        return float(np.mean([r["valid"] and r["novel"] for r in records]))
+    return float(np.mean([r[key] for r in records]))
+
+
+def _seconds_per_batch(seeds: dict[int, list[dict]]) -> Optional[float]:
+    per_batch = {(s, r["step"]): r["seconds"] for s, records in seeds.items() for r in records
+                 if r["proposed_by"] != INITIAL}
+    return float(np.mean(list(per_batch.values()))) if per_batch else None
+
+
+def plot_best_so_far(by_method: dict[str, dict[int, list[dict]]], path: str | Path) -> Path:
+    """Best valid novel score against objective evaluations, per method: mean over seeds, with a 95% t
+    band where there are seeds to make one (a seed counts from its first valid novel candidate)."""
+    fig = new_figure(7.0, 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    for method, seeds in sorted(by_method.items()):
+        curves = [best_so_far(r) for r in seeds.values()]
+        length = max(len(c) for c in curves)
+        xs, means, lows, highs = [], [], [], []
+        for i in range(length):
+            values = [c[i] for c in curves if i < len(c) and c[i] is not None]
+            if not values:
+                continue
+            mean, interval = mean_interval(values)
+            xs.append(i + 1)
+            means.append(mean)
+            lows.append(interval[0] if interval else mean)
+            highs.append(interval[1] if interval else mean)
+        if not xs:
+            continue
+        line, = ax.plot(xs, means, label=f"{method} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})")
+        ax.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.15, linewidth=0)
+    ax.set_xlabel("objective evaluations")
+    ax.set_ylabel("best score of a valid, novel candidate")
+    ax.set_title("search: best so far (mean, 95% interval over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)

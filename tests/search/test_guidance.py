@@ -1,0 +1,147 @@
+"""Guidance: off is plain sampling bit for bit, the windows are exact, the cap and the clip bound the term,
+the uncertainty rule, and on a toy GP with a known maximum the guided step follows the acquisition gradient."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from scaleflow.flows.registry import create_flow
+from scaleflow.nets.registry import create_model
+from scaleflow.sampling.sample import generate
+from scaleflow.sampling.velocity import VelocityField
+from scaleflow.search.gp import AcquisitionGuide, fit_gp
+from scaleflow.search.guidance import FunctionGuide, GuidanceConfig, GuidedVelocity, guidance_term
+
+DIM = 6
+
+
+def tiny_field(prediction: str = "x1", seed: int = 0) -> VelocityField:
+    torch.manual_seed(seed)
+    model = create_model("mlp", scale="tiny", input_dim=DIM, hidden_dim=16).eval().requires_grad_(False)
+    return VelocityField(model, create_flow("icfm"), prediction)
+
+
+class ZeroVelocity(nn.Module):
+    """A network that predicts zero velocity: samples stay at their noise unless guided."""
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+
+def linear_guide(direction: torch.Tensor) -> FunctionGuide:
+    return FunctionGuide(lambda x: x @ direction)
+
+
+@pytest.mark.parametrize("prediction", ["x1", "velocity"])
+@pytest.mark.parametrize("solver", ["euler", "heun", "rk4"])
+def test_guidance_off_is_plain_sampling_bit_for_bit(prediction, solver):
+    field = tiny_field(prediction)
+    plain = generate(field, 16, DIM, solver, 10, seed=3).x
+    off = GuidedVelocity(field, linear_guide(torch.ones(DIM)), GuidanceConfig(strength=0.0))
+    assert torch.equal(generate(off, 16, DIM, solver, 10, seed=3).x, plain)
+    on = GuidedVelocity(field, linear_guide(torch.ones(DIM)), GuidanceConfig(strength=5.0))
+    assert not torch.equal(generate(on, 16, DIM, solver, 10, seed=3).x, plain)
+
+
+@pytest.mark.parametrize("steps, guided", [(50, list(range(2, 40))), (20, list(range(1, 16))), (25, list(range(1, 20))),
+                                           (100, list(range(4, 80)))])
+def test_windows_are_the_first_4_and_last_20_percent_of_steps(steps, guided):
+    config = GuidanceConfig(strength=1.0)
+    assert [i for i in range(steps) if config.guided_step(i, steps)] == guided
+    field = GuidedVelocity(tiny_field(), linear_guide(torch.ones(DIM)), config)
+    generate(field, 4, DIM, "heun", steps)
+    assert field.trace.guided_steps == guided
+    # heun evaluates twice per guided step (both stages of a step belong to it)
+    assert len(field.trace.term_to_velocity) == 2 * len(guided)
+
+
+def test_guided_evaluations_change_only_inside_the_window():
+    field = tiny_field("velocity")
+    config = GuidanceConfig(strength=3.0, cap=None)
+    guided = GuidedVelocity(field, linear_guide(torch.ones(DIM)), config)
+    x, t = torch.randn(5, DIM), torch.full((5,), 0.5)
+    for step, expect_equal in [(0, True), (1, False), (15, False), (16, True), (19, True)]:
+        guided.begin_step(step, 20)
+        assert torch.equal(guided(x, t), field(x, t)) == expect_equal, step
+
+
+def test_cap_and_clip_bound_the_term():
+    torch.manual_seed(0)
+    v, g = torch.randn(64, DIM), 100 * torch.randn(64, DIM)
+    assert torch.allclose(guidance_term(v, g, GuidanceConfig(strength=2.0, cap=None)), 2.0 * g)
+    capped = guidance_term(v, g, GuidanceConfig(strength=2.0, cap=0.5))
+    assert (capped.norm(dim=1) <= 0.5 * v.norm(dim=1) * (1 + 1e-6)).all()
+    assert torch.allclose(torch.nn.functional.cosine_similarity(capped, g), torch.ones(64), atol=1e-6)  # direction kept
+    clipped = guidance_term(v, g, GuidanceConfig(strength=2.0, clip=3.0, cap=None))
+    assert torch.allclose(clipped.norm(dim=1), torch.full((64,), 6.0), rtol=1e-5)  # |g| >> 3: all clipped
+    small = 1e-3 * g
+    assert torch.allclose(guidance_term(v, small, GuidanceConfig(strength=2.0, clip=1e6, cap=None)), 2.0 * small)
+    # A whole guided step moves at most h * cap * |v| away from the plain step.
+    field = tiny_field("velocity")
+    x, t = torch.randn(8, DIM), torch.full((8,), 0.3)
+    guided = GuidedVelocity(field, linear_guide(1e3 * torch.ones(DIM)), GuidanceConfig(strength=10.0, cap=0.25))
+    guided.begin_step(5, 20)
+    v = field(x, t)
+    assert ((guided(x, t) - v).norm(dim=1) <= 0.25 * v.norm(dim=1) * (1 + 1e-5)).all()
+
+
+def test_uncertainty_divides_the_strength_by_one_plus_two_sigma():
+    v, g = torch.randn(3, DIM), torch.randn(3, DIM)
+    sigma = torch.tensor([0.0, 0.5, 2.0])
+    term = guidance_term(v, g, GuidanceConfig(strength=4.0, cap=None), sigma)
+    assert torch.allclose(term, 4.0 / (1 + 2 * sigma).unsqueeze(1) * g)
+    off = guidance_term(v, g, GuidanceConfig(strength=4.0, cap=None, uncertainty=False), sigma)
+    assert torch.allclose(off, 4.0 * g)
+
+
+def test_gradient_is_taken_at_the_predicted_endpoint_in_the_original_space():
+    field = tiny_field("velocity")
+    scale, shift = torch.linspace(0.5, 2.0, DIM), torch.full((DIM,), 3.0)
+    direction = torch.randn(DIM)
+    guided = GuidedVelocity(field, linear_guide(direction), GuidanceConfig(strength=1.0, cap=None),
+                            to_original=lambda z: z * scale + shift)
+    guided.begin_step(5, 20)
+    x, t = torch.randn(4, DIM), torch.full((4,), 0.4)
+    # d/dz of direction . (z * scale + shift) = direction * scale, whatever the point
+    assert torch.allclose(guided(x, t) - field(x, t), (direction * scale).expand(4, DIM), atol=1e-6)
+
+
+def test_toy_gp_guided_step_follows_the_acquisition_gradient_to_the_known_maximum():
+    torch.manual_seed(0)
+    peak = torch.tensor([0.6, -0.4])
+    x = torch.rand(40, 2) * 4 - 2
+    y = -((x - peak) ** 2).sum(1)
+    surrogate = fit_gp(x, y)
+    guide = AcquisitionGuide(surrogate, "mean")
+    field = VelocityField(ZeroVelocity(), create_flow("icfm"), "velocity")
+    guided = GuidedVelocity(field, guide, GuidanceConfig(strength=1.0, cap=None, uncertainty=False))
+    guided.begin_step(5, 20)
+    points = torch.tensor([[-1.5, 1.0], [1.5, 1.2], [0.0, -1.5]], dtype=torch.float64)
+    term = guided(points, torch.full((3,), 0.5, dtype=torch.float64))
+    z = points.clone().requires_grad_(True)
+    value, _ = guide(z)
+    (gradient,) = torch.autograd.grad(value.sum(), z)
+    assert torch.allclose(term, gradient, atol=1e-8)  # the step is the acquisition gradient
+    toward_peak = torch.nn.functional.cosine_similarity(term, peak.double() - points)
+    assert (toward_peak > 0.9).all(), toward_peak
+    # Sampling: guided endpoints have a higher acquisition than the unguided ones from the same noise.
+    plain = generate(field, 32, 2, "euler", 20, seed=1).x.double()
+    steered = GuidedVelocity(field, guide, GuidanceConfig(strength=0.5, cap=None, uncertainty=False))
+    moved = generate(steered, 32, 2, "euler", 20, seed=1).x.double()
+    with torch.no_grad():
+        assert guide(moved)[0].mean() > guide(plain)[0].mean() + 0.5
+        assert (moved - peak.double()).norm(dim=1).mean() < (plain - peak.double()).norm(dim=1).mean()
+
+
+def test_config_rejects_bad_knobs():
+    for bad in (dict(strength=-1.0), dict(clip=0.0), dict(cap=-0.5), dict(start=0.5, stop=0.5), dict(stop=1.0)):
+        with pytest.raises(ValueError):
+            GuidanceConfig(**bad)
+
+
+def test_function_guide_must_be_differentiable():
+    guided = GuidedVelocity(tiny_field(), FunctionGuide(lambda x: x.sum(1).detach()), GuidanceConfig())
+    guided.begin_step(3, 20)
+    with pytest.raises(ValueError, match="differentiabl"):
+        guided(torch.randn(2, DIM), torch.full((2,), 0.5))
