@@ -297,3 +297,19 @@ def test_rejects_bad_arguments():
         log_density(g.velocity, x, steps=0)
     with pytest.raises(ValueError, match=r"\[N, D\]"):
         log_density(g.velocity, x[0])
+
+
+@pytest.mark.parametrize("dim", [3, 8])
+def test_smoothed_endpoint_is_the_marginal_at_one_minus_gap(dim):
+    """`endpoint="smoothed"` (x1 fields): the density of the path's marginal at s = 1 - gap, evaluated at x
+    itself: N(s mu, (1 - s)^2 + s^2 sigma^2) in closed form; no jump, so no Jacobian to go singular."""
+    g = Gaussian(dim)
+    x = g.points()
+    field = VelocityField(Predictor(g.x1_hat), create_flow("icfm"), "x1")
+    result = log_density(field, x, endpoint="smoothed", steps=32)
+    s = 1.0 - DOPRI5_ENDPOINT_GAP
+    marginal = torch.distributions.Normal(s * g.mu, torch.sqrt((1 - s) ** 2 + s**2 * g.s**2))
+    torch.testing.assert_close(result.log_density, marginal.log_prob(x).sum(-1), rtol=0, atol=1e-3)
+    assert torch.all(result.endpoint_logdet == 0)
+    with pytest.raises(ValueError, match="endpoint"):
+        log_density(field, x, endpoint="bogus")

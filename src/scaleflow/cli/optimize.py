@@ -16,6 +16,7 @@ from scaleflow.search.gp import ACQUISITIONS
 from scaleflow.search.guidance import GuidanceConfig
 from scaleflow.search.loop import run_search
 from scaleflow.search.methods import METHODS
+from scaleflow.search.methods.prior import SEARCH_GUIDANCE, SEARCH_OVERSAMPLE
 from scaleflow.search.problem import DEFAULT_CATEGORY, build_problem
 from scaleflow.search.report import summarize_search
 from scaleflow.training.config import ConfigError
@@ -75,17 +76,17 @@ def optimize(
     initial: Optional[int] = typer.Option(None, help="real rows scored first (default: --batch)"),
     category: str = typer.Option(DEFAULT_CATEGORY, help="WordNet category of --objective category"),
     acquisition: str = typer.Option("ucb", help=f"guide of --method guided: {' | '.join(ACQUISITIONS)}"),
-    strength: float = typer.Option(GuidanceConfig.strength, help="guidance strength lambda (gradient multiplier)"),
-    clip: Optional[float] = typer.Option(GuidanceConfig.clip, help="clip the guide's gradient to this norm"),
-    cap: Optional[float] = typer.Option(GuidanceConfig.cap, help="cap the guidance term at this share of |v| "
+    strength: float = typer.Option(SEARCH_GUIDANCE.strength, help="guidance strength lambda (gradient multiplier)"),
+    clip: Optional[float] = typer.Option(SEARCH_GUIDANCE.clip, help="clip the guide's gradient to this norm"),
+    cap: Optional[float] = typer.Option(SEARCH_GUIDANCE.cap, help="cap the guidance term at this share of |v| "
                                         "(0 turns the cap off)"),
-    start: float = typer.Option(GuidanceConfig.start, help="share of steps, from the start, without guidance"),
-    stop: float = typer.Option(GuidanceConfig.stop, help="share of steps, at the end, without guidance"),
-    uncertainty: bool = typer.Option(GuidanceConfig.uncertainty, "--uncertainty/--no-uncertainty",
+    start: float = typer.Option(SEARCH_GUIDANCE.start, help="share of steps, from the start, without guidance"),
+    stop: float = typer.Option(SEARCH_GUIDANCE.stop, help="share of steps, at the end, without guidance"),
+    uncertainty: bool = typer.Option(SEARCH_GUIDANCE.uncertainty, "--uncertainty/--no-uncertainty",
                                      help="scale the strength by 1 / (1 + 2 sigma) (GP uncertainty)"),
     pca: Optional[int] = typer.Option(None, help="GP of --method guided on this many principal directions"),
-    oversample: int = typer.Option(1, help="guided samples drawn per candidate scored (those that would not "
-                                   "count are dropped before scoring)"),
+    oversample: int = typer.Option(SEARCH_OVERSAMPLE, help="guided samples drawn per candidate scored (those that "
+                                   "would not count are dropped before scoring)"),
     steps: int = typer.Option(20, help="sampler steps (euler)"),
     noise_scale: float = typer.Option(1.0, "--noise-scale", help="temperature of the starting noise"),
     objective_timeout: float = typer.Option(600.0, "--objective-timeout", help="seconds one objective call may take"),
@@ -116,6 +117,8 @@ def optimize(
     loaded = load_run(run)
     problem = build_problem(loaded, objective, category, objective_timeout)
     _check_settings(out, settings)
+    write_json(out / "problem.json", {**problem.judge.describe(), **problem.notes,
+                                      "target_texts": problem.target_texts})
     options = {"guided": dict(acquisition=acquisition, guidance=guidance, pca=pca, oversample=oversample,
                               steps=steps, noise_scale=noise_scale),
                "prior": dict(steps=steps, noise_scale=noise_scale)}
@@ -138,9 +141,22 @@ def optimize(
                 done += budget
     summary = summarize_search(out)
     _print_table(console, summary.methods)
+    _print_best(console, read_json(out / "best.json"))
     console.print(f"wrote {out / 'search.jsonl'}, summary.json, best.json, figures/best_so_far.png", highlight=False)
     console.print(f"rerun or extend: scaleflow optimize {shlex.quote(str(run))} --objective {shlex.quote(objective)} "
                   f"--out {shlex.quote(str(out))} --method {method} --seeds {seeds}", markup=False, highlight=False)
+
+
+def _print_best(console: Console, best: dict[str, list[dict]]) -> None:
+    """Each method's best valid, novel candidate and the training texts nearest to it."""
+    for method, candidates in sorted(best.items()):
+        if not candidates:
+            console.print(f"{method}: no valid, novel candidate", highlight=False)
+            continue
+        top = candidates[0]
+        near = "; ".join(f"{cosine:.2f} {text}" for cosine, text in top["nearest_texts"][:2])
+        console.print(f"{method} best {top['score']:.3f} (seed {top['seed']}), nearest: {near}", highlight=False,
+                      markup=False)
 
 
 def _fmt(value, digits: int = 3) -> str:

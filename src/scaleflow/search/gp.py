@@ -97,8 +97,11 @@ def fit_gp(x: Tensor, y: Tensor, projection: Optional[Projection] = None) -> Sur
     inputs = projection(train_x) if projection is not None else train_x
     model = SingleTaskGP(inputs, train_y.unsqueeze(-1), input_transform=Normalize(d=inputs.shape[1]),
                          outcome_transform=Standardize(m=1))
-    with warnings.catch_warnings():
+    # A fit that stops early is retried from hyperparameters drawn from their priors with torch's global
+    # generator: seeded here, a resumed search fits what an uninterrupted one did.
+    with warnings.catch_warnings(), torch.random.fork_rng():
         warnings.simplefilter("ignore")
+        torch.manual_seed(0)
         fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
     model.eval()
     return Surrogate(model, train_x, train_y, projection)

@@ -21,7 +21,7 @@ the ones a public UCB-guided sampler in SONAR space uses (FIELD_NOTES.md), each 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional, Protocol
 
 import torch
@@ -133,11 +133,14 @@ class GuidanceTrace:
         guided_steps: the solver steps that were guided.
         term_to_velocity: per guided evaluation, the mean of ||term|| / ||v|| over the batch.
         guide_values: per guided evaluation, the mean guide value at the predicted endpoints.
+        gradient_norms: per guided evaluation, the mean norm of the guide's gradient (normalized space,
+            before clipping): the scale `clip` and `strength` act on.
     """
 
     guided_steps: list[int]
     term_to_velocity: list[float]
     guide_values: list[float]
+    gradient_norms: list[float] = field(default_factory=list)
 
 
 class GuidedVelocity:
@@ -201,5 +204,6 @@ class GuidedVelocity:
         term = guidance_term(v, gradient.to(v.dtype), self.config, sigma)
         ratio = term.norm(dim=1) / v.norm(dim=1).clamp_min(1e-30)
         self.trace.term_to_velocity.append(float(ratio.mean()))
+        self.trace.gradient_norms.append(float(gradient.norm(dim=1).mean()))
         self.trace.guide_values.append(float(value.mean()))
         return v + term

@@ -58,6 +58,7 @@ VelocityFn = Callable[[Tensor, Tensor], Tensor]
 # evaluation) to Hutchinson's estimator (n_probes backward rows).
 EXACT_DIVERGENCE_MAX_DIM = 1024
 DIVERGENCES = ("auto", "exact", "hutchinson")
+ENDPOINTS = ("jump", "smoothed")
 # Explicit Runge-Kutta tableaus (A, b, c) of the augmented ODE.
 _TABLEAUS: dict[str, tuple[tuple[tuple[float, ...], ...], tuple[float, ...], tuple[float, ...]]] = {
     "euler": ((), (1.0,), (0.0,)),
@@ -109,6 +110,7 @@ def log_density(
     standardizer: Optional[Any] = None,
     solver: str = DEFAULT_SOLVER,
     endpoint_gap: float = DOPRI5_ENDPOINT_GAP,
+    endpoint: str = "jump",
 ) -> LogDensityResult:
     """Log-density of the points `x` under the flow prior `velocity` (module docstring).
 
@@ -128,6 +130,12 @@ def log_density(
         standardizer: a `Standardizer` (anything with `transform` and `std` `[D]`), or None.
         solver: "euler", "heun" or "rk4" for the augmented ODE.
         endpoint_gap: for singular fields, the jump from 1 - gap to 1 that the sampler takes.
+        endpoint: for singular fields, "jump" (the sampler's density, above) or "smoothed": the density of
+            the prior's marginal at s = 1 - gap (the data smoothed by the last bit of noise) at `x` itself,
+            with no jump. A trained x1 network projects onto the data near t = 1, so its jump's Jacobian
+            is (nearly) singular off the data and "jump" densities there are not finite (measured on the
+            default prior); "smoothed" is finite everywhere and ranks points by how typical they are,
+            which is what a validity signal needs.
 
     Returns:
         :class:`LogDensityResult` (`log_density [N]` float64, `noise [N, D]`,
@@ -143,6 +151,8 @@ def log_density(
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
     singular = bool(getattr(velocity, "singular_at_one", False))
+    if endpoint not in ENDPOINTS:
+        raise ValueError(f"endpoint must be one of {', '.join(ENDPOINTS)}; got {endpoint!r}")
     if singular and not 0.0 < endpoint_gap < 1.0:
         raise ValueError(f"endpoint_gap must lie in (0, 1); got {endpoint_gap}")
 
@@ -163,8 +173,9 @@ def log_density(
             t_start, logdet = 1.0, torch.zeros(zb.shape[0], dtype=torch.float64, device=device)
             if singular:
                 t_start = 1.0 - endpoint_gap
-                zb = _inverse_endpoint(velocity, zb, t_start)
-                logdet = _endpoint_logdet(velocity, zb, t_start)
+                if endpoint == "jump":
+                    zb = _inverse_endpoint(velocity, zb, t_start)
+                    logdet = _endpoint_logdet(velocity, zb, t_start)
             noise, integral = _integrate_backward(velocity, zb, t_start, steps, solver, probes)
             parts.append((noise, integral + logdet, logdet))
 

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import torch
 
 from scaleflow.search.judge import best_counted
-from scaleflow.search.methods.base import History, Proposal, SearchMethod
+from scaleflow.search.methods.base import History, Proposal, SearchMethod, noise_seed
 from scaleflow.search.methods.real_rows import random_rows
 from scaleflow.search.problem import SearchProblem
 from scaleflow.search.report import INITIAL, SEARCH_FILE, whole_batches
@@ -54,7 +54,8 @@ def read_history(store: ResultStore, method: str, seed: int, dim: int) -> Histor
     for record in records.get((method, seed), []):
         by_step[record["step"]].append(record)
     for step, batch in sorted(by_step.items()):
-        history.extend(torch.tensor([r["embedding"] for r in batch]), torch.tensor([r["score"] for r in batch]),
+        history.extend(torch.tensor([r["embedding"] for r in batch], dtype=torch.float32),
+                       torch.tensor([r["score"] for r in batch], dtype=torch.float64),
                        torch.tensor([r["valid"] and r["novel"] for r in batch]),
                        [r.get("pool_row") for r in batch], step, batch[0]["proposed_by"])
     return history
@@ -63,6 +64,7 @@ def read_history(store: ResultStore, method: str, seed: int, dim: int) -> Histor
 def _records(problem: SearchProblem, method: str, seed: int, step: int, start: int, proposal: Proposal,
              scores: torch.Tensor, seconds: float, proposed_by: str, best_before: Optional[float]) -> list[dict]:
     verdicts = problem.judge(proposal.x)
+    log_density = problem.log_density(proposal.x)
     counts = verdicts.counts
     best = best_counted(scores, counts)
     best = best_before if best is None else (best if best_before is None else max(best, best_before))
@@ -78,6 +80,7 @@ def _records(problem: SearchProblem, method: str, seed: int, step: int, start: i
             "score": float(scores[i]), "valid": bool(verdicts.valid[i]), "novel": bool(verdicts.novel[i]),
             "nearest_cosine": round(float(verdicts.nearest_cosine[i]), 6),
             "nearest_distance": round(float(verdicts.nearest_distance[i]), 6),
+            "log_density": round(float(log_density[i]), 3),
             "nearest_texts": nearest, "pool_row": proposal.pool_rows[i],
             "best_so_far": best, "seconds": round(seconds, 3), "info": proposal.info,
             "embedding": [float(v) for v in proposal.x[i].tolist()],
@@ -112,7 +115,11 @@ def run_search(problem: SearchProblem, method: SearchMethod, budget: int, batch:
             proposal, proposed_by = random_rows(problem, history, min(n_initial, budget), seed, 0), INITIAL
         else:
             n = min(batch, budget - len(history))
-            proposal, proposed_by = method.propose(problem, history, n, seed, step), method.name
+            # Any draw from torch's global generator (an MC acquisition's base samples, a GP fit's retry)
+            # comes from (seed, step): a resumed search proposes what an uninterrupted one did.
+            with torch.random.fork_rng():
+                torch.manual_seed(noise_seed(seed, step))
+                proposal, proposed_by = method.propose(problem, history, n, seed, step), method.name
             if proposal.x.shape != (n, problem.dim):
                 raise RuntimeError(f"method {method.name} proposed shape {tuple(proposal.x.shape)}; "
                                    f"expected ({n}, {problem.dim})")

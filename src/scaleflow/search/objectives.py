@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import sys
 import threading
 from pathlib import Path
 from typing import Callable, Optional
@@ -36,16 +37,22 @@ def load_objective(spec: str, option: str = "--objective") -> Callable:
             path = Path(module_name)
             if not path.is_file():
                 raise ObjectiveError(f"{option} {spec!r}: no such file {path}")
-            module_spec = importlib.util.spec_from_file_location(f"scaleflow_objective_{path.stem}", path)
+            name = f"scaleflow_objective_{path.stem}"
+            module_spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
+            sys.modules[name] = module  # as `import` does: dataclasses and pickling look the module up there
+            try:
+                module_spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(name, None)
+                raise
         else:
             module = importlib.import_module(module_name)
     except ObjectiveError:
         raise
     except Exception as err:  # the user's module failed to import: say so in one line
         raise ObjectiveError(f"{option} {spec!r}: importing {module_name} failed: "
-                             f"{type(err).__name__}: {err}") from None
+                             f"{type(err).__name__}: {' '.join(str(err).split())[:300]}") from None
     fn = getattr(module, function, None)
     if not callable(fn):
         raise ObjectiveError(f"{option} {spec!r}: {module_name} has no function {function!r}")

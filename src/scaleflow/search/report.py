@@ -98,8 +98,7 @@ def summarize_search(folder: str | Path) -> SearchSummary:
             "best_any": float(np.mean([max(x["score"] for x in r) for r in seeds.values()])),
             "valid_share": _share(generated, "valid"), "novel_share": _share(generated, "novel"),
             "counted_share": _share(generated, "counts"),
-            "batch_cosine": float(np.nanmean([d for d in (batch_diversity(r) for r in seeds.values()) if d is not None]))
-            if generated else None,
+            "batch_cosine": _mean_or_none([batch_diversity(r) for r in seeds.values()]),
             "seconds_per_batch": _seconds_per_batch(seeds),
         })
         counted = sorted((r for records in seeds.values() for r in records if r["valid"] and r["novel"]),
@@ -125,6 +124,12 @@ def _leads(rows: list[dict], finals: dict[str, list[float]]) -> None:
         row["lead_over"] = rival["method"]
         row["lead"] = row["best"] - rival["best"]
         row["lead_interval"] = _difference_interval(finals[row["method"]], finals[rival["method"]])
+
+
+def _mean_or_none(values: list[Optional[float]]) -> Optional[float]:
+    """The mean of the values that exist (None when none does: JSON has no NaN)."""
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
 
 
 def _share(records: list[dict], key: str) -> Optional[float]:

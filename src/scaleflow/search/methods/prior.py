@@ -1,7 +1,7 @@
 """Methods that sample the prior: unguided (a baseline) and guided by the GP (the method of this project)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -11,6 +11,12 @@ from scaleflow.search.guidance import GuidanceConfig, GuidedVelocity
 from scaleflow.search.methods.base import History, Proposal, noise_seed, register
 
 DEFAULT_SOLVER, DEFAULT_STEPS = "euler", 20
+# The guided search's own settings, chosen on the built-in `target` objective (README, "Guided search"): a
+# term up to twice the flow velocity's length found better candidates than the knob's 0.5 default (mean best
+# 0.78 against 0.58 over 3 targets at 96 evaluations), and drawing 4 samples per candidate scored, then
+# dropping those the judge would not count, kept 95 of 96 scored candidates valid and novel.
+SEARCH_GUIDANCE = GuidanceConfig(strength=1000.0, cap=2.0)
+SEARCH_OVERSAMPLE = 4
 
 
 @register("prior")
@@ -47,12 +53,12 @@ class GuidedPrior:
     """
 
     acquisition: str = "ucb"
-    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    guidance: GuidanceConfig = SEARCH_GUIDANCE
     solver: str = DEFAULT_SOLVER
     steps: int = DEFAULT_STEPS
     noise_scale: float = 1.0
     pca: int | None = None
-    oversample: int = 1
+    oversample: int = SEARCH_OVERSAMPLE
     name: str = "guided"
 
     def __post_init__(self) -> None:
@@ -70,7 +76,8 @@ class GuidedPrior:
         batch = generate(guided, draws, problem.dim, self.solver, self.steps, noise_seed(seed, step),
                          batch_size=draws, noise_scale=self.noise_scale)
         x = problem.to_original(batch.x).float()
-        info = {"guidance_to_velocity": _mean(guided.trace.term_to_velocity)}
+        info = {"guidance_to_velocity": _mean(guided.trace.term_to_velocity),
+                "gradient_norm": _mean(guided.trace.gradient_norms)}
         if self.oversample > 1:
             x = self._select(problem, surrogate, x, n)
         return Proposal(x, [None] * n, info)

@@ -1,0 +1,410 @@
+"""The judge (valid: as close to the reference as 95% of real rows; novel: no near-copy of a reference row)
+and the report of a search folder (whole batches only, best-so-far curves, batch diversity, the summary
+with its mean and t interval over seeds, the best candidates and the figure)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from scaleflow.search.judge import CandidateJudge, best_counted
+from scaleflow.search.loop import run_search
+from scaleflow.search.methods import METHODS
+from scaleflow.search.report import (
+    INITIAL,
+    SEARCH_FILE,
+    batch_diversity,
+    best_so_far,
+    summarize_search,
+    whole_batches,
+)
+from scaleflow.sweeps.records import ResultStore
+
+DIM = 12  # the tiny problem's (tests/search/conftest.py)
+
+
+# ================================================================ judge
+
+
+@pytest.fixture(scope="module")
+def big_judge(tiny_data, rows_of) -> CandidateJudge:
+    """Thresholds from 1000 held-out rows, so the share of fresh real rows that pass is tight around 95%."""
+    return CandidateJudge(tiny_data.reference, rows_of(1000, seed=1))
+
+
+def nearest_cosines_by_hand(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    x, reference = x.double(), reference.double()
+    cos = (x / x.norm(dim=1, keepdim=True)) @ (reference / reference.norm(dim=1, keepdim=True)).T
+    return cos.max(1).values
+
+
+def test_thresholds_by_hand(tiny_data, problem):
+    judge = problem.judge
+    real = nearest_cosines_by_hand(tiny_data.pool, tiny_data.reference)
+    assert judge.validity_threshold == pytest.approx(float(torch.quantile(real, 0.05)), abs=1e-6)
+    # Half the (lower) median spacing of the reference rows: the memorization rule.
+    d = torch.cdist(tiny_data.reference.double(), tiny_data.reference.double())
+    d.fill_diagonal_(float("inf"))
+    spacing = d.min(1).values
+    assert judge.novelty_threshold == pytest.approx(0.5 * float(spacing.median()), rel=1e-5)
+    # The pool set the threshold: 95 or 96 of its 100 rows reach it (linear interpolation at the 5th percentile).
+    assert judge.real_validity in (0.95, 0.96)
+    assert judge.describe() == {"validity_threshold": judge.validity_threshold, "real_validity": judge.real_validity,
+                                "novelty_threshold": judge.novelty_threshold, "reference_rows": 300}
+
+
+def test_judging_the_threshold_rows_agrees_with_the_threshold(tiny_data, problem):
+    verdicts = problem.judge(tiny_data.pool)
+    assert float(verdicts.valid.double().mean()) == problem.judge.real_validity
+
+
+def test_fresh_real_rows_are_valid_about_95_percent_and_novel(big_judge, rows_of):
+    fresh = rows_of(2000, seed=2)
+    verdicts = big_judge(fresh)
+    valid = float(verdicts.valid.double().mean())
+    assert 0.92 <= valid <= 0.98, valid
+    assert big_judge.real_validity == pytest.approx(0.95, abs=0.002)
+    # Fresh rows are rarely within half the median spacing of a reference row.
+    assert float(verdicts.novel.double().mean()) >= 0.85
+    assert torch.equal(verdicts.counts, verdicts.valid & verdicts.novel)
+
+
+def test_quantile_moves_the_threshold(tiny_data, rows_of):
+    judge = CandidateJudge(tiny_data.reference, rows_of(1000, seed=1), quantile=0.5)
+    assert judge.real_validity == pytest.approx(0.5, abs=0.002)
+    share = float(judge(rows_of(2000, seed=2)).valid.double().mean())
+    assert 0.44 <= share <= 0.56, share
+
+
+def test_copies_of_reference_rows_are_valid_but_not_novel(tiny_data, problem):
+    rows = torch.tensor([0, 17, 299])
+    copies = tiny_data.reference[rows]
+    verdicts = problem.judge(copies)
+    assert verdicts.valid.all() and not verdicts.novel.any() and not verdicts.counts.any()
+    assert verdicts.nearest_distance.tolist() == [0.0, 0.0, 0.0]
+    assert verdicts.nearest_rows[:, 0].tolist() == rows.tolist()
+    assert torch.allclose(verdicts.nearest_cosine, torch.ones(3), atol=1e-6)
+    # A near-copy (a tenth of the novelty threshold away) is not novel either; a point a few spacings away is.
+    g = torch.Generator().manual_seed(0)
+    step = torch.nn.functional.normalize(torch.randn(3, DIM, generator=g), dim=1)
+    near = problem.judge(copies + 0.1 * problem.judge.novelty_threshold * step)
+    assert not near.novel.any()
+    far = problem.judge(copies + 3 * problem.judge.novelty_threshold * step)
+    assert far.nearest_distance.min() >= problem.judge.novelty_threshold and far.novel.all()
+
+
+def test_points_off_the_data_are_invalid(tiny_data, problem):
+    judge = problem.judge
+    g = torch.Generator().manual_seed(0)
+    random_directions = torch.randn(50, DIM, generator=g)  # the data live near a 3-dim affine subspace
+    assert not judge(random_directions).valid.any()
+    assert not judge(-tiny_data.pool[:10]).valid.any()
+    # A row pushed far along a direction orthogonal to its own.
+    row = tiny_data.pool[:5]
+    away = torch.randn(5, DIM, generator=g)
+    away -= (away * row).sum(1, keepdim=True) / (row * row).sum(1, keepdim=True) * row
+    pushed = row + 3 * row.norm(dim=1, keepdim=True) * torch.nn.functional.normalize(away, dim=1)
+    verdicts = judge(pushed)
+    assert not verdicts.valid.any() and verdicts.novel.all()
+    assert (verdicts.nearest_cosine.double() < judge.validity_threshold).all()
+
+
+def test_validity_is_blind_to_scale(tiny_data, problem):
+    """Documents the rule as written (cosine only): 10x a real row is 'valid', and being far away it is
+    'novel', so it counts. An objective that rewards the norm could exploit this; cosine objectives cannot."""
+    scaled = 10 * tiny_data.pool[:5]
+    verdicts = problem.judge(scaled)
+    assert torch.equal(verdicts.valid, problem.judge(tiny_data.pool[:5]).valid)
+    assert verdicts.novel.all()
+
+
+def test_verdict_fields_match_brute_force(tiny_data, problem, rows_of):
+    g = torch.Generator().manual_seed(3)
+    x = torch.cat([rows_of(20, seed=9), torch.randn(5, DIM, generator=g) + 5])
+    verdicts = problem.judge(x)
+    ref = tiny_data.reference.double()
+    cos = torch.nn.functional.normalize(x.double(), dim=1) @ torch.nn.functional.normalize(ref, dim=1).T
+    top = cos.topk(3, dim=1)
+    assert verdicts.nearest_rows.shape == (25, 3) and verdicts.nearest_cosines.shape == (25, 3)
+    assert torch.allclose(verdicts.nearest_cosines.double(), top.values, atol=1e-6)
+    assert torch.equal(verdicts.nearest_cosine, verdicts.nearest_cosines[:, 0])
+    distance = torch.cdist(x.double(), ref).min(1).values
+    assert torch.allclose(verdicts.nearest_distance.double(), distance, rtol=1e-5, atol=1e-5)
+    assert torch.equal(verdicts.valid, verdicts.nearest_cosine.double() >= problem.judge.validity_threshold)
+    assert torch.equal(verdicts.novel, verdicts.nearest_distance >= problem.judge.novelty_threshold)
+
+
+def test_best_counted():
+    scores = torch.tensor([0.9, 0.5, 0.7, 0.1], dtype=torch.float64)
+    assert best_counted(scores, torch.tensor([False, True, True, False])) == 0.7
+    assert best_counted(scores, torch.tensor([True, True, True, True])) == 0.9
+    assert best_counted(scores, torch.zeros(4, dtype=torch.bool)) is None
+    assert best_counted(torch.empty(0, dtype=torch.float64), torch.empty(0, dtype=torch.bool)) is None
+    assert best_counted(torch.tensor([-3.0, -2.0]), torch.tensor([True, False])) == -3.0
+
+
+# ================================================================ report
+
+
+def record(method="m", seed=0, step=0, index=0, step_size=1, attempt="a", score=0.0, valid=True, novel=True,
+           proposed_by=None, embedding=(1.0, 0.0), seconds=0.0, pool_row=None) -> dict:
+    return {"method": method, "seed": seed, "step": step, "index": index, "step_size": step_size, "attempt": attempt,
+            "proposed_by": proposed_by or (INITIAL if step == 0 else method), "objective": "t", "score": score,
+            "valid": valid, "novel": novel, "nearest_cosine": 0.9, "nearest_distance": 1.0,
+            "nearest_texts": [[0.9, 3]], "pool_row": pool_row, "best_so_far": None, "seconds": seconds, "info": {},
+            "embedding": list(embedding)}
+
+
+def batch(step, start, size, attempt, **kw) -> list[dict]:
+    return [record(step=step, index=start + i, step_size=size, attempt=attempt, **kw) for i in range(size)]
+
+
+def indices(records):
+    return [(r["step"], r["index"], r["attempt"]) for r in records]
+
+
+def test_whole_batches_keeps_whole_batches_in_order():
+    records = batch(0, 0, 2, "s0") + batch(1, 2, 3, "s1")
+    records = records[::-1]  # candidate order is restored whatever the file order
+    out = whole_batches(records)
+    assert list(out) == [("m", 0)]
+    assert [r["index"] for r in out[("m", 0)]] == [0, 1, 2, 3, 4]
+
+
+def test_whole_batches_drops_a_torn_batch():
+    records = batch(0, 0, 2, "s0") + batch(1, 2, 3, "s1") + batch(2, 5, 3, "torn")[:2]
+    assert indices(whole_batches(records)[("m", 0)]) == indices(records[:5])
+
+
+def test_whole_batches_after_a_torn_batch_and_its_rewrite():
+    # A kill mid-write left 1 line of step 2; the resumed search wrote step 2 again, whole, then step 3.
+    records = (batch(0, 0, 2, "s0") + batch(1, 2, 2, "s1") + batch(2, 4, 2, "torn")[:1]
+               + batch(2, 4, 2, "again") + batch(3, 6, 2, "s3"))
+    out = whole_batches(records)[("m", 0)]
+    assert [r["index"] for r in out] == list(range(8))
+    assert [r["attempt"] for r in out] == ["s0", "s0", "s1", "s1", "again", "again", "s3", "s3"]
+
+
+def test_whole_batches_takes_the_last_whole_copy_of_a_repeated_step():
+    first = batch(1, 2, 2, "first", score=1.0)
+    last = batch(1, 2, 2, "last", score=2.0)
+    records = batch(0, 0, 2, "s0") + first + last + batch(1, 2, 2, "torn", score=3.0)[:1]
+    out = whole_batches(records)[("m", 0)]
+    assert [r["attempt"] for r in out[2:]] == ["last", "last"]
+    assert [r["score"] for r in out] == [0.0, 0.0, 2.0, 2.0]
+
+
+def test_whole_batches_stops_at_a_missing_step():
+    records = batch(0, 0, 2, "s0") + batch(1, 2, 2, "torn")[:1] + batch(2, 4, 2, "s2")
+    assert indices(whole_batches(records)[("m", 0)]) == indices(records[:2])
+    # Nothing whole at all: no entry.
+    assert whole_batches(batch(0, 0, 3, "torn")[:2]) == {}
+    assert whole_batches([]) == {}
+
+
+def test_whole_batches_separates_methods_and_seeds():
+    a0 = [record(method="a", seed=0, step=0, index=i, step_size=2, attempt="x") for i in range(2)]
+    a1 = [record(method="a", seed=1, step=0, index=i, step_size=2, attempt="x") for i in range(2)]  # same token
+    b0 = [record(method="b", seed=0, step=0, index=i, step_size=1, attempt="y") for i in range(1)]
+    records = [a0[0], a1[0], b0[0], a1[1], a0[1]]
+    out = whole_batches(records)
+    assert set(out) == {("a", 0), ("a", 1), ("b", 0)}
+    assert out[("a", 0)] == a0 and out[("a", 1)] == a1 and out[("b", 0)] == b0
+
+
+def test_best_so_far_curve():
+    scores = [0.3, 0.9, 0.5, 0.95, 1.2, 0.2, 0.97]
+    valid = [False, False, True, True, True, True, True]
+    novel = [True, True, True, False, True, True, True]
+    records = [record(index=i, score=s, valid=v, novel=n) for i, (s, v, n) in enumerate(zip(scores, valid, novel))]
+    assert best_so_far(records) == [None, None, 0.5, 0.5, 1.2, 1.2, 1.2]
+    assert best_so_far([]) == []
+    assert best_so_far([record(score=-1.0), record(score=-2.0)]) == [-1.0, -1.0]
+
+
+def test_batch_diversity():
+    g = torch.Generator().manual_seed(0)
+    same = torch.randn(8, generator=g).tolist()
+    identical = [record(step=1, index=i, embedding=same) for i in range(4)]
+    assert batch_diversity(identical) == pytest.approx(1.0, abs=1e-12)
+    orthogonal = [record(step=1, index=i, embedding=3.0 * np.eye(5)[i]) for i in range(5)]
+    assert batch_diversity(orthogonal) == pytest.approx(0.0, abs=1e-12)
+    # Averaged over batches; the initial design and one-row batches are left out.
+    initial = [record(step=0, index=i, embedding=same) for i in range(3)]
+    lonely = [record(step=3, index=20, embedding=np.eye(5)[0])]
+    mixed = initial + identical + [dict(r, step=2) for r in orthogonal] + lonely
+    assert batch_diversity(mixed) == pytest.approx(0.5, abs=1e-12)
+    # Opposite rows: -1; a pair at 60 degrees: 0.5.
+    assert batch_diversity([record(step=1, embedding=(1, 0)), record(step=1, embedding=(-2, 0))]) == pytest.approx(-1)
+    pair = [record(step=1, embedding=(1, 0)), record(step=1, embedding=(0.5, math.sqrt(3) / 2))]
+    assert batch_diversity(pair) == pytest.approx(0.5)
+    assert batch_diversity(initial) is None and batch_diversity(lonely) is None and batch_diversity([]) is None
+
+
+# ---------------------------------------------------------------- summarize_search on records made by hand
+
+
+def seed_records(method, seed, initial_scores, later_scores, later_valid=None, seconds=0.1, embeddings=None,
+                 start_step=0) -> list[dict]:
+    """Step 0: the initial rows (all valid and novel unless the score is negative); step 1: the later ones."""
+    out = []
+    for i, s in enumerate(initial_scores):
+        out.append(record(method=method, seed=seed, step=0, index=i, step_size=len(initial_scores),
+                          attempt=f"{method}{seed}0", score=s, valid=s >= 0, novel=True, pool_row=i))
+    later_valid = later_valid or [True] * len(later_scores)
+    for i, (s, v) in enumerate(zip(later_scores, later_valid)):
+        out.append(record(method=method, seed=seed, step=1, index=len(initial_scores) + i,
+                          step_size=len(later_scores), attempt=f"{method}{seed}1", score=s, valid=v, novel=True,
+                          seconds=seconds, embedding=embeddings[i] if embeddings else (1.0, float(i))))
+    return out
+
+
+@pytest.fixture
+def hand_folder(tmp_path):
+    """Method a: 3 seeds with bests 0.5, 0.7, 0.9; method b: seeds with bests 0.4, 0.6 and one with none."""
+    records = (
+        seed_records("a", 0, [0.1, 0.2], [0.5, 5.0], later_valid=[True, False], seconds=0.1,
+                     embeddings=[(1, 0), (1, 0)])
+        + seed_records("a", 1, [0.7, 0.3], [0.6, 0.2], seconds=0.2, embeddings=[(1, 0), (0, 1)])
+        + seed_records("a", 2, [0.4, 0.5], [0.9, 0.8], seconds=0.3, embeddings=[(0, 2), (0, 3)])
+        + seed_records("b", 0, [0.4, 0.1], [0.3, 0.35], later_valid=[True, False])
+        + seed_records("b", 1, [0.2, 0.2], [0.6, 0.5])
+        + seed_records("b", 2, [-1.0, -2.0], [0.7, 0.8], later_valid=[False, False])
+    )
+    # A torn batch (one line of a 2-line step 2) of a, seed 0: not counted anywhere, although its score is best.
+    records.append(record(method="a", seed=0, step=2, index=4, step_size=2, attempt="torn", score=99.0))
+    ResultStore(tmp_path, SEARCH_FILE).append_many(records)
+    return tmp_path
+
+
+def test_summary_numbers_by_hand(hand_folder):
+    summary = summarize_search(hand_folder)
+    rows = {row["method"]: row for row in summary.methods}
+    assert list(rows) == ["a", "b"]
+    a, b = rows["a"], rows["b"]
+
+    assert a["seeds"] == [0, 1, 2] and a["evaluations"] == {0: 4, 1: 4, 2: 4}
+    assert a["best_per_seed"] == {0: 0.5, 1: 0.7, 2: 0.9}
+    assert a["best"] == pytest.approx(0.7, abs=1e-12)
+    half = 4.302652729749464 * 0.2 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n); sd of (0.5, 0.7, 0.9) is 0.2
+    assert stats.t.ppf(0.975, 2) == pytest.approx(4.302652729749464, rel=1e-9)
+    assert a["best_interval"] == pytest.approx([0.7 - half, 0.7 + half], abs=1e-9)
+    assert a["seeds_without_valid_novel"] == 0
+    assert a["best_any"] == pytest.approx((5.0 + 0.7 + 0.9) / 3)
+    # Shares over the generated candidates only (the initial design left out).
+    assert a["valid_share"] == pytest.approx(5 / 6) and a["novel_share"] == 1.0
+    assert a["counted_share"] == pytest.approx(5 / 6)
+    assert a["batch_cosine"] == pytest.approx((1.0 + 0.0 + 1.0) / 3)
+    assert a["seconds_per_batch"] == pytest.approx(0.2)
+
+    assert b["best_per_seed"] == {0: 0.4, 1: 0.6, 2: None} and b["seeds_without_valid_novel"] == 1
+    assert b["best"] == pytest.approx(0.5)
+    half_b = 12.706204736174707 * math.sqrt(0.02) / math.sqrt(2)  # t(0.975, 1), sd of (0.4, 0.6)
+    assert b["best_interval"] == pytest.approx([0.5 - half_b, 0.5 + half_b], abs=1e-9)
+    assert b["best_any"] == pytest.approx((0.4 + 0.6 + 0.8) / 3)
+    assert b["valid_share"] == pytest.approx(3 / 6)
+
+    # Leads: a over b and b over a, Welch interval by hand.
+    va, vb = np.var([0.5, 0.7, 0.9], ddof=1) / 3, np.var([0.4, 0.6], ddof=1) / 2
+    dof = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 1)
+    lead_half = stats.t.ppf(0.975, dof) * math.sqrt(va + vb)
+    assert a["lead_over"] == "b" and a["lead"] == pytest.approx(0.2)
+    assert a["lead_interval"] == pytest.approx([0.2 - lead_half, 0.2 + lead_half], abs=1e-9)
+    assert b["lead_over"] == "a" and b["lead"] == pytest.approx(-0.2)
+
+    # What was written: the same numbers (JSON makes seed keys strings).
+    written = json.loads((hand_folder / "summary.json").read_text())
+    on_disk = {row["method"]: row for row in written["methods"]}
+    assert on_disk["a"]["best"] == pytest.approx(0.7) and on_disk["a"]["best_interval"] == pytest.approx(
+        a["best_interval"])
+    assert on_disk["b"]["best_per_seed"] == {"0": 0.4, "1": 0.6, "2": None}
+    assert summary.written == [hand_folder / "summary.json", hand_folder / "best.json",
+                               hand_folder / "figures" / "best_so_far.png"]
+
+    best = json.loads((hand_folder / "best.json").read_text())
+    assert [c["score"] for c in best["a"]] == [0.9, 0.8, 0.7, 0.6, 0.5]  # top 5 counted; 5.0 invalid, 99 torn
+    assert [(c["seed"], c["index"]) for c in best["a"][:3]] == [(2, 2), (2, 3), (1, 0)]
+    assert set(best["a"][0]) == {"seed", "index", "score", "nearest_cosine", "nearest_texts", "pool_row"}
+    assert [c["score"] for c in best["b"]] == [0.6, 0.5, 0.4, 0.3, 0.2]
+
+    png = (hand_folder / "figures" / "best_so_far.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+
+
+def test_summary_of_an_empty_folder(tmp_path):
+    summary = summarize_search(tmp_path)
+    assert summary.methods == []
+    assert json.loads((tmp_path / "summary.json").read_text()) == {"methods": []}
+    assert json.loads((tmp_path / "best.json").read_text()) == {}
+    assert not (tmp_path / "figures").exists()
+
+
+def test_single_seed_has_no_interval_and_no_lead_interval(tmp_path):
+    ResultStore(tmp_path, SEARCH_FILE).append_many(seed_records("a", 0, [0.1], [0.4, 0.3])
+                                                   + seed_records("b", 0, [0.1], [0.2, 0.3]))
+    rows = {r["method"]: r for r in summarize_search(tmp_path).methods}
+    assert rows["a"]["best"] == 0.4 and rows["a"]["best_interval"] is None
+    assert rows["a"]["lead"] == pytest.approx(0.1) and rows["a"]["lead_interval"] is None
+
+
+def test_summary_with_batches_of_one_is_valid_json(tmp_path):
+    ResultStore(tmp_path, SEARCH_FILE).append_many(
+        seed_records("a", 0, [0.1], [0.4]) + [record(method="a", seed=0, step=2, index=2, step_size=1,
+                                                     attempt="x", score=0.2)])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Mean of empty slice"
+        rows = summarize_search(tmp_path).methods
+    assert rows[0]["batch_cosine"] is None
+
+    def no_constants(name):
+        raise ValueError(f"not JSON: {name}")
+
+    json.loads((tmp_path / "summary.json").read_text(), parse_constant=no_constants)
+
+
+# ---------------------------------------------------------------- summarize_search of real searches
+
+
+def test_summary_of_real_searches(problem, tmp_path):
+    budget, size = 12, 4
+    for method in ("random", "prior"):
+        for seed in (0, 1, 2):
+            run_search(problem, METHODS[method](), budget, size, seed, tmp_path)
+    store = ResultStore(tmp_path, SEARCH_FILE)
+    records = store.records()
+    assert len(records) == 2 * 3 * budget
+    # A kill mid-write of a further batch: half a line at the end changes nothing.
+    with open(store.path, "ab") as f:
+        f.write(json.dumps(records[-1])[:40].encode())
+    summary = summarize_search(tmp_path)
+    rows = {r["method"]: r for r in summary.methods}
+    assert set(rows) == {"random", "prior"}
+    for method, row in rows.items():
+        bests = []
+        for seed in (0, 1, 2):
+            mine = [r for r in records if r["method"] == method and r["seed"] == seed]
+            counted = [r["score"] for r in mine if r["valid"] and r["novel"]]
+            bests.append(max(counted))  # the initial pool rows nearly always count
+            assert row["best_per_seed"][seed] == max(counted)
+            assert row["evaluations"][seed] == budget
+        mean = float(np.mean(bests))
+        half = stats.t.ppf(0.975, 2) * np.std(bests, ddof=1) / math.sqrt(3)
+        assert row["best"] == pytest.approx(mean, abs=1e-12)
+        assert row["best_interval"] == pytest.approx([mean - half, mean + half], abs=1e-9)
+        generated = [r for r in records if r["method"] == method and r["proposed_by"] != INITIAL]
+        assert len(generated) == 3 * (budget - size)
+        assert row["counted_share"] == pytest.approx(np.mean([r["valid"] and r["novel"] for r in generated]))
+        assert row["valid_share"] == pytest.approx(np.mean([r["valid"] for r in generated]))
+        assert -1.0 <= row["batch_cosine"] <= 1.0
+    best = json.loads((tmp_path / "best.json").read_text())
+    for method in ("random", "prior"):
+        scores = sorted((r["score"] for r in records if r["method"] == method and r["valid"] and r["novel"]),
+                        reverse=True)[:5]
+        assert [c["score"] for c in best[method]] == scores
+    assert (tmp_path / "figures" / "best_so_far.png").stat().st_size > 1000
