@@ -176,3 +176,25 @@ def test_sample_guide_mistakes_are_one_line(cli, user_error, text_run, tmp_path,
     out = tmp_path / "s.npy"
     user_error(cli(["sample", text_run, "--n", "8", "--out", out, "--guide", f"{guide}:g", *extra]), *fragments)
     assert not out.exists()
+
+
+def test_category_objective_on_the_builtin_data(cli, tiny, tmp_path):
+    """`--objective category`: a classifier trained on the held-out rows scores WordNet categories."""
+    run = tmp_path / "builtin_run"
+    options = [a for a in tiny if a not in ("--n-val", "--n-test", "50")]
+    done = cli(["train", "--data", "builtin", "--n-train", "500", "--n-val", "300", "--n-test", "300", *options,
+                "--out", run])
+    assert done.exit_code == 0, done.output
+    out = tmp_path / "animal"
+    done = cli(["optimize", run, "--objective", "category", "--category", "noun.animal", "--method", "random",
+                "--budget", "8", "--batch", "4", "--seeds", "1", "--out", out])
+    assert done.exit_code == 0, done.output
+    records = _lines(out)
+    assert len(records) == 8 and all(0.0 <= r["score"] <= 1.0 for r in records)
+    assert records[0]["objective"] == "category[noun.animal]"
+    problem = json.loads((out / "problem.json").read_text())
+    assert problem["category"] == "noun.animal" and problem["classifier_accuracy"] > 0.3
+    assert problem["category_rows_held_out"] > 10
+    user_error = cli(["optimize", run, "--objective", "category", "--category", "noun.unicorn", "--out",
+                      tmp_path / "x", "--budget", "8"])
+    assert user_error.exit_code == 2 and "noun.unicorn" in user_error.output and "noun.animal" in user_error.output

@@ -145,3 +145,26 @@ def test_function_guide_must_be_differentiable():
     guided.begin_step(3, 20)
     with pytest.raises(ValueError, match="differentiabl"):
         guided(torch.randn(2, DIM), torch.full((2,), 0.5))
+
+
+def test_diversity_term_pushes_the_rows_of_a_batch_apart():
+    from scaleflow.search.guidance import DiversityGuide
+
+    def base(x):  # flat: only the diversity term moves points
+        return x.sum(1) * 0.0, None
+
+    guide = DiversityGuide(base, 1.0)
+    x = torch.tensor([[1.0, 0.1], [1.0, -0.1], [0.0, 1.0]])
+    value, sigma = guide(x)
+    unit = torch.nn.functional.normalize(x, dim=1)
+    cos = unit @ unit.T
+    expected = -(cos.sum(1) - 1.0) / 2
+    assert torch.allclose(value, expected) and sigma is None
+    # A gradient step on the summed value lowers the mean pairwise cosine.
+    z = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(guide(z)[0].sum(), z)
+    moved = torch.nn.functional.normalize(x + 0.1 * grad, dim=1)
+    assert (moved @ moved.T).triu(1).sum() < cos.triu(1).sum()
+    assert torch.equal(DiversityGuide(base, 0.0)(x)[0], base(x)[0])
+    with pytest.raises(ValueError, match="diversity"):
+        DiversityGuide(base, -1.0)

@@ -16,7 +16,7 @@ from scaleflow.search.gp import ACQUISITIONS
 from scaleflow.search.guidance import GuidanceConfig
 from scaleflow.search.loop import run_search
 from scaleflow.search.methods import METHODS
-from scaleflow.search.methods.prior import SEARCH_GUIDANCE, SEARCH_OVERSAMPLE
+from scaleflow.search.methods.prior import SEARCH_DIVERSITY, SEARCH_GUIDANCE, SEARCH_OVERSAMPLE
 from scaleflow.search.problem import DEFAULT_CATEGORY, build_problem
 from scaleflow.search.report import summarize_search
 from scaleflow.training.config import ConfigError
@@ -87,6 +87,8 @@ def optimize(
     pca: Optional[int] = typer.Option(None, help="GP of --method guided on this many principal directions"),
     oversample: int = typer.Option(SEARCH_OVERSAMPLE, help="guided samples drawn per candidate scored (those that "
                                    "would not count are dropped before scoring)"),
+    diversity: float = typer.Option(SEARCH_DIVERSITY, help="weight of the term that pushes the candidates of a "
+                                    "guided batch apart (0: none; see README)"),
     steps: int = typer.Option(20, help="sampler steps (euler)"),
     noise_scale: float = typer.Option(1.0, "--noise-scale", help="temperature of the starting noise"),
     objective_timeout: float = typer.Option(600.0, "--objective-timeout", help="seconds one objective call may take"),
@@ -112,15 +114,18 @@ def optimize(
                               uncertainty=uncertainty)  # ValueError names the knob
     settings = {"run": str(run.resolve()), "objective": objective, "category": category if objective == "category"
                 else None, "budget": budget, "batch": batch, "initial": initial or batch, "acquisition": acquisition,
-                "guidance": guidance.as_dict(), "pca": pca, "oversample": oversample, "steps": steps,
+                "guidance": guidance.as_dict(), "pca": pca, "oversample": oversample, "diversity": diversity,
+                "steps": steps,
                 "noise_scale": noise_scale}
     loaded = load_run(run)
     problem = build_problem(loaded, objective, category, objective_timeout)
     _check_settings(out, settings)
     write_json(out / "problem.json", {**problem.judge.describe(), **problem.notes,
                                       "target_texts": problem.target_texts})
+    if not (diversity >= 0 and diversity < float("inf")):
+        raise ConfigError(f"--diversity must be >= 0 and finite; got {diversity}")
     options = {"guided": dict(acquisition=acquisition, guidance=guidance, pca=pca, oversample=oversample,
-                              steps=steps, noise_scale=noise_scale),
+                              diversity=diversity, steps=steps, noise_scale=noise_scale),
                "prior": dict(steps=steps, noise_scale=noise_scale)}
     console = Console(stderr=True)
     console.print(f"searching {problem.objective_name} over {run}: {', '.join(methods)} x seeds "

@@ -104,6 +104,28 @@ class FunctionGuide:
         return value.reshape(-1), None
 
 
+class DiversityGuide:
+    """A guide plus a diversity term over the batch it steers: row i's value is the guide's minus
+    `weight` times its mean cosine similarity to the other rows (original space). Under strong guidance
+    every row climbs to the same maximum (a batch of 8 at pairwise cosine ~0.9); the term pushes the rows
+    of one batch apart, so one batch explores several directions. `weight` is in the guide's units (the
+    acquisition in units of the scores' spread): 1 trades 0.1 of mean cosine for 0.1 of a score's spread."""
+
+    def __init__(self, guide: "Guide", weight: float) -> None:
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"diversity weight must be >= 0 and finite; got {weight}")
+        self.guide, self.weight = guide, weight
+
+    def __call__(self, x: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        value, sigma = self.guide(x)
+        if self.weight == 0 or x.shape[0] < 2:
+            return value, sigma
+        unit = torch.nn.functional.normalize(x, dim=1)
+        similarity = unit @ unit.T
+        mean_other = (similarity.sum(1) - similarity.diagonal()) / (x.shape[0] - 1)
+        return value - self.weight * mean_other, sigma
+
+
 def guidance_term(v: Tensor, gradient: Tensor, config: GuidanceConfig, sigma: Optional[Tensor] = None) -> Tensor:
     """The term added to the velocity: `[B, D]` from the flow velocity `v: [B, D]` and the guide's
     gradient `[B, D]` (both in the normalized space), and optionally the guide's `sigma: [B]`.

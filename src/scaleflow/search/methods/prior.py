@@ -7,7 +7,7 @@ import torch
 
 from scaleflow.sampling.sample import generate
 from scaleflow.search.gp import ACQUISITIONS, Projection, fit_gp, make_guide
-from scaleflow.search.guidance import GuidanceConfig, GuidedVelocity
+from scaleflow.search.guidance import DiversityGuide, GuidanceConfig, GuidedVelocity
 from scaleflow.search.methods.base import History, Proposal, noise_seed, register
 
 DEFAULT_SOLVER, DEFAULT_STEPS = "euler", 20
@@ -17,6 +17,10 @@ DEFAULT_SOLVER, DEFAULT_STEPS = "euler", 20
 # dropping those the judge would not count, kept 95 of 96 scored candidates valid and novel.
 SEARCH_GUIDANCE = GuidanceConfig(strength=1000.0, cap=2.0)
 SEARCH_OVERSAMPLE = 4
+# Without a diversity term the 8 candidates of a guided batch sat at mean pairwise cosine 0.93 (one point, 8
+# times); weight 1 brought that to 0.78 at no measurable cost in the best score (0.763 [0.729, 0.797] against
+# 0.784 [0.736, 0.832], 3 targets, 96 evaluations); weights 3 and 10 gave 0.56 and 0.33 at -0.10 and -0.21.
+SEARCH_DIVERSITY = 1.0
 
 
 @register("prior")
@@ -50,6 +54,7 @@ class GuidedPrior:
         guidance: the knobs (`GuidanceConfig`).
         pca: GP on the top-`pca` principal directions of the prior's training rows (None: the full space).
         oversample: candidates drawn per candidate scored.
+        diversity: weight of the batch's diversity term (`guidance.DiversityGuide`; 0: none).
     """
 
     acquisition: str = "ucb"
@@ -59,6 +64,7 @@ class GuidedPrior:
     noise_scale: float = 1.0
     pca: int | None = None
     oversample: int = SEARCH_OVERSAMPLE
+    diversity: float = SEARCH_DIVERSITY
     name: str = "guided"
 
     def __post_init__(self) -> None:
@@ -72,6 +78,8 @@ class GuidedPrior:
         surrogate = fit_gp(history.x, history.y, projection)
         draws = n * self.oversample
         guide = make_guide(surrogate, self.acquisition, draws, seed=noise_seed(seed, step))
+        if self.diversity > 0:
+            guide = DiversityGuide(guide, self.diversity)
         guided = GuidedVelocity(problem.run.velocity, guide, self.guidance, to_original=problem.to_original)
         batch = generate(guided, draws, problem.dim, self.solver, self.steps, noise_seed(seed, step),
                          batch_size=draws, noise_scale=self.noise_scale)
