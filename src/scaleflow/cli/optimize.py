@@ -89,6 +89,8 @@ def optimize(
                                    "would not count are dropped before scoring)"),
     diversity: float = typer.Option(SEARCH_DIVERSITY, help="weight of the term that pushes the candidates of a "
                                     "guided batch apart (0: none; see README)"),
+    density_weight: float = typer.Option(0.0, "--density-weight", help="add this weight x the prior's "
+                                         "log-density to the guide of --method guided (0: off)"),
     steps: int = typer.Option(20, help="sampler steps (euler)"),
     noise_scale: float = typer.Option(1.0, "--noise-scale", help="temperature of the starting noise"),
     objective_timeout: float = typer.Option(600.0, "--objective-timeout", help="seconds one objective call may take"),
@@ -115,17 +117,19 @@ def optimize(
     settings = {"run": str(run.resolve()), "objective": objective, "category": category if objective == "category"
                 else None, "budget": budget, "batch": batch, "initial": initial or batch, "acquisition": acquisition,
                 "guidance": guidance.as_dict(), "pca": pca, "oversample": oversample, "diversity": diversity,
-                "steps": steps,
+                **({"density_weight": density_weight} if density_weight else {}), "steps": steps,
                 "noise_scale": noise_scale}
     loaded = load_run(run)
     problem = build_problem(loaded, objective, category, objective_timeout)
     _check_settings(out, settings)
     write_json(out / "problem.json", {**problem.judge.describe(), **problem.notes,
                                       "target_texts": problem.target_texts})
-    if not (diversity >= 0 and diversity < float("inf")):
-        raise ConfigError(f"--diversity must be >= 0 and finite; got {diversity}")
+    for flag, value in (("--diversity", diversity), ("--density-weight", density_weight)):
+        if not (value >= 0 and value < float("inf")):
+            raise ConfigError(f"{flag} must be >= 0 and finite; got {value}")
     options = {"guided": dict(acquisition=acquisition, guidance=guidance, pca=pca, oversample=oversample,
-                              diversity=diversity, steps=steps, noise_scale=noise_scale),
+                              diversity=diversity, density_weight=density_weight, steps=steps,
+                              noise_scale=noise_scale),
                "prior": dict(steps=steps, noise_scale=noise_scale)}
     console = Console(stderr=True)
     console.print(f"searching {problem.objective_name} over {run}: {', '.join(methods)} x seeds "

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from scaleflow.sampling.sample import generate
+from scaleflow.search.density_penalty import DensityPenaltyGuide
 from scaleflow.search.gp import ACQUISITIONS, Projection, fit_gp, make_guide
 from scaleflow.search.guidance import DiversityGuide, GuidanceConfig, GuidedVelocity
 from scaleflow.search.methods.base import History, Proposal, noise_seed, register
@@ -55,6 +56,7 @@ class GuidedPrior:
         pca: GP on the top-`pca` principal directions of the prior's training rows (None: the full space).
         oversample: candidates drawn per candidate scored.
         diversity: weight of the batch's diversity term (`guidance.DiversityGuide`; 0: none).
+        density_weight: weight of the prior's log-density in the guide (`density_penalty`; 0: none).
     """
 
     acquisition: str = "ucb"
@@ -65,6 +67,7 @@ class GuidedPrior:
     pca: int | None = None
     oversample: int = SEARCH_OVERSAMPLE
     diversity: float = SEARCH_DIVERSITY
+    density_weight: float = 0.0
     name: str = "guided"
 
     def __post_init__(self) -> None:
@@ -80,6 +83,8 @@ class GuidedPrior:
         guide = make_guide(surrogate, self.acquisition, draws, seed=noise_seed(seed, step))
         if self.diversity > 0:
             guide = DiversityGuide(guide, self.diversity)
+        if self.density_weight > 0:
+            guide = DensityPenaltyGuide(guide, problem.run.velocity, problem.to_normalized, self.density_weight)
         guided = GuidedVelocity(problem.run.velocity, guide, self.guidance, to_original=problem.to_original)
         batch = generate(guided, draws, problem.dim, self.solver, self.steps, noise_seed(seed, step),
                          batch_size=draws, noise_scale=self.noise_scale)
