@@ -104,6 +104,12 @@ def test_failing_objective_stops_with_one_line_and_keeps_its_records(text_run, t
     assert done.returncode == 0, done.stderr
     assert [r["index"] for r in _lines(out)] == list(range(12))
     assert _lines(out)[:8] == records
+    # A larger budget extends the same search.
+    extended = [a if a != "12" else "16" for a in FAST]
+    done = _scaleflow("optimize", text_run, "--objective", f"{objective}:score", "--out", out, "--method", "prior",
+                      "--seeds", "1", *extended)
+    assert done.returncode == 0, done.stderr
+    assert [r["index"] for r in _lines(out)] == list(range(16))
 
 
 def test_killed_search_resumes_to_the_same_records(text_run, tmp_path):
@@ -146,10 +152,13 @@ def test_killed_search_resumes_to_the_same_records(text_run, tmp_path):
     (["--cap", "-1"], ["cap"]),
     (["--start", "0.5", "--stop", "0.6"], ["start", "stop"]),
     (["--initial", "99"], ["--initial"]),
+    (["--diversity", "-1"], ["--diversity"]),
+    (["--density-weight", "nan"], ["--density-weight"]),
 ])
 def test_user_mistakes_are_one_line(cli, user_error, text_run, tmp_path, args, fragments):
     user_error(cli(["optimize", text_run, "--out", tmp_path / "x", "--budget", "8", *args]), *fragments)
     assert not (tmp_path / "x" / "search.jsonl").exists()
+    assert not (tmp_path / "x" / "search.json").exists()  # a corrected rerun may use the folder
 
 
 def test_sample_guide_moves_samples_up_the_guide(cli, text_run, tmp_path):

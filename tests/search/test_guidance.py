@@ -168,3 +168,9 @@ def test_diversity_term_pushes_the_rows_of_a_batch_apart():
     assert torch.equal(DiversityGuide(base, 0.0)(x)[0], base(x)[0])
     with pytest.raises(ValueError, match="diversity"):
         DiversityGuide(base, -1.0)
+
+
+def test_guidance_refuses_a_caller_that_does_not_announce_steps():
+    guided = GuidedVelocity(tiny_field(), linear_guide(torch.ones(DIM)), GuidanceConfig(strength=1.0))
+    with pytest.raises(ValueError, match="fixed-step solver"):
+        guided(torch.randn(2, DIM), torch.full((2,), 0.5))

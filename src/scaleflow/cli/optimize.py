@@ -1,7 +1,6 @@
 """`scaleflow optimize RUN --objective ... --out DIR`: guided search (and its baselines) over a trained prior."""
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Optional
 
@@ -49,11 +48,13 @@ def parse_methods(text: str) -> list[str]:
 
 
 def _check_settings(out: Path, settings: dict) -> None:
-    """A folder holds one search setting: resuming with other settings would mix two searches."""
+    """A folder holds one search setting: resuming with other settings would mix two searches. The budget
+    may differ (a larger one extends every search; records are read by step)."""
     path = out / SETTINGS_FILE
     if path.exists():
         saved = read_json(path)
-        changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+        changed = sorted(k for k in set(saved) | set(settings)
+                         if k != "budget" and saved.get(k) != settings.get(k))
         if changed:
             raise ConfigError(f"{out}: holds a search with other settings ({', '.join(changed)} differ, see "
                               f"{path}); use a new --out folder")
@@ -106,6 +107,10 @@ def optimize(
                           f"{steps}, {oversample}")
     if initial is not None and not 1 <= initial <= budget:
         raise ConfigError(f"--initial {initial}: must be between 1 and --budget ({budget})")
+    initial = min(initial or batch, budget)
+    for flag, value in (("--diversity", diversity), ("--density-weight", density_weight)):
+        if not (value >= 0 and value < float("inf")):
+            raise ConfigError(f"{flag} must be >= 0 and finite; got {value}")
     if acquisition not in ACQUISITIONS:
         raise ConfigError(f"--acquisition {acquisition!r}: choose one of {', '.join(ACQUISITIONS)}")
     if pca is not None and pca < 1:
@@ -115,7 +120,7 @@ def optimize(
     guidance = GuidanceConfig(strength=strength, clip=clip, cap=cap or None, start=start, stop=stop,
                               uncertainty=uncertainty)  # ValueError names the knob
     settings = {"run": str(run.resolve()), "objective": objective, "category": category if objective == "category"
-                else None, "budget": budget, "batch": batch, "initial": initial or batch, "acquisition": acquisition,
+                else None, "budget": budget, "batch": batch, "initial": initial, "acquisition": acquisition,
                 "guidance": guidance.as_dict(), "pca": pca, "oversample": oversample, "diversity": diversity,
                 **({"density_weight": density_weight} if density_weight else {}), "steps": steps,
                 "noise_scale": noise_scale}
@@ -124,9 +129,6 @@ def optimize(
     _check_settings(out, settings)
     write_json(out / "problem.json", {**problem.judge.describe(), **problem.notes,
                                       "target_texts": problem.target_texts})
-    for flag, value in (("--diversity", diversity), ("--density-weight", density_weight)):
-        if not (value >= 0 and value < float("inf")):
-            raise ConfigError(f"{flag} must be >= 0 and finite; got {value}")
     options = {"guided": dict(acquisition=acquisition, guidance=guidance, pca=pca, oversample=oversample,
                               diversity=diversity, density_weight=density_weight, steps=steps,
                               noise_scale=noise_scale),
@@ -152,8 +154,8 @@ def optimize(
     _print_table(console, summary.methods)
     _print_best(console, read_json(out / "best.json"))
     console.print(f"wrote {out / 'search.jsonl'}, summary.json, best.json, figures/best_so_far.png", highlight=False)
-    console.print(f"rerun or extend: scaleflow optimize {shlex.quote(str(run))} --objective {shlex.quote(objective)} "
-                  f"--out {shlex.quote(str(out))} --method {method} --seeds {seeds}", markup=False, highlight=False)
+    console.print(f"the same command resumes a stopped search; with a larger --budget it extends this one "
+                  f"({out / SETTINGS_FILE} holds its settings)", markup=False, highlight=False)
 
 
 def _print_best(console: Console, best: dict[str, list[dict]]) -> None:

@@ -43,9 +43,10 @@ def differentiable_log_density(velocity, z: Tensor, steps: int = 4, seed: int = 
 
 
 class DensityPenaltyGuide:
-    """A guide plus `weight` times the prior's log-density of the point (`differentiable_log_density`),
-    in the guide's units per nat (log-densities of real rows spread over hundreds of nats: weights of
-    0.001-0.01 keep the two terms comparable).
+    """A guide plus `weight` times the prior's log-density of the point (`differentiable_log_density`, in
+    the normalized space: the records' original-space values differ by the constant `sum(log std)`, which
+    changes no gradient), in the guide's units per nat (log-densities of real rows spread over hundreds
+    of nats: weights of 0.001-0.01 keep the two terms comparable).
 
     Args:
         guide: the guide (`search.guidance.Guide`) over original-space points.

@@ -215,6 +215,9 @@ class GuidedVelocity:
         return grad.detach(), None if sigma is None else sigma.detach(), value.detach()
 
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        if self._step is None and self.config.strength > 0:
+            raise ValueError("guidance needs a fixed-step solver (euler, midpoint, heun, rk4) that announces its "
+                             "steps (sampling.solvers.integrate); this call came from elsewhere")
         if not self._guided:
             return self.field(x, t)
         out = self.field.network_output(x, t)

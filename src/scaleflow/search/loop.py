@@ -3,8 +3,8 @@
 Every scored candidate is one line of `search.jsonl` (method, seed, step, its embedding in the original
 space, score, valid, novel, nearest reference texts, ...). A batch is written in one fsync'd write and
 read back only when whole, and every method proposes as a pure function of what was recorded, so a
-search killed at any moment (kill -9 included) resumes where it stopped and ends with the records an
-uninterrupted run would have written. A failing objective stops the loop with one line (`ObjectiveError`)
+search killed at any moment (kill -9 included) resumes where it stopped and ends with the candidates,
+scores and verdicts an uninterrupted run would have recorded (only `attempt` and `seconds` differ). A failing objective stops the loop with one line (`ObjectiveError`)
 after everything scored before it has been recorded.
 """
 from __future__ import annotations

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from scaleflow.search.methods.base import History, Proposal, register
+from scaleflow.search.report import INITIAL
 
-INITIAL = "initial"  # the loop's name for the initial design (`report.INITIAL`)
 REPLAY_TOLERANCE = 1e-4  # asked solutions vs. recorded candidates, after the float32 normalization round trip
 
 
