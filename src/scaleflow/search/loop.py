@@ -4,7 +4,8 @@ Every scored candidate is one line of `search.jsonl` (method, seed, step, its em
 space, score, valid, novel, nearest reference texts, ...). A batch is written in one fsync'd write and
 read back only when whole, and every method proposes as a pure function of what was recorded, so a
 search killed at any moment (kill -9 included) resumes where it stopped and ends with the candidates,
-scores and verdicts an uninterrupted run would have recorded (only `attempt` and `seconds` differ). A failing objective stops the loop with one line (`ObjectiveError`)
+scores and verdicts an uninterrupted run would have recorded (only `attempt` and `seconds` differ). A
+failing objective stops the loop with one line (`ObjectiveError`)
 after everything scored before it has been recorded.
 """
 from __future__ import annotations
@@ -61,7 +62,7 @@ def read_history(store: ResultStore, method: str, seed: int, dim: int) -> Histor
     return history
 
 
-def _records(problem: SearchProblem, method: str, seed: int, step: int, start: int, proposal: Proposal,
+def _records(problem: SearchProblem, objective: str, method: str, seed: int, step: int, start: int, proposal: Proposal,
              scores: torch.Tensor, seconds: float, proposed_by: str, best_before: Optional[float]) -> list[dict]:
     verdicts = problem.judge(proposal.x)
     log_density = problem.log_density(proposal.x)
@@ -76,7 +77,7 @@ def _records(problem: SearchProblem, method: str, seed: int, step: int, start: i
                    for c, r in zip(verdicts.nearest_cosines[i][:NEAREST_TEXTS], verdicts.nearest_rows[i][:NEAREST_TEXTS])]
         out.append({
             "method": method, "seed": seed, "step": step, "index": start + i, "step_size": len(scores),
-            "attempt": attempt, "proposed_by": proposed_by, "objective": problem.objective(seed).name,
+            "attempt": attempt, "proposed_by": proposed_by, "objective": objective,
             "score": float(scores[i]), "valid": bool(verdicts.valid[i]), "novel": bool(verdicts.novel[i]),
             "nearest_cosine": round(float(verdicts.nearest_cosine[i]), 6),
             "nearest_distance": round(float(verdicts.nearest_distance[i]), 6),
@@ -128,7 +129,8 @@ def run_search(problem: SearchProblem, method: SearchMethod, budget: int, batch:
             seconds.append(took)
         texts = _candidate_texts(problem, proposal)
         scores = objective(proposal.x, texts)  # ObjectiveError: everything before this batch is on disk
-        records = _records(problem, method.name, seed, step, len(history), proposal, scores, took, proposed_by, best)
+        records = _records(problem, objective.name, method.name, seed, step, len(history), proposal, scores, took,
+                           proposed_by, best)
         store.append_many(records)
         history.extend(proposal.x, scores, torch.tensor([r["valid"] and r["novel"] for r in records]),
                        proposal.pool_rows, step, proposed_by)

@@ -7,7 +7,7 @@ import torch
 
 from scaleflow.sampling.sample import generate
 from scaleflow.search.density_penalty import DensityPenaltyGuide
-from scaleflow.search.gp import ACQUISITIONS, Projection, fit_gp, make_guide
+from scaleflow.search.gp import ACQUISITIONS, Projection, fit_gp, make_acquisition, make_guide
 from scaleflow.search.guidance import DiversityGuide, GuidanceConfig, GuidedVelocity
 from scaleflow.search.methods.base import History, Proposal, noise_seed, register
 
@@ -97,8 +97,6 @@ class GuidedPrior:
 
     @staticmethod
     def _select(problem, surrogate, x: torch.Tensor, n: int) -> torch.Tensor:
-        from scaleflow.search.gp import make_acquisition
-
         counts = problem.judge(x).counts
         with torch.no_grad():
             value = make_acquisition("ucb", surrogate)(surrogate.inputs(x).unsqueeze(1)).double()
