@@ -48,7 +48,8 @@ def test_top_level_api():
 
 
 def test_list_and_get_scaled_config():
-    assert list_available_scales() == {arch: list(SCALES) for arch in ("mlp", "dit", "unet", "mamba")}
+    assert list_available_scales() == {**{arch: list(SCALES) for arch in ("mlp", "dit", "unet", "mamba")},
+                                       "vit": ["tiny", "small", "medium", "large", "xl"]}
     assert get_scaled_config("mlp", "tiny") == {"hidden_dim": 128, "num_layers": 4}
     assert get_scaled_config("unet", "base") == {"hidden_dims": (768, 384)}
     config = get_scaled_config("dit", "small")

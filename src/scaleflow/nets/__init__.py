@@ -1,8 +1,13 @@
-"""Velocity networks `v(x: [B, D], t) -> [B, D]` and the registry that builds them by family and scale."""
+"""Velocity networks `v(x: [B, D], t) -> [B, D]`, the ViT classifiers of the scale study, and the registry
+that builds them by family and scale."""
 from scaleflow.nets.registry import (
     ARCHITECTURES,
+    CLASSIFIER_SCALES,
+    CLASSIFIERS,
+    FAMILIES,
     SCALES,
     SCALING_CONFIGS,
+    classifier_parameter_table,
     count_parameters,
     create_model,
     default_config,
@@ -14,8 +19,12 @@ from scaleflow.nets.registry import (
 
 __all__ = [
     "ARCHITECTURES",
+    "CLASSIFIERS",
+    "CLASSIFIER_SCALES",
+    "FAMILIES",
     "SCALES",
     "SCALING_CONFIGS",
+    "classifier_parameter_table",
     "count_parameters",
     "create_model",
     "default_config",

@@ -1,7 +1,8 @@
-"""One registry for every velocity network: families, their Tiny/Small/Base scales, and the factory.
+"""One registry for every network: the velocity families with their Tiny/Small/Base scales, the ViT
+classifier family of the optimizer scale study with its Tiny..XL scales, and the one factory.
 
 Configurations overlay in one order: the family's defaults <- the scale's config <- overrides.
-The scale configs are the design notes' (note 001); each family's defaults equal its `small`.
+The scale configs are the design notes' (notes 001 and 004); each family's defaults equal its `small`.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from scaleflow.nets.dit import DiTVelocityNetwork
 from scaleflow.nets.mamba import MambaVelocityNetwork
 from scaleflow.nets.mlp import MLPVelocityNetwork
 from scaleflow.nets.unet import UNetMLPVelocityNetwork
+from scaleflow.nets.vit import VIT_SCALES, ViTClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +28,13 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "mamba": MambaVelocityNetwork,
 }
 
-SCALES = ("tiny", "small", "base")
+# Image classifiers `[B, C, H, W] -> [B, classes]`: not velocity networks (training refuses them), but
+# built, scaled and counted by the same factory.
+CLASSIFIERS: dict[str, type[nn.Module]] = {"vit": ViTClassifier}
+FAMILIES: dict[str, type[nn.Module]] = {**ARCHITECTURES, **CLASSIFIERS}
+
+SCALES = ("tiny", "small", "base")  # the velocity networks' scales
+CLASSIFIER_SCALES = tuple(VIT_SCALES)  # tiny, small, medium, large, xl
 
 SCALING_CONFIGS: dict[str, dict[str, Any]] = {
     # MLP: 0.36M / 0.92M / 1.77M
@@ -45,13 +53,15 @@ SCALING_CONFIGS: dict[str, dict[str, Any]] = {
     "mamba_tiny": {"hidden_dim": 128, "num_layers": 2},
     "mamba_small": {"hidden_dim": 256, "num_layers": 4},
     "mamba_base": {"hidden_dim": 384, "num_layers": 6},
+    # ViT classifier (note 004), at 32x32x3, patch 4, 10 classes: 2.7M / 10.7M / 25.3M / 56.8M / 100.9M
+    **{f"vit_{scale}": {"dim": dim, "depth": depth, "heads": heads} for scale, (dim, depth, heads) in VIT_SCALES.items()},
 }
 
 
 def _check_arch(arch: str) -> type[nn.Module]:
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[arch]
+    if arch not in FAMILIES:
+        raise ValueError(f"unknown architecture {arch!r}; available: {', '.join(FAMILIES)}")
+    return FAMILIES[arch]
 
 
 def default_config(arch: str) -> dict[str, Any]:
@@ -61,8 +71,9 @@ def default_config(arch: str) -> dict[str, Any]:
 
 
 def list_available_scales() -> dict[str, list[str]]:
-    """`{arch: [scales]}` for every registered family."""
-    return {arch: [s for s in SCALES if f"{arch}_{s}" in SCALING_CONFIGS] for arch in ARCHITECTURES}
+    """`{arch: [scales]}` for every registered family, smallest first."""
+    return {arch: [key.split("_", 1)[1] for key in SCALING_CONFIGS if key.split("_", 1)[0] == arch]
+            for arch in FAMILIES}
 
 
 def get_scaled_config(arch: str, scale: str) -> dict[str, Any]:
@@ -106,19 +117,21 @@ def _normalized(value: Any) -> Any:
 
 
 def create_model(arch: str, scale: str | None = None, **overrides: Any) -> nn.Module:
-    """Build a velocity network `v(x: [B, D], t) -> [B, D]` by family and scale.
+    """Build a network by family and scale: a velocity network `v(x: [B, D], t) -> [B, D]`, or (family
+    `vit`) an image classifier `[B, C, H, W] -> [B, num_classes]`.
 
     Examples:
         create_model("mlp")                          # the family's defaults (= small)
         create_model("dit", "tiny")                  # a scale from SCALING_CONFIGS
         create_model("dit", "base", input_dim=384)   # any constructor option overrides
+        create_model("vit", "small", image_size=32, patch_size=4, num_classes=10)
 
     The model carries `arch`, `scale` and `config` (the resolved constructor kwargs), so that it
     can be written down and rebuilt exactly.
     """
     config = resolve_config(arch, scale, **overrides)
     try:
-        model = ARCHITECTURES[arch](**config)
+        model = FAMILIES[arch](**config)
     except ValueError as err:
         raise ValueError(f"{arch}{'/' + scale if scale else ''}: {err}") from None
     model.arch, model.scale, model.config = arch, scale, config
@@ -131,12 +144,23 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def parameter_table(input_dim: int = 1024) -> dict[str, dict[str, int]]:
-    """`{arch: {scale: parameter count}}` at the given input dimension.
+    """`{arch: {scale: parameter count}}` of the velocity networks at the given input dimension.
 
     Models are built on the meta device: counting the base scales allocates nothing.
     """
     with torch.device("meta"):
         return {
             arch: {scale: count_parameters(create_model(arch, scale, input_dim=input_dim)) for scale in scales}
-            for arch, scales in list_available_scales().items()
+            for arch, scales in list_available_scales().items() if arch in ARCHITECTURES
+        }
+
+
+def classifier_parameter_table(image_size: int = 32, patch_size: int = 4, channels: int = 3,
+                               num_classes: int = 10) -> dict[str, dict[str, int]]:
+    """`{arch: {scale: parameter count}}` of the classifiers (default: the CIFAR-10 setting), on the meta device."""
+    sizes = {"image_size": image_size, "patch_size": patch_size, "channels": channels, "num_classes": num_classes}
+    with torch.device("meta"):
+        return {
+            arch: {scale: count_parameters(create_model(arch, scale, **sizes)) for scale in scales}
+            for arch, scales in list_available_scales().items() if arch in CLASSIFIERS
         }

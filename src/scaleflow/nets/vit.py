@@ -8,7 +8,10 @@ heads; at the CIFAR-10 setting (32x32x3, patch 4, 10 classes) they have 2.7M / 1
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 # scale -> (dim, depth, heads), from the design note's table
@@ -22,19 +25,40 @@ VIT_SCALES: dict[str, tuple[int, int, int]] = {
 MLP_RATIO = 4
 
 
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with separate q / k / v / out projections (`x: [B, N, dim]`).
+
+    Separate matrices, not one fused qkv: Muon orthogonalizes each hidden matrix on its own, and the
+    scale study reports the rank of each projection. Same parameter count as `nn.MultiheadAttention`.
+    """
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.out = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, d = x.shape
+        q, k, v = (proj(x).view(b, n, self.heads, d // self.heads).transpose(1, 2) for proj in (self.q, self.k, self.v))
+        return self.out(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+
+
 class ViTBlock(nn.Module):
-    """Pre-norm transformer block: `x + attn(ln(x))`, then `x + mlp(ln(x))`; `x: [B, N, dim]`."""
+    """Pre-norm transformer block: `x + attn(ln(x))`, then `x + mlp(ln(x))`; `x: [B, N, dim]`.
+
+    The MLP is `fc_in -> act (GELU) -> fc_out`; the scale study hooks `mlp.act` for activation sparsity.
+    """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: int = MLP_RATIO):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.attn = SelfAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+        self.mlp = nn.Sequential(OrderedDict(fc_in=nn.Linear(dim, mlp_ratio * dim), act=nn.GELU(),
+                                             fc_out=nn.Linear(mlp_ratio * dim, dim)))
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.norm1(x)
-        x = x + self.attn(h, h, h, need_weights=False)[0]
+        x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
 
@@ -70,11 +94,3 @@ class ViTClassifier(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x[:, 0]))
-
-
-def create_vit(scale: str, **overrides) -> ViTClassifier:
-    """A ViT at one of `VIT_SCALES`, with keyword overrides (image_size, patch_size, channels, num_classes)."""
-    if scale not in VIT_SCALES:
-        raise ValueError(f"unknown ViT scale {scale!r}; available: {', '.join(VIT_SCALES)}")
-    dim, depth, heads = VIT_SCALES[scale]
-    return ViTClassifier(**{"dim": dim, "depth": depth, "heads": heads, **overrides})
