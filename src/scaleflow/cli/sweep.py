@@ -16,18 +16,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from scaleflow.cli.errors import user_errors
+from scaleflow.data.errors import DataError
 from scaleflow.sweeps.design import expand
 from scaleflow.sweeps.local import run_sweep, threads_per_job
 from scaleflow.sweeps.ray_runner import run_sweep_ray
 from scaleflow.sweeps.records import ResultStore, trial_id
 from scaleflow.sweeps.report import SweepSummary, summarize_sweep
 from scaleflow.sweeps.spec import SweepSpec, load_sweep
-from scaleflow.sweeps.summary import DEFAULT_METRIC, aggregate, check_metric
+from scaleflow.sweeps.scale_study import question_lines
+from scaleflow.sweeps.summary import aggregate, check_metric
 from scaleflow.sweeps.tasks import TASKS, check_trial
 from scaleflow.training.config import ConfigError, validation_message
-
-# The table's columns: each measure as a multiple of its real-vs-real floor.
-TABLE_COLUMNS = ("worst_ratio", "fd_ratio", "precision_ratio", "recall_ratio", "coverage_ratio", "validity_ratio")
 
 
 def default_jobs() -> int:
@@ -69,10 +68,12 @@ def _parse_set(pair: str) -> tuple[str, Any]:
 
 
 def build_spec(path: Optional[Path], axes: list[str], fixed: list[str], seeds: Optional[str],
-               name: Optional[str]) -> SweepSpec:
+               name: Optional[str], task: Optional[str] = None) -> SweepSpec:
     """The spec from the YAML file (if any) with the flags on top: --axis adds or replaces an axis,
-    --set fixes an option (taking it off the axes), --seeds replaces the seeds."""
+    --set fixes an option (taking it off the axes), --seeds replaces the seeds, --task the task."""
     base = load_sweep(path).model_dump() if path is not None else {"name": "sweep", "axes": {}}
+    if task is not None:
+        base["task"] = task
     for key, values in map(_parse_axis, axes):
         base["fixed"] = {k: v for k, v in base.get("fixed", {}).items() if k != key}
         base["axes"][key] = values
@@ -106,12 +107,13 @@ def _interval(group: dict) -> str:
 
 
 def summary_table(summary: SweepSummary) -> Table:
-    """Per setting (seeds pooled), best first: each measure / its floor, mean ± half the 95% t interval."""
-    table = Table(title=f"{summary.spec.name}: measures / their real-vs-real floors (1 = as good as real data; "
-                        f"mean ± 95% interval over seeds), ranked by {summary.metric}")
+    """Per setting (seeds pooled), best first: the task's columns (`train`: each measure / its floor),
+    mean ± half the 95% t interval."""
+    what = "measures / their real-vs-real floors (1 = as good as real data; " if summary.spec.task == "train" else "("
+    table = Table(title=f"{summary.spec.name}: {what}mean ± 95% interval over seeds), ranked by {summary.metric}")
     table.add_column("setting")
     table.add_column("seeds", justify="right")
-    columns = [summary.metric, *(c for c in TABLE_COLUMNS if c != summary.metric)]
+    columns = [summary.metric, *(c for c in summary.table_columns if c != summary.metric)]
     for column in columns:
         table.add_column(column.removesuffix("_ratio"), justify="right")
     by_column = {c: {g["setting"]: g for g in aggregate(summary.rows, c, summary.varied, summary.spec.base)} for c in columns}
@@ -126,8 +128,8 @@ def winner_lines(summary: SweepSummary) -> list[str]:
     """One line per data size: which setting wins, by how much, and whether the interval agrees."""
     lines = []
     for w in summary.winners:
-        size = w.get("n_train")
-        head = f"n_train={size if size is not None else 'all'}: best on {w['metric']} is {w['best']['setting']} " \
+        size = w.get(summary.per)
+        head = f"{summary.per}={size if size is not None else 'all'}: best on {w['metric']} is {w['best']['setting']} " \
                f"({_interval(w['best'])}, {w['best']['n']} seed(s))"
         if w["runner_up"] is None:
             lines.append(f"{head}; the only setting")
@@ -147,6 +149,10 @@ def _print_summary(summary: SweepSummary, folder: Path) -> None:
     console = Console(soft_wrap=True, highlight=False)
     for line in winner_lines(summary):
         console.print(line, markup=False)
+    if summary.questions:
+        console.print("The scale study's questions (95% intervals over seeds):", markup=False)
+        for line in question_lines(summary.questions):
+            console.print(line, markup=False)
     figures = [p.name for p in summary.written if p.suffix == ".png"]
     console.print(f"{len(summary.rows)} trials ({summary.n_failed} failed); wrote {folder / 'results.jsonl'}, "
                   f"results.csv, summary.json, figures/ ({', '.join(figures) or 'none'})", markup=False)
@@ -185,6 +191,8 @@ def sweep(
     set_: list[str] = typer.Option([], "--set", help="NAME=VALUE an option every trial shares (repeatable)"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="seeds, e.g. 0,1,2 (replaces the file's)"),
     name: Optional[str] = typer.Option(None, "--name", help="the sweep's name"),
+    task: Optional[str] = typer.Option(None, "--task", help="what each trial runs: train (a flow prior; the "
+                                       "default) or vit (the optimizer scale study's classifier)"),
     jobs: Optional[int] = typer.Option(None, "--jobs", help="trials at a time, each in its own process "
                                        "(default: one per core)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per trial (default: cores / jobs)"),
@@ -193,8 +201,9 @@ def sweep(
                                           "(default: start a local Ray)"),
     cpus_per_trial: float = typer.Option(1, "--cpus-per-trial", help="ray: CPUs each trial asks for"),
     gpus_per_trial: float = typer.Option(0, "--gpus-per-trial", help="ray: GPU fraction each trial asks for"),
-    metric: str = typer.Option(DEFAULT_METRIC, "--metric", help="the measure that ranks settings (a results.csv "
-                               "column; default: the worst of FD, precision, recall, coverage, validity vs floors)"),
+    metric: Optional[str] = typer.Option(None, "--metric", help="the measure that ranks settings (a results.csv "
+                                         "column; default for train sweeps: the worst of FD, precision, recall, "
+                                         "coverage, validity vs floors; for vit sweeps: test_acc)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list the trials and stop"),
 ) -> None:
     """Run a sweep: every trial trains, samples and scores one configuration; results.jsonl, results.csv,
@@ -209,15 +218,18 @@ def sweep(
         return
     if folder is not None:
         raise ConfigError(f"unexpected argument {str(folder)!r}: the sweep folder goes in --out")
-    check_metric(metric)  # before hours of trials, not after
-    spec = build_spec(Path(target) if target else None, axis, set_, seeds, name)
+    spec = build_spec(Path(target) if target else None, axis, set_, seeds, name, task)
+    metric = metric or TASKS[spec.task].default_metric
+    check_metric(metric, task=spec.task)  # before hours of trials, not after
     trials = expand(spec)
     for options in trials:  # every trial's options checked before the first one runs
         try:
-            check_trial(options)
+            check_trial(options, spec.task)
         except ConfigError as err:
             where = f"{target}: " if target else ""
             raise ConfigError(f"{where}trial {options}: {err}") from None
+        except DataError as err:  # the same data for every trial: no need to list the trial
+            raise DataError(f"{target + ': ' if target else ''}{err}") from None
     out = out or Path("sweeps") / spec.name
     if dry_run:
         console = Console(soft_wrap=True, highlight=False)

@@ -43,9 +43,10 @@ def layer_type(name: str) -> str:
     return re.sub(r"\.\d+(?=\.|$)", "", name).removesuffix(".weight")
 
 
-def weight_statistics(model: nn.Module) -> dict[str, dict]:
+def weight_statistics(model: nn.Module, initial: dict[str, torch.Tensor] | None = None) -> dict[str, dict]:
     """Per 2-D weight matrix: shape, effective rank, stable rank, sparsity; and per layer type the
-    mean of each over its matrices.
+    mean of each over its matrices. With `initial` ({name: matrix at initialization}), the same of the
+    change `W - W_0` instead: what training wrote, which a short training's `W` hides under its init.
 
     Returns:
         `{"matrices": {name: {...}}, "by_layer_type": {type: {"count", "effective_rank", "stable_rank",
@@ -55,6 +56,8 @@ def weight_statistics(model: nn.Module) -> dict[str, dict]:
     for name, p in model.named_parameters():
         if p.dim() != 2:
             continue
+        if initial is not None:
+            p = p.detach() - initial[name].to(p.device)
         matrices[name] = {"shape": list(p.shape), "effective_rank": effective_rank(p), "stable_rank": stable_rank(p),
                           "sparsity": sparsity(p), "effective_rank_ratio": effective_rank(p) / min(p.shape)}
     groups: dict[str, list[dict]] = defaultdict(list)

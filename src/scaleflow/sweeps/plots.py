@@ -61,11 +61,13 @@ def plot_measures_vs(rows: Sequence[dict[str, Any]], x: str, varied: Sequence[st
         for i, (label, line) in enumerate(sorted(_series(rows, x, metric, line_keys, base).items())):
             xs, ys, errs = (np.array(v) for v in zip(*line))
             ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, color=f"C{i % 10}", label=label)
-        ax.axhline(1.0, color="0.5", ls="--", lw=1)  # the floor: real data against real data
-        if _spans_decades(rows, x):
+        if metric.endswith("_ratio"):
+            ax.axhline(1.0, color="0.5", ls="--", lw=1)  # the floor: real data against real data
+        if x == "params" or _spans_decades(rows, x):
             ax.set_xscale("log")
         ax.set_xlabel(x)
-        ax.set_title(f"{metric.removesuffix('_ratio')} / floor" if metric.endswith("_ratio") else metric)
+        ax.set_title(f"{metric.removesuffix('_ratio')} / floor" if metric.endswith("_ratio") and metric in PANELS
+                     else metric)
         ax.grid(alpha=0.3)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
@@ -115,3 +117,61 @@ def draw_sweep_figures(rows: Sequence[dict[str, Any]], varied: Sequence[str], fo
             written.append(plot_measures_vs(rows, option, varied, folder / f"measures_vs_{option}.png", base=base))
     written.append(plot_precision_recall(rows, varied, folder / "precision_vs_recall.png", base))
     return written
+
+
+# The optimizer scale study's panels (the `vit` task): against parameter count, a line per optimizer.
+SCALE_STUDY_PANELS = ("test_acc", "gap_acc", "effective_rank_ratio.hidden", "update_effective_rank_ratio.hidden",
+                      "mlp_near_zero", "mlp_hoyer", "steps_per_second", "train_seconds", "peak_rss_mb")
+EVOLUTION_PANELS = ("test_acc", "gap_acc", "effective_rank_ratio.hidden", "update_effective_rank_ratio.hidden",
+                    "mlp_near_zero", "mlp_hoyer")
+
+
+def plot_evolution(records: Sequence[dict[str, Any]], varied: Sequence[str], path: str | Path,
+                   panels: Sequence[str] = EVOLUTION_PANELS) -> Optional[Path]:
+    """Each measure against the epoch at a trial's checkpoints, a line per setting (seeds averaged, with
+    95% t error bars); None when no trial recorded checkpoints."""
+    keys = [k for k in varied if k != "seed"]
+    series: dict[str, dict[float, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for record in records:
+        if record.get("status") != "ok":
+            continue
+        label = setting_label(record["config"], keys)
+        for point in (record.get("result") or {}).get("checkpoints", []):
+            for metric in panels:
+                if _finite(point["columns"].get(metric)):
+                    series[label][round(point["epoch"], 6)][metric].append(float(point["columns"][metric]))
+    if not series:
+        return None
+    cols = 3
+    fig = new_figure(5.0 * cols, 3.6 * math.ceil(len(panels) / cols))
+    axes = fig.subplots(math.ceil(len(panels) / cols), cols, squeeze=False).ravel()
+    for ax, metric in zip(axes, panels):
+        for i, (label, by_epoch) in enumerate(sorted(series.items())):
+            points = [(e, *mean_interval(v[metric])) for e, v in sorted(by_epoch.items()) if v.get(metric)]
+            if not points:
+                continue
+            xs = np.array([p[0] for p in points])
+            ys = np.array([p[1] for p in points])
+            errs = np.array([0.0 if p[2] is None else (p[2][1] - p[2][0]) / 2 for p in points])
+            ax.errorbar(xs, ys, yerr=errs, marker="o", ms=3, capsize=2, color=f"C{i % 10}", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=8)
+    return save_figure(fig, path)
+
+
+def draw_scale_study_figures(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]],
+                             varied: Sequence[str], folder: str | Path) -> list[Path]:
+    """The `vit` task's figures: `scale_study.png` (measures against parameter count, a line per optimizer,
+    seed error bars) and, when trials recorded checkpoints, `evolution.png` (measures against the epoch)."""
+    folder = Path(folder)
+    if not _ok(rows):
+        return []
+    written = [plot_measures_vs(rows, "params", varied, folder / "scale_study.png", panels=SCALE_STUDY_PANELS)]
+    evolution = plot_evolution(records, varied, folder / "evolution.png")
+    return written + ([evolution] if evolution else [])

@@ -59,7 +59,7 @@ class SweepSpec(BaseModel):
 
         if self.task not in TASKS:
             raise ValueError(f"task: {self.task!r} is not one of {', '.join(TASKS)}")
-        known_names = set(known_options())
+        known_names = set(known_options(self.task))
         for where, names in (("axes", self.axes), ("fixed", self.fixed)):
             for option in names:
                 if option not in known_names:

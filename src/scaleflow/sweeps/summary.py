@@ -17,13 +17,15 @@ from scaleflow.evaluation.report import LOWER_IS_BETTER as METRIC_LOWER_IS_BETTE
 from scaleflow.evaluation.report import RATIO_METRICS, ratio_to_floor
 from scaleflow.files import write_text
 from scaleflow.sweeps.spec import canonical
+from scaleflow.sweeps import vit_task
 from scaleflow.sweeps.tasks import known_options
 from scaleflow.training.config import ConfigError
 
 TRIAL_OPTIONS = frozenset(known_options())
 
 # Lower is better for these (and any *_loss column); higher for every other column (ratios to the floor included).
-LOWER_IS_BETTER = METRIC_LOWER_IS_BETTER | {"fd_ratio", "train_seconds", "eval_seconds", "peak_rss_mb", "params"}
+LOWER_IS_BETTER = METRIC_LOWER_IS_BETTER | {"fd_ratio", "train_seconds", "eval_seconds", "peak_rss_mb", "params",
+                                           "gap_acc", "peak_cuda_mb", "trial_seconds"}
 TRAIN_COLUMNS = ("best_val_loss", "final_val_loss", "baseline_val_loss", "best_step", "steps_per_second", "train_rows")
 
 
@@ -45,14 +47,15 @@ def metric_columns() -> list[str]:
     return columns
 
 
-def check_metric(metric: str, rows: Sequence[dict[str, Any]] = ()) -> None:
-    """Refuse a --metric that is no result column (of `metric_columns`, or numeric in `rows`).
+def check_metric(metric: str, rows: Sequence[dict[str, Any]] = (), task: str = "train") -> None:
+    """Refuse a --metric that is no result column (of the task's columns, or numeric in `rows`).
 
     Raises:
         ConfigError: naming the metric and the columns to choose from.
     """
-    known = set(metric_columns()) | {k for r in rows for k, v in r.items()
-                                     if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    columns = vit_task.metric_columns() if task == "vit" else metric_columns()
+    known = set(columns) | {k for r in rows for k, v in r.items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if metric not in known:
         raise ConfigError(f"--metric {metric!r}: not a result column; choose one of {', '.join(sorted(known))}")
 
@@ -77,6 +80,7 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     if not result:
         return row
     row["params"] = result.get("params")
+    row.update(result.get("columns", {}))  # a task's own flat numbers (the vit task's accuracies, ranks, ...)
     for key in TRAIN_COLUMNS:
         row[key] = result.get("train", {}).get(key)
     for name, entry in result.get("metrics", {}).items():
@@ -100,6 +104,7 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     row.update({k: v for k, v in result.get("timing", {}).items() if k != "threads"})
     row["peak_rss_mb"] = record.get("peak_rss_mb", result.get("memory", {}).get("peak_rss_mb"))
     for kind, summary in result.get("weights", {}).items():
+        row[f"effective_rank.{kind}"] = summary.get("effective_rank")
         row[f"effective_rank_ratio.{kind}"] = summary.get("effective_rank_ratio")
         row[f"stable_rank.{kind}"] = summary.get("stable_rank")
     return row
@@ -194,9 +199,14 @@ def winners(rows: Sequence[dict[str, Any]], metric: str, varied: Sequence[str],
     for row in rows:
         by_size[row.get(per)].append(row)
     out = []
-    # Data sizes in numeric order (None, "all rows", last)
-    for size, size_rows in sorted(by_size.items(), key=lambda kv: (kv[0] is None, not isinstance(kv[0], (int, float)),
-                                                                   kv[0] if isinstance(kv[0], (int, float)) else str(kv[0]))):
+    def order(kv):  # numeric values in order, named ones (scales) by their models' size, None ("all rows") last
+        value, members = kv
+        if isinstance(value, (int, float)):
+            return (value is None, 0, value, "")
+        sizes = [r["params"] for r in members if isinstance(r.get("params"), (int, float))]
+        return (value is None, 1, min(sizes) if sizes else 0, str(value))
+
+    for size, size_rows in sorted(by_size.items(), key=order):
         settings = [g for g in aggregate(size_rows, metric, [v for v in varied if v != per], base) if g["n"]]
         if not settings:
             continue

@@ -1,5 +1,6 @@
-"""What a sweep trial runs. The `train` task: train one run with the trial's options, sample it, score
-the samples against the held-out test split, and return everything a study compares.
+"""What a sweep trial runs (`TASKS`). The `train` task: train one run with the trial's options, sample it,
+score the samples against the held-out test split, and return everything a study compares. The `vit`
+task (the optimizer scale study) is in `vit_task.py`.
 
 A trial is a pure function of its options: its run folder is named by the trial's id, so a trial
 killed mid-training resumes from its checkpoint (bit for bit) instead of starting again.
@@ -21,6 +22,7 @@ from scaleflow.evaluation.evaluate import METRICS, evaluate
 from scaleflow.evaluation.scores import min_samples
 from scaleflow.evaluation.weights import weight_statistics
 from scaleflow.sampling.solvers import SOLVERS
+from scaleflow.sweeps import vit_task
 from scaleflow.training.config import ConfigError, TrainConfig, make_config
 from scaleflow.training.lock import RunFolderBusy
 from scaleflow.training.run import load_run, resolve_device, train
@@ -33,8 +35,10 @@ RESERVED = frozenset({"out", "wandb", "wandb_project", "reflow_source", "init_fr
 TRAIN_OPTIONS = frozenset(TrainConfig.model_fields) - RESERVED
 
 
-def known_options() -> list[str]:
-    """Every option a `train` trial takes (training and evaluation), sorted."""
+def known_options(task: str = "train") -> list[str]:
+    """Every option a trial of `task` takes, sorted (`train`: training and evaluation options)."""
+    if task == "vit":
+        return vit_task.known_options()
     return sorted(TRAIN_OPTIONS | set(EVAL_OPTIONS))
 
 
@@ -63,8 +67,10 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     return {k: v for k, v in options.items() if k in TRAIN_OPTIONS}, settings
 
 
-def check_trial(options: dict[str, Any]) -> None:
+def check_trial(options: dict[str, Any], task: str = "train") -> None:
     """Validate a trial's options without running anything (ConfigError naming the option)."""
+    if task == "vit":
+        return vit_task.check_trial(options)
     train_options, _ = split_options(options)
     make_config(train_options)
 
@@ -130,6 +136,10 @@ class TrainTask:
 
     runs: str  # folder holding one run folder per training configuration, named by its id
     poll_seconds: float = 2.0
+    name = "train"
+    default_metric = "worst_ratio"  # every measure at once, each against its real-vs-real floor
+    per = "n_train"  # the winner is found at each data size
+    table_columns = ("worst_ratio", "fd_ratio", "precision_ratio", "recall_ratio", "coverage_ratio", "validity_ratio")
 
     def __call__(self, options: dict[str, Any]) -> dict[str, Any]:
         """Train (unless another trial trained the same options), sample and score one trial.
@@ -164,4 +174,4 @@ class TrainTask:
         }
 
 
-TASKS = {"train": TrainTask}
+TASKS = {"train": TrainTask, "vit": vit_task.VitTask}

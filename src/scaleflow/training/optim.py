@@ -96,6 +96,17 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) 
         return torch.optim.SGD(parameter_groups(model, weight_decay), lr=lr, momentum=SGD_MOMENTUM, foreach=True)
     if name != "muon":
         raise ValueError(f"optimizer: {name!r} is not one of {', '.join(OPTIMIZERS)}")
+    return make_muon(model, lr, lr, weight_decay)
+
+
+def make_muon(model: nn.Module, lr: float, adamw_lr: float, weight_decay: float,
+              adjust_lr_fn: str = "match_rms_adamw") -> MuonWithAdamW:
+    """`torch.optim.Muon` at `lr` on `muon_split`'s hidden matrices, AdamW at `adamw_lr` on the rest
+    (weight decay on its matrices only), as one optimizer; the split's counts are logged.
+
+    `adjust_lr_fn`: torch's per-matrix rate adjustment: "match_rms_adamw" (0.2 sqrt(max(A, B)): one rate
+    suits both halves) or "original" (max(1, A/B)^0.5: Keller Jordan's Muon, whose rates are ~1e-2).
+    """
     muon_names, adamw_names = muon_split(model)
     params = dict(model.named_parameters())
     count = lambda names: sum(params[n].numel() for n in names)  # noqa: E731
@@ -104,8 +115,8 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) 
     if not muon_names:
         raise ValueError(f"optimizer: muon found no hidden matrices in {type(model).__name__}; use adamw")
     muon = torch.optim.Muon([params[n] for n in muon_names], lr=lr, weight_decay=weight_decay,
-                            adjust_lr_fn="match_rms_adamw")
+                            adjust_lr_fn=adjust_lr_fn)
     rest = [params[n] for n in adamw_names]
     adamw = _adamw([{"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay},
-                    {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0}], lr)
+                    {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0}], adamw_lr)
     return MuonWithAdamW(muon, adamw)

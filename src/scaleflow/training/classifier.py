@@ -1,0 +1,127 @@
+"""Training an image classifier with SGD, AdamW or Muon (+ AdamW): the optimizer scale study's loop.
+
+Minibatches are drawn without replacement each epoch, in an order fixed by (seed, epoch); the rate follows
+linear warmup then a cosine to zero, stepped every batch. A non-finite loss stops training and is reported
+(`diverged`), rather than raising: a diverging optimizer at some scale is a result of the study.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scaleflow.data.images import ImageSplits
+from scaleflow.training.optim import SGD_MOMENTUM, make_adamw, make_muon, parameter_groups
+from scaleflow.training.schedule import warmup_cosine
+
+OPTIMIZERS = ("sgd", "adamw", "muon")
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    """Everything a classifier training uses, resolved (no "auto" left): what a trial records."""
+
+    optimizer: str
+    epochs: int
+    batch_size: int
+    lr: float  # peak rate of the optimizer (Muon: of the hidden matrices)
+    aux_lr: float  # Muon only: AdamW's peak rate on everything else
+    weight_decay: float
+    warmup_fraction: float = 0.1
+    label_smoothing: float = 0.0
+    grad_clip: float = 1.0  # max global gradient norm; 0 = off
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+
+
+def make_classifier_optimizer(model: nn.Module, settings: ClassifierSettings) -> tuple[torch.optim.Optimizer, list[dict]]:
+    """The optimizer, and one record per parameter group: who trains it, how many tensors and values,
+    its peak rate and weight decay. Muon uses torch's "original" per-matrix adjustment (rate x
+    max(1, rows/cols)^0.5, Keller Jordan's convention, which the note's 1e-2 belongs to)."""
+    s = settings
+    if s.optimizer == "sgd":
+        optimizer = torch.optim.SGD(parameter_groups(model, s.weight_decay), lr=s.lr, momentum=SGD_MOMENTUM,
+                                    foreach=True)
+        names = ["sgd matrices", "sgd vectors"]
+    elif s.optimizer == "adamw":
+        optimizer = make_adamw(model, s.lr, s.weight_decay)
+        names = ["adamw matrices", "adamw vectors"]
+    else:
+        optimizer = make_muon(model, s.lr, s.aux_lr, s.weight_decay, adjust_lr_fn="original")
+        names = ["muon hidden matrices", "adamw other matrices", "adamw vectors"]
+    groups = []
+    for name, group in zip(names, optimizer.param_groups):
+        record = {"group": name, "lr": group["lr"], "weight_decay": group["weight_decay"],
+                  "tensors": len(group["params"]), "values": sum(p.numel() for p in group["params"])}
+        if name.startswith("muon"):
+            record["per_matrix_lr"] = "lr x max(1, rows / cols) ** 0.5"
+        groups.append(record)
+    return optimizer, groups
+
+
+def checkpoint_steps(total_steps: int, k: int) -> list[int]:
+    """`k` evenly spaced steps of a `total_steps` training, the last at its end (step counts after the update)."""
+    return sorted({max(1, round(total_steps * i / k)) for i in range(1, k + 1)}) if k > 0 else []
+
+
+def train_classifier(model: nn.Module, data: ImageSplits, settings: ClassifierSettings, device: torch.device,
+                     analyse_at: Sequence[int] = (), analyse: Optional[Callable[[int], dict]] = None) -> dict:
+    """Train `model` on `data.train` in place; call `analyse(step)` after each step in `analyse_at`.
+
+    Returns:
+        {"steps", "steps_per_epoch", "epochs", "wall_seconds", "steps_per_second", "epoch_train_loss" (mean
+        training loss per epoch), "diverged" (bool), "diverged_at_step", "lr_groups", "checkpoints"}.
+    """
+    s = settings
+    images, labels = (t.to(device) for t in data.train)
+    n = len(labels)
+    steps_per_epoch = math.ceil(n / s.batch_size)
+    total = steps_per_epoch * s.epochs
+    warmup = int(round(s.warmup_fraction * total))
+    optimizer, lr_groups = make_classifier_optimizer(model, s)
+    peaks = [g["lr"] for g in optimizer.param_groups]
+    model.to(device).train()
+    step, epoch_losses, checkpoints, diverged_at = 0, [], [], None
+    wanted = set(analyse_at)
+    start = time.perf_counter()
+    for epoch in range(s.epochs):
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(s.seed * 1_000_003 + epoch)).to(device)
+        total_loss = 0.0
+        for b in range(steps_per_epoch):
+            rows = order[b * s.batch_size:(b + 1) * s.batch_size]
+            factor = warmup_cosine(step, total, warmup, min_ratio=0.0)
+            for group, peak in zip(optimizer.param_groups, peaks):
+                group["lr"] = peak * factor
+            loss = F.cross_entropy(model(images[rows]), labels[rows], label_smoothing=s.label_smoothing)
+            if not torch.isfinite(loss):
+                diverged_at = step
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if s.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+            optimizer.step()
+            step += 1
+            total_loss += float(loss.detach()) * len(rows)
+            if step in wanted and analyse is not None:
+                paused = time.perf_counter()
+                checkpoints.append({"step": step, "epoch": step / steps_per_epoch, **analyse(step)})
+                start += time.perf_counter() - paused  # analysis is not training time
+        if diverged_at is not None:
+            break
+        epoch_losses.append(total_loss / n)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return {"steps": step, "steps_per_epoch": steps_per_epoch, "epochs": s.epochs, "wall_seconds": seconds,
+            "steps_per_second": step / seconds if seconds > 0 else None, "epoch_train_loss": epoch_losses,
+            "diverged": diverged_at is not None, "diverged_at_step": diverged_at, "lr_groups": lr_groups,
+            "settings": asdict(s), "checkpoints": checkpoints}
