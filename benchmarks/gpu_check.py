@@ -6,7 +6,8 @@ the CPU forward of the same weights (zero-initialised layers perturbed so every 
 Reports mamba's selective-scan backend and, when mamba_ssm is installed, checks its kernel against
 the pure-PyTorch scan (outputs and gradients to 1e-3). Then trains tiny runs on the built-in data
 for 200 steps with precision auto (bf16 autocast) and fp32, and samples 1,000 points with heun 20:
-steps/s and samples/s. fp32 here means true fp32: TF32 matmuls stay off (PyTorch's default).
+steps/s and samples/s. Last, one `vit` trial of the optimizer scale study per AdamW and Muon (tiny ViT on
+digits, 2 epochs, with its whole analysis and peak GPU memory). fp32 here means true fp32: TF32 matmuls stay off (PyTorch's default).
 
 Exits 1 if any check fails; prints a PASS/FAIL table and writes it to $OUT/gpu_check.json (or
 ./gpu_check.json). Without CUDA it prints "no CUDA device: nothing to check" and exits 0;
@@ -138,6 +139,19 @@ def check_training(arch: str, precision: str, sizes: dict, device: torch.device,
                                 f"(baseline {summary['baseline_val_loss']:.3f})" + ("" if finite else ", NON-FINITE samples"))
 
 
+def check_vit(optimizer: str, device: torch.device) -> tuple[bool, str]:
+    """One `vit` sweep trial (the scale study's) on the device: tiny on digits, 2 epochs, every analysis."""
+    from scaleflow.sweeps.vit_task import run_vit_trial
+
+    result = run_vit_trial({"scale": "tiny", "optimizer": optimizer, "epochs": 2, "batch_size": 256,
+                            "lr_reference_batch": 256, "analysis_rows": 64, "checkpoints": 2, "device": str(device)})
+    c = result["columns"]
+    ok = result["device"].startswith(device.type) and not c["diverged"] and c["test_acc"] > 0.3 and \
+        math.isfinite(c["effective_rank_ratio.hidden"])
+    memory = f", peak {c['peak_cuda_mb']:.0f} MB on the GPU" if "peak_cuda_mb" in c else ""
+    return ok, f"test acc {c['test_acc']:.3f}, {c['steps_per_second']:.1f} steps/s{memory}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-dry-run", action="store_true", help="run the same checks on the CPU at reduced sizes")
@@ -173,6 +187,9 @@ def main() -> int:
             for precision in ("auto", "fp32"):
                 checks.run(f"train+sample {arch} {precision}",
                            lambda: check_training(arch, precision, sizes, device, tmp, training))
+
+    for optimizer in ("adamw", "muon"):
+        checks.run(f"vit trial {optimizer}", lambda: check_vit(optimizer, device))
 
     passed = all(r["ok"] for r in checks.rows)
     print(f"\n{'check':30s} result  detail")

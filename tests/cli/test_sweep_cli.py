@@ -132,13 +132,61 @@ def test_user_mistakes_are_one_line(tmp_path, sweep_run):
     _one_error_line(_scaleflow("sweep", other, "--out", out), "different sweep")
 
 
-@pytest.mark.parametrize("name", ["quick.yaml", "defaults-study.yaml", "defaults-finalists.yaml", "defaults-1k.yaml", "temperature.yaml"])
+SHIPPED = sorted(p.name for p in (ROOT / "configs" / "sweeps").glob("*.yaml"))
+
+
+def test_every_shipped_sweep_is_tested():
+    assert {"quick.yaml", "defaults-study.yaml", "vit-scale-quick.yaml", "vit-scale.yaml"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_sweeps_are_valid(name):
     path = ROOT / "configs" / "sweeps" / name
-    trials = expand(load_sweep(path))
+    spec = load_sweep(path)
+    trials = expand(spec)
     assert trials
     for options in trials:
-        check_trial(options)
+        if options.get("data") == "data/cifar-10-batches-py":  # the full scale study needs CIFAR-10 on disk
+            options = {**options, "data": "digits"}
+        check_trial(options, spec.task)
+
+
+def test_vit_scale_sweeps_have_the_notes_shape():
+    quick, full = (expand(load_sweep(ROOT / "configs" / "sweeps" / n)) for n in ("vit-scale-quick.yaml", "vit-scale.yaml"))
+    assert {t["scale"] for t in quick} == {"tiny", "small", "medium"} and {t["epochs"] for t in quick} == {15}
+    assert {t["scale"] for t in full} == {"tiny", "small", "medium", "large", "xl"} and {t["epochs"] for t in full} == {30}
+    assert {t["optimizer"] for t in quick} == {t["optimizer"] for t in full} == {"sgd", "adamw", "muon"}
+
+
+def test_vit_sweep_end_to_end_with_one_optimizer_set(tmp_path):
+    """`scaleflow sweep --task vit`, `--set optimizer=...` for one optimizer, `sweep summarize` redrawing it."""
+    out = tmp_path / "vit"
+    done = _scaleflow("sweep", ROOT / "configs" / "sweeps" / "vit-scale-quick.yaml", "--set", "optimizer=muon",
+                      "--axis", "scale=tiny", "--set", "epochs=1", "--set", "batch_size=256", "--set", "checkpoints=0",
+                      "--seeds", "0", "--out", out, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "1 trials ->" in done.stdout and "optimizer=muon" in done.stdout
+    done = _scaleflow("sweep", "--task", "vit", "--axis", "optimizer=adamw,sgd", "--set", "epochs=1",
+                      "--set", "batch_size=256", "--set", "analysis_rows=64", "--seeds", "0,1", "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert "ranked by test_acc" in done.stdout and "scale=tiny: best on test_acc" in done.stdout
+    for question in ("1. Scale robustness:", "2. Rank scaling:", "3. Cost:", "4. Generalization:"):
+        assert question in done.stdout, question
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["scale_study.png"]
+    redraw = _scaleflow("sweep", "summarize", out, "--metric", "gap_acc")
+    assert redraw.returncode == 0 and "ranked by gap_acc" in redraw.stdout, redraw.stderr
+    _one_error_line(_scaleflow("sweep", "summarize", out, "--metric", "fd_ratio"), "--metric 'fd_ratio'", "test_acc")
+
+
+def test_vit_sweep_mistakes_are_one_line(tmp_path):
+    full = ROOT / "configs" / "sweeps" / "vit-scale.yaml"
+    _one_error_line(_scaleflow("sweep", full, "--dry-run", cwd=tmp_path), "vit-scale.yaml", "data/cifar-10-batches-py",
+                    "nothing is downloaded")
+    _one_error_line(_scaleflow("sweep", "--task", "vit", "--axis", "scale=tiny,huge", "--dry-run"), "scale")
+    _one_error_line(_scaleflow("sweep", "--task", "vit", "--axis", "flow=icfm", "--dry-run"),
+                    "axes.flow: not an option of a vit trial")
+    _one_error_line(_scaleflow("sweep", "--task", "vit", "--axis", "optimizer=sgd", "--metric", "worst_ratio",
+                               "--dry-run"), "--metric 'worst_ratio'")
 
 
 def test_axis_values_are_yaml_lists_and_numbers(tmp_path):

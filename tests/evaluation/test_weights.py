@@ -45,3 +45,13 @@ def test_layer_types_and_summary():
     assert set(stats["matrices"]) == {n for n, p in model.named_parameters() if p.dim() == 2}
     qkv = stats["by_layer_type"]["blocks.attn.qkv"]
     assert qkv["count"] == 2 and 0 < qkv["effective_rank_ratio"] <= 1
+
+
+def test_statistics_of_the_change_from_init():
+    model = torch.nn.Linear(6, 4, bias=False)
+    initial = {"weight": model.weight.detach().clone()}
+    with torch.no_grad():
+        model.weight += torch.outer(torch.ones(4), torch.arange(6.0))  # a rank-one update
+    update = weight_statistics(model, initial)["matrices"]["weight"]
+    assert update["effective_rank"] == pytest.approx(1.0, abs=1e-6) and update["stable_rank"] == pytest.approx(1.0)
+    assert weight_statistics(model)["matrices"]["weight"]["effective_rank"] > 1.1  # the weights themselves: not rank one

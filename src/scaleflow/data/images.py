@@ -73,7 +73,7 @@ def _normalized(images: dict[str, np.ndarray], labels: dict[str, np.ndarray], na
 
 def load_digits_splits(seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> ImageSplits:
     """scikit-learn's digits: 1,797 8x8 grey images of 0-9, split (stratified, seeded) into test
-    (`test_fraction`), val (`val_fraction` of all rows) and train (the rest: 1,257 rows by default)."""
+    (`test_fraction`), val (`val_fraction` of all rows) and train (the rest: 1,259 rows by default)."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()

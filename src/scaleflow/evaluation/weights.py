@@ -9,13 +9,7 @@ import torch
 from torch import nn
 
 
-def effective_rank(matrix: torch.Tensor) -> float:
-    """exp(entropy) of the normalized singular values of `matrix: [m, n]` (Roy & Vetterli 2007).
-
-    n for an identity of size n (all singular values equal), 1 for a rank-one matrix; between the
-    number of dominant directions and the rank otherwise. 0 for an all-zero matrix.
-    """
-    s = torch.linalg.svdvals(matrix.detach().double())
+def _effective_rank_of(s: torch.Tensor) -> float:
     total = s.sum()
     if total <= 0:
         return 0.0
@@ -24,10 +18,22 @@ def effective_rank(matrix: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
+def _stable_rank_of(s: torch.Tensor) -> float:
+    return float((s.square().sum() / s[0].square()) if s.numel() and s[0] > 0 else 0.0)
+
+
+def effective_rank(matrix: torch.Tensor) -> float:
+    """exp(entropy) of the normalized singular values of `matrix: [m, n]` (Roy & Vetterli 2007).
+
+    n for an identity of size n (all singular values equal), 1 for a rank-one matrix; between the
+    number of dominant directions and the rank otherwise. 0 for an all-zero matrix.
+    """
+    return _effective_rank_of(torch.linalg.svdvals(matrix.detach().double()))
+
+
 def stable_rank(matrix: torch.Tensor) -> float:
     """||W||_F^2 / ||W||_2^2 of `matrix: [m, n]`: n for an identity, 1 for rank one; 0 for zeros."""
-    s = torch.linalg.svdvals(matrix.detach().double())
-    return float((s.square().sum() / s[0].square()) if s.numel() and s[0] > 0 else 0.0)
+    return _stable_rank_of(torch.linalg.svdvals(matrix.detach().double()))
 
 
 def sparsity(matrix: torch.Tensor, tolerance: float = 1e-3) -> float:
@@ -58,8 +64,10 @@ def weight_statistics(model: nn.Module, initial: dict[str, torch.Tensor] | None 
             continue
         if initial is not None:
             p = p.detach() - initial[name].to(p.device)
-        matrices[name] = {"shape": list(p.shape), "effective_rank": effective_rank(p), "stable_rank": stable_rank(p),
-                          "sparsity": sparsity(p), "effective_rank_ratio": effective_rank(p) / min(p.shape)}
+        singular = torch.linalg.svdvals(p.detach().double())  # once per matrix: both ranks come from it
+        rank = _effective_rank_of(singular)
+        matrices[name] = {"shape": list(p.shape), "effective_rank": rank, "stable_rank": _stable_rank_of(singular),
+                          "sparsity": sparsity(p), "effective_rank_ratio": rank / min(p.shape)}
     groups: dict[str, list[dict]] = defaultdict(list)
     for name, stats in matrices.items():
         groups[layer_type(name)].append(stats)

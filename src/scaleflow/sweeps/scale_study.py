@@ -143,10 +143,11 @@ def answer_questions(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
               for key, comparisons in time_pairs.items()}
     main = ratios[f"{a}-{b}"]
     if main:
-        cost_answer = (f"{a}'s training time is {main[0]['ratio']:.2f}x {b}'s at {main[0]['scale']} and "
-                       f"{main[-1]['ratio']:.2f}x at {main[-1]['scale']}" +
-                       ("" if len(main) < 2 else
-                        f" (the ratio {'falls' if main[-1]['ratio'] < main[0]['ratio'] else 'rises'} with scale)") + ".")
+        cost_answer = f"{a}'s training time is {main[0]['ratio']:.2f}x {b}'s at {main[0]['scale']}"
+        if len(main) > 1:
+            trend = "falls" if main[-1]["ratio"] < main[0]["ratio"] else "rises"
+            cost_answer += f" and {main[-1]['ratio']:.2f}x at {main[-1]['scale']} (the ratio {trend} with scale)"
+        cost_answer += "."
     else:
         cost_answer = f"The data cannot tell: no scale has both {a} and {b}."
     out["cost"] = {"column": "train_seconds", "time_ratios": ratios,

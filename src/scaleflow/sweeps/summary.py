@@ -81,6 +81,8 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         return row
     row["params"] = result.get("params")
     row.update(result.get("columns", {}))  # a task's own flat numbers (the vit task's accuracies, ranks, ...)
+    for key, value in result.get("labels", {}).items():  # options a task's analysis groups by, defaults included
+        row.setdefault(key, value)
     for key in TRAIN_COLUMNS:
         row[key] = result.get("train", {}).get(key)
     for name, entry in result.get("metrics", {}).items():

@@ -166,7 +166,9 @@ def run_vit_trial(options: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     history = train_classifier(model, data, settings, device, checkpoint_steps(steps, o.checkpoints), analyse)
     memory = _peak_memory_mb(device)  # training's peak, before the analysis adds its own
-    analysis = _analysis(model, data, o, device, initial)
+    last = history["checkpoints"][-1] if history["checkpoints"] else None
+    # The last checkpoint is the trained model itself: its analysis is not done twice.
+    analysis = last if last and last["step"] == history["steps"] else _analysis(model, data, o, device, initial)
     columns = {**analysis["columns"], "params": params, "batch_size": settings.batch_size, "lr": settings.lr,
                "steps": history["steps"], "steps_per_second": history["steps_per_second"],
                "train_seconds": round(history["wall_seconds"], 3), "diverged": history["diverged"], **memory}
@@ -177,6 +179,7 @@ def run_vit_trial(options: dict[str, Any]) -> dict[str, Any]:
         "versions": versions(),
         "params": params,
         "columns": columns,
+        "labels": {"scale": o.scale, "optimizer": o.optimizer},  # in every row, also when left at their defaults
         "lr_groups": history["lr_groups"],
         "rules": {"base_lr": BASE_LR[o.optimizer], "lr_reference_batch": o.lr_reference_batch,
                   "batch_rule": o.batch_size == "auto", "lr_rule": o.lr == "auto"},

@@ -1,0 +1,114 @@
+"""The `vit` sweep task: options validated in one place, the note's rules resolved and recorded, a
+trial's record, a vit sweep summarized (figures, the four questions answered with intervals)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scaleflow.sweeps.design import expand
+from scaleflow.sweeps.local import run_sweep
+from scaleflow.sweeps.report import summarize_sweep
+from scaleflow.sweeps.scale_study import answer_questions, compare_at_scales, slope_vs_log_params
+from scaleflow.sweeps.spec import SweepSpec
+from scaleflow.sweeps.tasks import TASKS, check_trial, known_options
+from scaleflow.sweeps.vit_task import VitTrialOptions, resolve_settings, run_vit_trial
+from scaleflow.training.config import ConfigError
+
+FAST = {"scale": "tiny", "epochs": 1, "batch_size": 256, "lr_reference_batch": 256, "analysis_rows": 64}
+
+
+def test_options_are_checked_in_one_place():
+    assert "optimizer" in known_options("vit") and "flow" not in known_options("vit")
+    check_trial({"scale": "xl", "optimizer": "muon"}, "vit")
+    for bad, fragment in (({"scale": "huge"}, "scale"), ({"optimizer": "lion"}, "optimizer"),
+                          ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"), ({"widht": 3}, "widht: unknown option"),
+                          ({"batch_size": 0}, "batch_size")):
+        with pytest.raises(ConfigError, match=fragment):
+            check_trial(bad, "vit")
+    with pytest.raises(ValueError, match="not an option of a vit trial"):
+        SweepSpec(name="s", task="vit", axes={"flow": ["icfm"]})
+
+
+def test_auto_settings_follow_the_notes_rules():
+    auto = VitTrialOptions(optimizer="muon")
+    s = resolve_settings(auto, params=25_284_106, train_rows=45_000)
+    assert (s.batch_size, s.lr, s.aux_lr, s.weight_decay) == (2048, pytest.approx(5e-3), pytest.approx(5e-4), 0.05)
+    s = resolve_settings(VitTrialOptions(optimizer="sgd"), params=2_693_578, train_rows=1_259)
+    assert s.batch_size == 1_259 and s.lr == pytest.approx(0.1 * 1_259 / 4096) and s.weight_decay == 5e-4
+    s = resolve_settings(VitTrialOptions(optimizer="adamw", batch_size=128, lr_reference_batch=128, lr=3e-4),
+                         params=2_693_578, train_rows=1_259)
+    assert (s.batch_size, s.lr, s.aux_lr) == (128, 3e-4, 0.0)
+
+
+def test_a_trial_records_what_the_study_compares():
+    result = run_vit_trial({**FAST, "optimizer": "muon", "checkpoints": 2})
+    c = result["columns"]
+    for key in ("train_acc", "val_acc", "test_acc", "test_loss", "gap_acc", "gap_loss", "effective_rank_ratio.hidden",
+                "stable_rank.blocks.attn.q", "update_effective_rank.blocks.mlp.fc_in", "effective_rank.patch_embed",
+                "effective_rank.head", "mlp_near_zero", "mlp_hoyer", "steps_per_second", "train_seconds", "peak_rss_mb"):
+        assert key in c, key
+    assert c["gap_acc"] == pytest.approx(c["train_acc"] - c["test_acc"])
+    assert c["steps"] == 5 and c["batch_size"] == 256 and 0 <= c["mlp_near_zero"] <= 1
+    assert [g["group"] for g in result["lr_groups"]][0] == "muon hidden matrices"
+    assert result["resolved"]["lr"] == pytest.approx(0.01) and result["resolved"]["aux_lr"] == pytest.approx(1e-3)
+    assert [p["step"] for p in result["checkpoints"]] == [2, 5]
+    assert result["activations"]["threshold"] == 0.01 and result["data"]["rows"]["train"] == 1259
+    json.dumps(result)  # a record must be JSON
+
+
+def _row(optimizer, scale, params, seed, acc, gap, rank, seconds):
+    return {"status": "ok", "optimizer": optimizer, "scale": scale, "params": params, "seed": seed, "test_acc": acc,
+            "gap_acc": gap, "effective_rank_ratio.hidden": rank, "update_effective_rank_ratio.hidden": rank / 2,
+            "train_seconds": seconds, "steps_per_second": 1 / seconds}
+
+
+def _rows(n_seeds=3):
+    rows = []
+    for seed in range(n_seeds):
+        wiggle = 0.002 * (seed - 1)
+        for scale, params, base in (("tiny", 1_000, 0.80), ("small", 10_000, 0.85)):
+            rows.append(_row("adamw", scale, params, seed, base + wiggle, 0.10 + wiggle, 0.5 + wiggle, 10.0))
+            rows.append(_row("muon", scale, params, seed, base + 0.05 + wiggle, 0.10 - wiggle, 0.3 + 0.1 * (params == 10_000) + wiggle, 15.0))
+    return rows
+
+
+def test_questions_are_answered_with_intervals_and_verdicts():
+    answers = answer_questions(_rows())
+    robust = answers["scale_robustness"]["by_pair"]["muon-adamw"]
+    assert [c["difference"] for c in robust] == [pytest.approx(0.05), pytest.approx(0.05)]
+    assert all(c["verdict"] == "muon higher" and c["ci"][0] > 0 for c in robust)
+    assert "At the largest scale run (small) muon has the higher test accuracy" in answers["scale_robustness"]["answer"]
+    assert "2 of 2 scales" in answers["scale_robustness"]["answer"]
+    rank = answers["rank_scaling"]["slopes"]
+    assert rank["adamw"]["slope"] == pytest.approx(0.0, abs=1e-9) and rank["muon"]["slope"] == pytest.approx(0.1)
+    assert "adamw has the higher effective rank" in answers["rank_scaling"]["answer"]
+    assert answers["cost"]["time_ratios"]["muon-adamw"][0]["ratio"] == pytest.approx(1.5)
+    gap = answers["generalization"]["by_pair"]["muon-adamw"][-1]
+    assert gap["verdict"].startswith("cannot tell") and "cannot tell" in answers["generalization"]["answer"]
+
+
+def test_one_seed_cannot_tell_and_one_optimizer_cannot_compare():
+    one = compare_at_scales(_rows(1), "test_acc", "muon", "adamw")
+    assert all(c["ci"] is None and c["verdict"] == "cannot tell (one seed)" for c in one)
+    assert "cannot tell" in answer_questions(_rows(1))["scale_robustness"]["answer"]
+    only_adamw = [r for r in _rows() if r["optimizer"] == "adamw"]
+    assert "at least two optimizers" in answer_questions(only_adamw)["cost"]["answer"]
+    assert slope_vs_log_params(_rows(1)[:2], "test_acc", "adamw") is None
+    one_scale = [r for r in _rows() if r["scale"] == "tiny"]
+    assert answer_questions(one_scale)["cost"]["answer"] == "muon's training time is 1.50x adamw's at tiny."
+
+
+def test_a_vit_sweep_is_summarized_with_figures_and_answers(tmp_path):
+    spec = SweepSpec(name="v", task="vit", axes={"optimizer": ["adamw", "muon"]},
+                     fixed={**FAST, "checkpoints": 2}, seeds=[0, 1])
+    assert len(expand(spec)) == 4
+    run_sweep(spec, tmp_path, TASKS["vit"](str(tmp_path / "runs")))
+    summary = summarize_sweep(tmp_path)
+    assert summary.metric == "test_acc" and summary.per == "scale"
+    assert {p.name for p in summary.written} == {"results.csv", "scale_study.png", "evolution.png", "summary.json"}
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert set(written["questions"]) >= {"scale_robustness", "rank_scaling", "cost", "generalization"}
+    assert written["winners"][0]["scale"] == "tiny" and written["winners"][0]["best"]["n"] == 2
+    header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
+    assert {"test_acc", "gap_acc", "mlp_hoyer", "effective_rank_ratio.hidden"} <= set(header)
