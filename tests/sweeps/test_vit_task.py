@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from scaleflow.sweeps.design import expand
 from scaleflow.sweeps.local import run_sweep
@@ -112,3 +113,40 @@ def test_a_vit_sweep_is_summarized_with_figures_and_answers(tmp_path):
     assert written["winners"][0]["scale"] == "tiny" and written["winners"][0]["best"]["n"] == 2
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
     assert {"test_acc", "gap_acc", "mlp_hoyer", "effective_rank_ratio.hidden"} <= set(header)
+
+
+def test_a_killed_trial_continues_from_its_state(tmp_path, monkeypatch):
+    import contextlib
+    import signal
+
+    from scaleflow.sweeps import vit_task
+    from scaleflow.training.signals import StopRequest, TrainingInterrupted
+
+    class StopAtThirdStep(StopRequest):  # as if SIGTERM arrived during step 3
+        def __init__(self):
+            super().__init__()
+            self.checks = 0
+
+        def __bool__(self):
+            self.checks += 1
+            if self.checks == 3:
+                self.signum = signal.SIGTERM
+            return super().__bool__()
+
+    options = {**FAST, "epochs": 2, "optimizer": "adamw"}
+    expected = run_vit_trial(options)
+    monkeypatch.setattr(vit_task, "stop_on_signals", lambda: contextlib.nullcontext(StopAtThirdStep()))
+    with pytest.raises(TrainingInterrupted):
+        run_vit_trial(options, tmp_path, save_every=1e9)
+    assert (tmp_path / "state.pt").exists()
+    monkeypatch.undo()
+    result = run_vit_trial(options, tmp_path)
+    assert result["resumed_at_step"] == 3 and result["columns"]["steps"] == 10
+    for key in ("test_acc", "test_loss", "train_loss", "effective_rank_ratio.hidden", "update_stable_rank.hidden",
+                "mlp_hoyer"):
+        assert result["columns"][key] == expected["columns"][key], key
+    # through the task: the state is removed once the trial is recorded
+    saved = []
+    monkeypatch.setattr(vit_task, "write_torch", lambda path, state: saved.append(path) or torch.save(state, path))
+    TASKS["vit"](str(tmp_path / "runs"), save_every=0.0)(options)  # a state after every step
+    assert len(saved) == 9 and list((tmp_path / "runs").iterdir()) == []

@@ -55,6 +55,7 @@ def test_parameter_groups_record_their_rates():
     _, groups = make_classifier_optimizer(model, _settings("muon", lr=0.02, aux_lr=0.003))
     assert [g["group"] for g in groups] == ["muon hidden matrices", "adamw other matrices", "adamw vectors"]
     assert [g["lr"] for g in groups] == [0.02, 0.003, 0.003]
+    assert groups[0]["lr_by_shape"] == {"192x192": 0.02, "192x768": 0.02, "768x192": pytest.approx(0.04)}  # x max(1, r/c)^0.5
     assert sum(g["values"] for g in groups) == sum(p.numel() for p in model.parameters())
     _, sgd = make_classifier_optimizer(model, _settings("sgd", weight_decay=5e-4))
     assert [(g["lr"], g["weight_decay"]) for g in sgd] == [(0.1, 5e-4), (0.1, 0.0)]
@@ -87,3 +88,40 @@ def test_checkpoints_are_evenly_spaced_and_end_at_the_end():
     assert checkpoint_steps(150, 5) == [30, 60, 90, 120, 150]
     assert checkpoint_steps(3, 5) == [1, 2, 3]
     assert checkpoint_steps(100, 0) == []
+
+
+def test_a_stopped_training_resumes_to_the_same_weights():
+    import signal
+
+    from scaleflow.training.signals import StopRequest, TrainingInterrupted
+
+    data = load_digits_splits(seed=0)
+    settings = _settings("muon", batch_size=256)  # 5 steps per epoch, 10 in all; Muon + AdamW states
+
+    def fresh():
+        torch.manual_seed(0)
+        return create_model("vit", "tiny", image_size=8, patch_size=4, channels=1)
+
+    whole = fresh()
+    expected = train_classifier(whole, data, settings, torch.device("cpu"), analyse_at=[7],
+                                analyse=lambda step: {"columns": {"step": step}})
+    saved, stop = [], StopRequest()
+
+    def analyse(step):  # a SIGTERM arrives during step 7's analysis, mid-epoch
+        stop.signum = signal.SIGTERM
+        return {"columns": {"step": step}}
+
+    first = fresh()
+    with pytest.raises(TrainingInterrupted, match="SIGTERM received: stopped at step 7 of 10"):
+        train_classifier(first, data, settings, torch.device("cpu"), analyse_at=[7], analyse=analyse,
+                         save_state=saved.append, save_every=1e9, stop=stop)
+    (state,) = saved
+    assert (state["step"], state["epoch"], state["batch"]) == (7, 1, 2)
+    second = fresh()  # a new process: new weights, the state brings the trained ones
+    resumed = train_classifier(second, data, settings, torch.device("cpu"), analyse_at=[7],
+                               analyse=lambda step: {"columns": {"step": step}}, state=state)
+    assert resumed["resumed_at_step"] == 7 and resumed["steps"] == 10
+    assert resumed["epoch_train_loss"] == expected["epoch_train_loss"]
+    assert resumed["checkpoints"] == expected["checkpoints"]
+    for (name, a), (_, b) in zip(whole.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), name

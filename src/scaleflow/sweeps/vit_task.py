@@ -5,10 +5,13 @@ steps/s, peak memory, and (with `checkpoints: K`) the same analysis at K points 
 """
 from __future__ import annotations
 
+import logging
 import resource
+import shutil
 import time
-from dataclasses import dataclass
-from typing import Any, Literal, Union
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -17,12 +20,15 @@ from scaleflow.data.images import check_image_source, load_image_splits
 from scaleflow.evaluation.activations import NEAR_ZERO, mlp_activation_sparsity
 from scaleflow.evaluation.classification import classification_scores
 from scaleflow.evaluation.weights import weight_statistics
+from scaleflow.files import write_torch
 from scaleflow.nets import CLASSIFIER_SCALES, count_parameters, create_model
 from scaleflow.training.classifier import ClassifierSettings, checkpoint_steps, train_classifier
 from scaleflow.training.config import ConfigError, validation_message
 from scaleflow.training.run import resolve_device
+from scaleflow.training.signals import stop_on_signals
 from scaleflow.training.scale_rules import BASE_LR, REFERENCE_BATCH, WEIGHT_DECAY, batch_size_for, scaled_lr
 
+logger = logging.getLogger(__name__)
 Auto = Literal["auto"]
 # The hidden matrices' layer types (Muon's share); their mean rank is the study's one rank number.
 HIDDEN_TYPES = ("blocks.attn.q", "blocks.attn.k", "blocks.attn.v", "blocks.attn.out", "blocks.mlp.fc_in",
@@ -144,8 +150,29 @@ def _peak_memory_mb(device: torch.device) -> dict[str, float]:
     return out
 
 
-def run_vit_trial(options: dict[str, Any]) -> dict[str, Any]:
-    """Train and analyse one ViT trial; its result record (JSON-ready)."""
+def _load_state(path: Optional[Path], settings: ClassifierSettings) -> Optional[dict]:
+    """The saved state of this trial's training, if any and made with these very settings."""
+    if path is None or not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a torn or foreign file: the training starts again rather than fail
+        logger.warning("%s: unreadable (%s); the trial starts from the beginning", path, type(err).__name__)
+        return None
+    if state.get("settings") != asdict(settings):
+        logger.warning("%s: saved with other settings; the trial starts from the beginning", path)
+        return None
+    return state
+
+
+def run_vit_trial(options: dict[str, Any], state_dir: Optional[str | Path] = None,
+                  save_every: float = 60.0) -> dict[str, Any]:
+    """Train and analyse one ViT trial; its result record (JSON-ready).
+
+    With `state_dir`, the training's state is saved there (`state.pt`) every `save_every` seconds and on
+    SIGTERM / Ctrl-C, a rerun continues from it (the same result as without the stop), and the file is
+    removed once the trial is done.
+    """
     from scaleflow.sweeps.tasks import versions  # here: tasks imports this module
 
     o = parse_options(options)
@@ -163,9 +190,19 @@ def run_vit_trial(options: dict[str, Any]) -> dict[str, Any]:
     steps = -(-len(data.train[1]) // settings.batch_size) * settings.epochs
     initial = {name: p.detach().clone() for name, p in model.named_parameters() if p.dim() == 2}
     analyse = lambda step: _analysis(model, data, o, device, initial)  # noqa: E731
+    state_path = Path(state_dir) / "state.pt" if state_dir is not None else None
+    state = _load_state(state_path, settings)
+
+    def save(snapshot: dict) -> None:
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        write_torch(state_path, snapshot)
+
     started = time.perf_counter()
-    history = train_classifier(model, data, settings, device, checkpoint_steps(steps, o.checkpoints), analyse)
-    memory = _peak_memory_mb(device)  # training's peak, before the analysis adds its own
+    with stop_on_signals() as stop:
+        history = train_classifier(model, data, settings, device, checkpoint_steps(steps, o.checkpoints), analyse,
+                                   state=state, save_state=save if state_path is not None else None,
+                                   save_every=save_every, stop=stop)
+    memory = _peak_memory_mb(device)  # training's peak (with any checkpoint analyses), before the final one
     last = history["checkpoints"][-1] if history["checkpoints"] else None
     # The last checkpoint is the trained model itself: its analysis is not done twice.
     analysis = last if last and last["step"] == history["steps"] else _analysis(model, data, o, device, initial)
@@ -195,15 +232,18 @@ def run_vit_trial(options: dict[str, Any]) -> dict[str, Any]:
                    "trial_seconds": round(time.perf_counter() - started, 2), "threads": torch.get_num_threads()},
         "memory": memory,
         "device": str(device),
+        **({"resumed_at_step": history["resumed_at_step"]} if history["resumed_at_step"] is not None else {}),
     }
 
 
 @dataclass(frozen=True)
 class VitTask:
-    """The `vit` trial (picklable, for worker processes). It keeps no run folder: a trial is minutes,
-    and a killed one runs again from the start."""
+    """The `vit` trial (picklable, for worker processes). While it trains, `runs/<trial id>/state.pt`
+    holds its state (saved every minute and on SIGTERM / Ctrl-C): a killed sweep's rerun continues the
+    trial from there; the folder is removed when the trial is done."""
 
-    runs: str = ""  # unused; every task is built from the sweep's runs folder
+    runs: str = ""  # the sweep's runs folder; "" keeps no state
+    save_every: float = 60.0  # seconds of training between saved states
     name = "vit"
     default_metric = "test_acc"
     per = "scale"  # the winner (best optimizer) is found at each scale
@@ -211,4 +251,9 @@ class VitTask:
                      "peak_rss_mb")
 
     def __call__(self, options: dict[str, Any]) -> dict[str, Any]:
-        return run_vit_trial(options)
+        from scaleflow.sweeps.records import trial_id  # here: records imports nothing of ours but spec
+
+        folder = Path(self.runs) / trial_id(options)
+        result = run_vit_trial(options, folder if self.runs else None, self.save_every)
+        shutil.rmtree(folder, ignore_errors=True)  # the record holds everything; the state was only for resuming
+        return result

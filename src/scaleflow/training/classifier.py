@@ -3,10 +3,16 @@
 Minibatches are drawn without replacement each epoch, in an order fixed by (seed, epoch); the rate follows
 linear warmup then a cosine to zero, stepped every batch. A non-finite loss stops training and is reported
 (`diverged`), rather than raising: a diverging optimizer at some scale is a result of the study.
+
+Training resumes exactly: the state (weights, optimizer, position in the epoch, history) is handed to
+`save_state` every `save_every` seconds and when a stop signal arrives (then `TrainingInterrupted` is
+raised); `train_classifier(..., state=that)` continues from it, and since the batch order is a function of
+(seed, epoch) the result equals an uninterrupted training's.
 """
 from __future__ import annotations
 
 import math
+import signal
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional, Sequence
@@ -18,6 +24,7 @@ from torch import nn
 from scaleflow.data.images import ImageSplits
 from scaleflow.training.optim import SGD_MOMENTUM, make_adamw, make_muon, parameter_groups
 from scaleflow.training.schedule import warmup_cosine
+from scaleflow.training.signals import StopRequest, TrainingInterrupted
 
 OPTIMIZERS = ("sgd", "adamw", "muon")
 
@@ -61,8 +68,9 @@ def make_classifier_optimizer(model: nn.Module, settings: ClassifierSettings) ->
     for name, group in zip(names, optimizer.param_groups):
         record = {"group": name, "lr": group["lr"], "weight_decay": group["weight_decay"],
                   "tensors": len(group["params"]), "values": sum(p.numel() for p in group["params"])}
-        if name.startswith("muon"):
-            record["per_matrix_lr"] = "lr x max(1, rows / cols) ** 0.5"
+        if name.startswith("muon"):  # torch's "original" adjustment: the rate each matrix shape really gets
+            record["lr_by_shape"] = {f"{r}x{c}": group["lr"] * max(1.0, r / c) ** 0.5
+                                     for r, c in sorted({tuple(p.shape) for p in group["params"]})}
         groups.append(record)
     return optimizer, groups
 
@@ -73,12 +81,22 @@ def checkpoint_steps(total_steps: int, k: int) -> list[int]:
 
 
 def train_classifier(model: nn.Module, data: ImageSplits, settings: ClassifierSettings, device: torch.device,
-                     analyse_at: Sequence[int] = (), analyse: Optional[Callable[[int], dict]] = None) -> dict:
+                     analyse_at: Sequence[int] = (), analyse: Optional[Callable[[int], dict]] = None,
+                     state: Optional[dict] = None, save_state: Optional[Callable[[dict], None]] = None,
+                     save_every: float = 60.0, stop: Optional[StopRequest] = None) -> dict:
     """Train `model` on `data.train` in place; call `analyse(step)` after each step in `analyse_at`.
+
+    Args:
+        state: a state `save_state` was given: training continues from it.
+        save_state: called with the state (a dict for `torch.save`) every `save_every` seconds of
+            training and when `stop` is set; None saves nothing.
+        stop: set by a signal handler (`signals.stop_on_signals`): the state is saved after the step in
+            progress and `TrainingInterrupted` raised.
 
     Returns:
         {"steps", "steps_per_epoch", "epochs", "wall_seconds", "steps_per_second", "epoch_train_loss" (mean
-        training loss per epoch), "diverged" (bool), "diverged_at_step", "lr_groups", "checkpoints"}.
+        training loss per epoch), "diverged" (bool), "diverged_at_step", "lr_groups", "checkpoints",
+        "resumed_at_step"}.
     """
     s = settings
     images, labels = (t.to(device) for t in data.train)
@@ -86,16 +104,28 @@ def train_classifier(model: nn.Module, data: ImageSplits, settings: ClassifierSe
     steps_per_epoch = math.ceil(n / s.batch_size)
     total = steps_per_epoch * s.epochs
     warmup = int(round(s.warmup_fraction * total))
-    optimizer, lr_groups = make_classifier_optimizer(model, s)
-    peaks = [g["lr"] for g in optimizer.param_groups]
     model.to(device).train()
-    step, epoch_losses, checkpoints, diverged_at = 0, [], [], None
+    optimizer, lr_groups = make_classifier_optimizer(model, s)
+    peaks = [g["lr"] for g in optimizer.param_groups]  # before a loaded state overwrites them with decayed rates
+    step, epoch0, batch0, loss_sum, epoch_losses, checkpoints, before = 0, 0, 0, 0.0, [], [], 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, epoch0, batch0, loss_sum = state["step"], state["epoch"], state["batch"], state["loss_sum"]
+        epoch_losses, checkpoints, before = list(state["epoch_losses"]), list(state["checkpoints"]), state["seconds"]
+    resumed_at = step if state is not None else None
+    diverged_at = None
     wanted = set(analyse_at)
-    start = time.perf_counter()
-    for epoch in range(s.epochs):
+    start = last_save = time.perf_counter()
+
+    def snapshot(epoch: int, batch: int) -> dict:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch,
+                "batch": batch, "loss_sum": loss_sum, "epoch_losses": epoch_losses, "checkpoints": checkpoints,
+                "seconds": before + time.perf_counter() - start, "settings": asdict(s)}
+
+    for epoch in range(epoch0, s.epochs):
         order = torch.randperm(n, generator=torch.Generator().manual_seed(s.seed * 1_000_003 + epoch)).to(device)
-        total_loss = 0.0
-        for b in range(steps_per_epoch):
+        for b in range(batch0 if epoch == epoch0 else 0, steps_per_epoch):
             rows = order[b * s.batch_size:(b + 1) * s.batch_size]
             factor = warmup_cosine(step, total, warmup, min_ratio=0.0)
             for group, peak in zip(optimizer.param_groups, peaks):
@@ -110,18 +140,27 @@ def train_classifier(model: nn.Module, data: ImageSplits, settings: ClassifierSe
                 torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
             optimizer.step()
             step += 1
-            total_loss += float(loss.detach()) * len(rows)
+            loss_sum += float(loss.detach()) * len(rows)
             if step in wanted and analyse is not None:
                 paused = time.perf_counter()
                 checkpoints.append({"step": step, "epoch": step / steps_per_epoch, **analyse(step)})
                 start += time.perf_counter() - paused  # analysis is not training time
+            if b + 1 == steps_per_epoch:
+                epoch_losses.append(loss_sum / n)
+                loss_sum = 0.0
+            if save_state is not None and step < total and (stop or time.perf_counter() - last_save >= save_every):
+                following = (epoch, b + 1) if b + 1 < steps_per_epoch else (epoch + 1, 0)
+                save_state(snapshot(*following))
+                last_save = time.perf_counter()
+                if stop:
+                    name = signal.Signals(stop.signum).name
+                    raise TrainingInterrupted(f"{name} received: stopped at step {step} of {total}, state saved", stop.signum)
         if diverged_at is not None:
             break
-        epoch_losses.append(total_loss / n)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
+    seconds = before + time.perf_counter() - start
     return {"steps": step, "steps_per_epoch": steps_per_epoch, "epochs": s.epochs, "wall_seconds": seconds,
             "steps_per_second": step / seconds if seconds > 0 else None, "epoch_train_loss": epoch_losses,
             "diverged": diverged_at is not None, "diverged_at_step": diverged_at, "lr_groups": lr_groups,
-            "settings": asdict(s), "checkpoints": checkpoints}
+            "settings": asdict(s), "checkpoints": checkpoints, "resumed_at_step": resumed_at}
