@@ -50,6 +50,29 @@ def test_npz_channels_last_loads(tmp_path):
              x_test=rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8), y_test=np.arange(8) % 4)
     data = load_image_splits(str(path))
     assert data.train[0].shape[1:] == (3, 16, 16) and data.num_classes == 4 and len(data.test[1]) == 8
+    with np.load(path) as raw:  # pixel (row 2, column 5, channel 1) of the first test image, normalized
+        pixel = raw["x_test"][0, 2, 5, 1]
+    mean, std = data.meta["channel_mean"][1], data.meta["channel_std"][1]
+    assert float(data.test[0][0, 1, 2, 5]) == pytest.approx((pixel - mean) / std, rel=1e-5)
+
+
+def test_grey_npz_gets_one_channel_and_bad_labels_or_splits_are_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    grey = tmp_path / "grey.npz"
+    np.savez(grey, x_train=rng.random((30, 8, 8)), y_train=np.arange(30) % 3, x_test=rng.random((6, 8, 8)),
+             y_test=np.arange(6) % 3)
+    assert load_image_splits(str(grey)).train[0].shape[1:] == (1, 8, 8)
+    shifted = tmp_path / "shifted.npz"
+    np.savez(shifted, x_train=rng.random((30, 8, 8)), y_train=np.arange(30) % 3 + 1, x_test=rng.random((6, 8, 8)),
+             y_test=np.arange(6) % 3 + 1)
+    with pytest.raises(DataError, match="labels must be 0, 1, ..., classes - 1; found 3 distinct labels from 1 to 3"):
+        load_image_splits(str(shifted))
+    with pytest.raises(DataError, match="the val split would be empty"):
+        load_image_splits(str(grey), val_fraction=0.001)
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        load_image_splits(str(broken))
 
 
 def test_missing_or_wrong_sources_say_what_in_one_line(tmp_path):

@@ -3,6 +3,7 @@ trial's record, a vit sweep summarized (figures, the four questions answered wit
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -24,7 +25,8 @@ def test_options_are_checked_in_one_place():
     check_trial({"scale": "xl", "optimizer": "muon"}, "vit")
     for bad, fragment in (({"scale": "huge"}, "scale"), ({"optimizer": "lion"}, "optimizer"),
                           ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"), ({"widht": 3}, "widht: unknown option"),
-                          ({"batch_size": 0}, "batch_size")):
+                          ({"batch_size": 0}, "batch_size"), ({"patch_size": 3}, "patch_size: 3 does not divide"),
+                          ({"device": "cuda:0" if not torch.cuda.is_available() else "nonsense"}, "device")):
         with pytest.raises(ConfigError, match=fragment):
             check_trial(bad, "vit")
     with pytest.raises(ValueError, match="not an option of a vit trial"):
@@ -47,10 +49,11 @@ def test_a_trial_records_what_the_study_compares():
     c = result["columns"]
     for key in ("train_acc", "val_acc", "test_acc", "test_loss", "gap_acc", "gap_loss", "effective_rank_ratio.hidden",
                 "stable_rank.blocks.attn.q", "update_effective_rank.blocks.mlp.fc_in", "effective_rank.patch_embed",
-                "effective_rank.head", "mlp_near_zero", "mlp_hoyer", "steps_per_second", "train_seconds", "peak_rss_mb"):
+                "effective_rank.head", "mlp_near_zero", "mlp_hoyer", "steps_per_second", "train_seconds",
+                "train_peak_rss_mb", "batch_size_used", "lr_used"):
         assert key in c, key
     assert c["gap_acc"] == pytest.approx(c["train_acc"] - c["test_acc"])
-    assert c["steps"] == 5 and c["batch_size"] == 256 and 0 <= c["mlp_near_zero"] <= 1
+    assert c["steps"] == 5 and c["batch_size_used"] == 256 and 0 <= c["mlp_near_zero"] <= 1
     assert [g["group"] for g in result["lr_groups"]][0] == "muon hidden matrices"
     assert result["resolved"]["lr"] == pytest.approx(0.01) and result["resolved"]["aux_lr"] == pytest.approx(1e-3)
     assert [p["step"] for p in result["checkpoints"]] == [2, 5]
@@ -58,10 +61,18 @@ def test_a_trial_records_what_the_study_compares():
     json.dumps(result)  # a record must be JSON
 
 
+def test_a_diverged_trial_is_recorded_without_scores():
+    result = run_vit_trial({**FAST, "optimizer": "sgd", "lr": 1e6, "grad_clip": 0.0, "warmup_fraction": 0.0})
+    c = result["columns"]
+    assert c["diverged"] and result["train"]["diverged_at_step"] is not None
+    assert all(math.isnan(c[k]) for k in ("test_acc", "train_acc", "gap_acc", "test_loss"))
+    assert "effective_rank_ratio.hidden" not in c and result["weights"] == {}
+
+
 def _row(optimizer, scale, params, seed, acc, gap, rank, seconds):
     return {"status": "ok", "optimizer": optimizer, "scale": scale, "params": params, "seed": seed, "test_acc": acc,
             "gap_acc": gap, "effective_rank_ratio.hidden": rank, "update_effective_rank_ratio.hidden": rank / 2,
-            "train_seconds": seconds, "steps_per_second": 1 / seconds}
+            "train_seconds": seconds * (1 + 0.01 * seed), "steps_per_second": 1 / seconds}
 
 
 def _rows(n_seeds=3):
@@ -79,12 +90,17 @@ def test_questions_are_answered_with_intervals_and_verdicts():
     robust = answers["scale_robustness"]["by_pair"]["muon-adamw"]
     assert [c["difference"] for c in robust] == [pytest.approx(0.05), pytest.approx(0.05)]
     assert all(c["verdict"] == "muon higher" and c["ci"][0] > 0 for c in robust)
-    assert "At the largest scale run (small) muon has the higher test accuracy" in answers["scale_robustness"]["answer"]
+    assert "At the largest scale where both ran (small) muon has the higher test accuracy" in \
+        answers["scale_robustness"]["answer"]
     assert "2 of 2 scales" in answers["scale_robustness"]["answer"]
     rank = answers["rank_scaling"]["slopes"]
     assert rank["adamw"]["slope"] == pytest.approx(0.0, abs=1e-9) and rank["muon"]["slope"] == pytest.approx(0.1)
-    assert "adamw has the higher effective rank" in answers["rank_scaling"]["answer"]
-    assert answers["cost"]["time_ratios"]["muon-adamw"][0]["ratio"] == pytest.approx(1.5)
+    assert "adamw has the higher effective rank of the weights" in answers["rank_scaling"]["answer"]
+    assert "muon +0.1000 [" in answers["rank_scaling"]["answer"] and "(rises)" in answers["rank_scaling"]["answer"]
+    cost = answers["cost"]["time_ratios"]["muon-adamw"]
+    assert cost[0]["ratio"] == pytest.approx(1.5) and cost[0]["ci"][0] < 1.5 < cost[0]["ci"][1]
+    assert cost[0]["verdict"] == "muon slower"
+    assert answers["cost"]["answer"].startswith("muon's training time over adamw's: 1.50x [")
     gap = answers["generalization"]["by_pair"]["muon-adamw"][-1]
     assert gap["verdict"].startswith("cannot tell") and "cannot tell" in answers["generalization"]["answer"]
 
@@ -97,7 +113,32 @@ def test_one_seed_cannot_tell_and_one_optimizer_cannot_compare():
     assert "at least two optimizers" in answer_questions(only_adamw)["cost"]["answer"]
     assert slope_vs_log_params(_rows(1)[:2], "test_acc", "adamw") is None
     one_scale = [r for r in _rows() if r["scale"] == "tiny"]
-    assert answer_questions(one_scale)["cost"]["answer"] == "muon's training time is 1.50x adamw's at tiny."
+    assert answer_questions(one_scale)["cost"]["answer"].startswith("muon's training time over adamw's: 1.50x [1.4")
+
+
+def test_ties_diverged_trials_and_other_varied_options_are_said_as_such():
+    tie = [_row(o, "tiny", 1_000, seed, 0.9, 0.1, 0.5, 10.0 + seed) for o in ("adamw", "muon") for seed in (0, 1)]
+    (c,) = compare_at_scales(tie, "test_acc", "muon", "adamw")
+    assert c["verdict"] == "cannot tell (identical)"
+    flat = [_row("adamw", "tiny", 1_000, s, 0.9, 0.1, 0.5, 10.0) for s in (0, 1)] + \
+           [_row("muon", "tiny", 1_000, s, 0.95, 0.1, 0.5, 10.0) for s in (0, 1)]
+    assert compare_at_scales(flat, "test_acc", "muon", "adamw")[0]["verdict"] == "cannot tell (no spread over seeds)"
+    # muon diverged at the largest scale: the answer is about the largest scale where both ran, and says so
+    rows = _rows()
+    for r in rows:
+        if r["optimizer"] == "muon" and r["scale"] == "small":
+            r.update(diverged=True, test_acc=float("nan"))
+    answers = answer_questions(rows)
+    assert "largest scale where both ran (tiny)" in answers["scale_robustness"]["answer"]
+    assert "Diverged, left out: muon at small (3 of 3)" in answers["scale_robustness"]["answer"]
+    assert answer_questions([{**r, "diverged": True} for r in _rows()])["cost"]["answer"].startswith(
+        "The data cannot tell: every trial failed or diverged.")
+    # another varied option (epochs) is answered per setting, never pooled as seeds
+    both = [{**r, "epochs": 5} for r in _rows()] + [{**r, "epochs": 10, "test_acc": r["test_acc"] - 0.5} for r in _rows()]
+    split = answer_questions(both, ["epochs"])
+    assert split["context"] == ["epochs"] and set(split["settings"]) == {"epochs=5", "epochs=10"}
+    for each in split["settings"].values():
+        assert each["scale_robustness"]["by_pair"]["muon-adamw"][0]["difference"] == pytest.approx(0.05)
 
 
 def test_a_vit_sweep_is_summarized_with_figures_and_answers(tmp_path):

@@ -7,6 +7,7 @@ normalized per channel by the training split's mean and standard deviation, and 
 from __future__ import annotations
 
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from torch import Tensor
 from scaleflow.data.errors import DataError
 
 BUILTIN_IMAGES = ("digits",)
+BUILTIN_SIZES = {"digits": 8}  # image side in pixels, known before loading (for checking a patch size)
 CIFAR_BATCHES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
 CIFAR_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -59,13 +61,29 @@ def _split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.n
 
 def _normalized(images: dict[str, np.ndarray], labels: dict[str, np.ndarray], name: str,
                 meta: dict[str, Any]) -> ImageSplits:
-    """Normalize every split by the training split's per-channel mean and std; to tensors."""
-    train = images["train"].astype(np.float64)
-    mean = train.mean(axis=(0, 2, 3), keepdims=True)
-    std = train.std(axis=(0, 2, 3), keepdims=True) + 1e-8
-    out = {k: (torch.from_numpy(((v - mean) / std).astype(np.float32)), torch.from_numpy(labels[k].astype(np.int64)))
+    """Normalize every split by the training split's per-channel mean and std (float32: CIFAR-10 in float64
+    would take 2.5 GB); to tensors. Labels must be 0..K-1 and every split non-empty.
+
+    Raises:
+        DataError: an empty split, or labels that are not 0, 1, ..., K - 1.
+    """
+    empty = [k for k in images if len(labels[k]) == 0]
+    if empty:
+        raise DataError(f"{name}: the {', '.join(empty)} split would be empty ({meta.get('source')}); "
+                        "give more images or another val_fraction")
+    classes = np.unique(np.concatenate([labels[k] for k in labels]))
+    if classes[0] < 0 or classes[-1] != len(classes) - 1:
+        raise DataError(f"{meta.get('source')}: labels must be 0, 1, ..., classes - 1; found {len(classes)} distinct "
+                        f"labels from {classes[0]} to {classes[-1]}")
+    train = images["train"]
+    moments = []
+    for c in range(train.shape[1]):  # one channel at a time in float64
+        channel = train[:, c].astype(np.float64)
+        moments.append((channel.mean(), channel.std() + 1e-8))
+    mean, std = (np.array(m, dtype=np.float32).reshape(1, -1, 1, 1) for m in zip(*moments))
+    out = {k: (torch.from_numpy((v.astype(np.float32) - mean) / std), torch.from_numpy(labels[k].astype(np.int64)))
            for k, v in images.items()}
-    num_classes = int(max(int(labels[k].max()) for k in labels) + 1)
+    num_classes = len(classes)
     meta = {**meta, "rows": {k: int(len(labels[k])) for k in labels}, "channel_mean": mean.ravel().tolist(),
             "channel_std": std.ravel().tolist()}
     return ImageSplits(name, out["train"], out["val"], out["test"], num_classes, meta)
@@ -95,7 +113,7 @@ def _read_cifar_batches(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
                 batch = pickle.load(f, encoding="bytes")
             parts[name] = (np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32),
                            np.asarray(batch[b"labels"], dtype=np.int64))
-        except (pickle.UnpicklingError, KeyError, ValueError, EOFError) as err:
+        except (pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError, AttributeError) as err:
             raise DataError(f"{folder / name}: not a CIFAR-10 batch ({type(err).__name__}: {err})") from None
     x_train = np.concatenate([parts[b][0] for b in CIFAR_BATCHES[:5]])
     y_train = np.concatenate([parts[b][1] for b in CIFAR_BATCHES[:5]])
@@ -110,14 +128,16 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
                 raise DataError(f"{path}: missing array(s) {', '.join(missing)}; an image .npz needs "
                                 f"{', '.join(CIFAR_NPZ_KEYS)} (images [N, H, W, C] or [N, C, H, W], labels [N])")
             arrays = [np.asarray(data[k]) for k in CIFAR_NPZ_KEYS]
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, zipfile.BadZipFile) as err:
         if isinstance(err, DataError):
             raise
         raise DataError(f"{path}: not a readable .npz ({' '.join(str(err).split())})") from None
     x_train, y_train, x_test, y_test = arrays
+    if x_train.ndim == 3 and x_test.ndim == 3:  # grey images [N, H, W]: one channel
+        x_train, x_test = x_train[:, None], x_test[:, None]
     for key, x, y in (("x_train", x_train, y_train), ("x_test", x_test, y_test)):
         if x.ndim != 4 or len(x) != len(y) or y.ndim != 1:
-            raise DataError(f"{path}: {key} must be [N, H, W, C] or [N, C, H, W] with one label per image; "
+            raise DataError(f"{path}: {key} must be [N, H, W], [N, H, W, C] or [N, C, H, W] with one label per image; "
                             f"got {list(x.shape)} and {list(y.shape)} labels")
     if x_train.shape[-1] in (1, 3) and x_train.shape[1] not in (1, 3):  # channels last -> first
         x_train, x_test = x_train.transpose(0, 3, 1, 2), x_test.transpose(0, 3, 1, 2)
@@ -170,8 +190,6 @@ def load_image_splits(source: str = "digits", seed: int = 0, val_fraction: float
     else:
         x_train, y_train, x_test, y_test = _read_npz(path)
         name = path.stem
-    if min(y_train.min(), y_test.min()) < 0:
-        raise DataError(f"{path}: labels must be 0, 1, ..., classes - 1; found {min(y_train.min(), y_test.min())}")
     kept, val = _split_indices(y_train, val_fraction, seed)
     return _normalized({"train": x_train[kept], "val": x_train[val], "test": x_test},
                        {"train": y_train[kept], "val": y_train[val], "test": y_test}, name,

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-# |GELU(x)| < 0.01 where x < -3.3 or |x| < 0.02: the unit is (nearly) off. GELU's outputs reach down to
+# |GELU(x)| < 0.01 where x < -2.67 or |x| < 0.02: the unit is (nearly) off. GELU's outputs reach down to
 # -0.17, so a sign test would miss the off state; the threshold is stated with every result.
 NEAR_ZERO = 0.01
 

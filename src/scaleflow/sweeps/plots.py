@@ -172,6 +172,9 @@ def draw_scale_study_figures(rows: Sequence[dict[str, Any]], records: Sequence[d
     folder = Path(folder)
     if not _ok(rows):
         return []
-    written = [plot_measures_vs(rows, "params", varied, folder / "scale_study.png", panels=SCALE_STUDY_PANELS)]
+    panels = SCALE_STUDY_PANELS
+    if any(_finite(r.get("train_peak_cuda_mb")) for r in rows):  # on a GPU, its memory is the one that limits
+        panels = tuple("train_peak_cuda_mb" if p == "peak_rss_mb" else p for p in panels)
+    written = [plot_measures_vs(rows, "params", varied, folder / "scale_study.png", panels=panels)]
     evolution = plot_evolution(records, varied, folder / "evolution.png")
     return written + ([evolution] if evolution else [])

@@ -64,7 +64,7 @@ def summarize_sweep(folder: str | Path, metric: str | None = None) -> SweepSumma
     write_csv(rows, folder / "results.csv")
     if spec.task == "vit":
         figures = draw_scale_study_figures(rows, list(latest.values()), varied, folder / "figures")
-        questions = answer_questions(rows)
+        questions = answer_questions(rows, [k for k in varied if k not in ("scale", "optimizer")])
     else:
         figures, questions = draw_sweep_figures(rows, varied, folder / "figures", spec.base), {}
     written = [folder / "results.csv", *figures]

@@ -6,6 +6,7 @@ steps/s, peak memory, and (with `checkpoints: K`) the same analysis at K points 
 from __future__ import annotations
 
 import logging
+import math
 import resource
 import shutil
 import time
@@ -16,7 +17,7 @@ from typing import Any, Literal, Optional, Union
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from scaleflow.data.images import check_image_source, load_image_splits
+from scaleflow.data.images import BUILTIN_SIZES, check_image_source, load_image_splits
 from scaleflow.evaluation.activations import NEAR_ZERO, mlp_activation_sparsity
 from scaleflow.evaluation.classification import classification_scores
 from scaleflow.evaluation.weights import weight_statistics
@@ -79,8 +80,8 @@ def metric_columns() -> list[str]:
                 for key in ("effective_rank", "effective_rank_ratio", "stable_rank")
                 for kind in ("hidden", *HIDDEN_TYPES, "patch_embed", "head")]
     return [*(f"{split}_{k}" for split in ("train", "val", "test") for k in ("loss", "acc")), "gap_acc", "gap_loss",
-            *per_type, "mlp_near_zero", "mlp_hoyer", "params", "batch_size", "lr", "steps", "steps_per_second",
-            "train_seconds", "peak_rss_mb", "peak_cuda_mb"]
+            *per_type, "mlp_near_zero", "mlp_hoyer", "params", "batch_size_used", "lr_used", "steps", "steps_per_second",
+            "train_seconds", "peak_rss_mb", "train_peak_rss_mb", "train_peak_cuda_mb"]
 
 
 def known_options() -> list[str]:
@@ -99,8 +100,12 @@ def parse_options(options: dict[str, Any]) -> VitTrialOptions:
 
 
 def check_trial(options: dict[str, Any]) -> None:
-    """Validate without running: the options, and that the data source is there (not read)."""
-    check_image_source(parse_options(options).data)
+    """Validate without running: the options, the device, and that the data source is there (not read)."""
+    o = parse_options(options)
+    check_image_source(o.data)
+    resolve_device(o.device)
+    if o.data in BUILTIN_SIZES and BUILTIN_SIZES[o.data] % o.patch_size:
+        raise ConfigError(f"patch_size: {o.patch_size} does not divide the {BUILTIN_SIZES[o.data]}-pixel images of {o.data}")
 
 
 def resolve_settings(o: VitTrialOptions, params: int, train_rows: int) -> ClassifierSettings:
@@ -202,13 +207,19 @@ def run_vit_trial(options: dict[str, Any], state_dir: Optional[str | Path] = Non
         history = train_classifier(model, data, settings, device, checkpoint_steps(steps, o.checkpoints), analyse,
                                    state=state, save_state=save if state_path is not None else None,
                                    save_every=save_every, stop=stop)
-    memory = _peak_memory_mb(device)  # training's peak (with any checkpoint analyses), before the final one
+    memory = _peak_memory_mb(device)  # training's peak (with any checkpoint analyses), before the final analysis
     last = history["checkpoints"][-1] if history["checkpoints"] else None
-    # The last checkpoint is the trained model itself: its analysis is not done twice.
-    analysis = last if last and last["step"] == history["steps"] else _analysis(model, data, o, device, initial)
-    columns = {**analysis["columns"], "params": params, "batch_size": settings.batch_size, "lr": settings.lr,
-               "steps": history["steps"], "steps_per_second": history["steps_per_second"],
-               "train_seconds": round(history["wall_seconds"], 3), "diverged": history["diverged"], **memory}
+    if history["diverged"]:  # no scores, ranks or sparsity of a model that diverged: NaN, left out of every comparison
+        analysis = {"columns": {f"{split}_{k}": math.nan for split in ("train", "val", "test") for k in ("loss", "acc")}}
+        analysis["columns"].update(gap_acc=math.nan, gap_loss=math.nan)
+    elif last and last["step"] == history["steps"]:
+        analysis = last  # the last checkpoint is the trained model itself: its analysis is not done twice
+    else:
+        analysis = _analysis(model, data, o, device, initial)
+    columns = {**analysis["columns"], "params": params, "batch_size_used": settings.batch_size,
+               "lr_used": settings.lr, "steps": history["steps"], "steps_per_second": history["steps_per_second"],
+               "train_seconds": round(history["wall_seconds"], 3), "diverged": history["diverged"],
+               **{f"train_{k}": v for k, v in memory.items()}}
     resolved = {**o.model_dump(), "batch_size": settings.batch_size, "lr": settings.lr,
                 "aux_lr": settings.aux_lr if o.optimizer == "muon" else None, "weight_decay": settings.weight_decay}
     return {
@@ -247,13 +258,15 @@ class VitTask:
     name = "vit"
     default_metric = "test_acc"
     per = "scale"  # the winner (best optimizer) is found at each scale
-    table_columns = ("test_acc", "gap_acc", "effective_rank_ratio.hidden", "mlp_near_zero", "steps_per_second",
-                     "peak_rss_mb")
+    table_columns = ("test_acc", "gap_acc", "effective_rank_ratio.hidden", "update_effective_rank_ratio.hidden",
+                     "mlp_near_zero", "steps_per_second", "peak_rss_mb")
 
     def __call__(self, options: dict[str, Any]) -> dict[str, Any]:
         from scaleflow.sweeps.records import trial_id  # here: records imports nothing of ours but spec
 
+        if not self.runs:
+            return run_vit_trial(options)
         folder = Path(self.runs) / trial_id(options)
-        result = run_vit_trial(options, folder if self.runs else None, self.save_every)
+        result = run_vit_trial(options, folder, self.save_every)
         shutil.rmtree(folder, ignore_errors=True)  # the record holds everything; the state was only for resuming
         return result

@@ -148,13 +148,17 @@ def train_classifier(model: nn.Module, data: ImageSplits, settings: ClassifierSe
             if b + 1 == steps_per_epoch:
                 epoch_losses.append(loss_sum / n)
                 loss_sum = 0.0
-            if save_state is not None and step < total and (stop or time.perf_counter() - last_save >= save_every):
-                following = (epoch, b + 1) if b + 1 < steps_per_epoch else (epoch + 1, 0)
-                save_state(snapshot(*following))
-                last_save = time.perf_counter()
+            if step < total and (stop or (save_state is not None and time.perf_counter() - last_save >= save_every)):
+                if save_state is not None:
+                    paused = time.perf_counter()
+                    following = (epoch, b + 1) if b + 1 < steps_per_epoch else (epoch + 1, 0)
+                    save_state(snapshot(*following))
+                    last_save = time.perf_counter()
+                    start += last_save - paused  # saving is not training time either
                 if stop:
                     name = signal.Signals(stop.signum).name
-                    raise TrainingInterrupted(f"{name} received: stopped at step {step} of {total}, state saved", stop.signum)
+                    saved = "state saved" if save_state is not None else "no state saved"
+                    raise TrainingInterrupted(f"{name} received: stopped at step {step} of {total}, {saved}", stop.signum)
         if diverged_at is not None:
             break
     if device.type == "cuda":
