@@ -178,15 +178,16 @@ def test_vit_sweep_end_to_end_with_one_optimizer_set(tmp_path):
     _one_error_line(_scaleflow("sweep", "summarize", out, "--metric", "fd_ratio"), "--metric 'fd_ratio'", "test_acc")
 
 
-def test_vit_sweep_mistakes_are_one_line(tmp_path):
+def test_vit_sweep_mistakes_are_one_line(tmp_path, cli, user_error, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/cifar-10-batches-py here
     full = ROOT / "configs" / "sweeps" / "vit-scale.yaml"
-    _one_error_line(_scaleflow("sweep", full, "--dry-run", cwd=tmp_path), "vit-scale.yaml", "data/cifar-10-batches-py",
-                    "nothing is downloaded")
-    _one_error_line(_scaleflow("sweep", "--task", "vit", "--axis", "scale=tiny,huge", "--dry-run"), "scale")
-    _one_error_line(_scaleflow("sweep", "--task", "vit", "--axis", "flow=icfm", "--dry-run"),
-                    "axes.flow: not an option of a vit trial")
-    _one_error_line(_scaleflow("sweep", "--task", "vit", "--axis", "optimizer=sgd", "--metric", "worst_ratio",
-                               "--dry-run"), "--metric 'worst_ratio'")
+    user_error(cli(["sweep", full, "--dry-run"]), "vit-scale.yaml", "data/cifar-10-batches-py", "nothing is downloaded")
+    user_error(cli(["sweep", "--task", "vit", "--axis", "scale=tiny,huge", "--dry-run"]), "scale")
+    user_error(cli(["sweep", "--task", "vit", "--axis", "flow=icfm", "--dry-run"]), "axes.flow: not an option of a vit trial")
+    user_error(cli(["sweep", "--task", "vit", "--axis", "optimizer=sgd", "--metric", "worst_ratio", "--dry-run"]),
+               "--metric 'worst_ratio'")
+    user_error(cli(["sweep", "--task", "vit", "--axis", "optimizer=sgd", "--set", "patch_size=3", "--dry-run"]),
+               "patch_size: 3 does not divide the 8-pixel images of digits")
 
 
 def test_axis_values_are_yaml_lists_and_numbers(tmp_path):
