@@ -47,6 +47,22 @@ def _spans_decades(rows, x: str) -> bool:
     return bool(values) and max(values) / min(values) >= 4
 
 
+def _panel_grid(n_panels: int, cols: int = 3):
+    """A figure with a grid of `n_panels` axes, `cols` per row; returns (figure, flat axes)."""
+    fig = new_figure(5.0 * cols, 3.6 * math.ceil(n_panels / cols))
+    return fig, fig.subplots(math.ceil(n_panels / cols), cols, squeeze=False).ravel()
+
+
+def _finish_grid(fig, axes, n_panels: int, path: str | Path, legend_columns: int) -> Path:
+    """Hide the unused axes, put the first panel's legend under the grid, save."""
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(legend_columns, len(labels)), fontsize=8)
+    return save_figure(fig, path)
+
+
 def plot_measures_vs(rows: Sequence[dict[str, Any]], x: str, varied: Sequence[str], path: str | Path,
                      panels: Sequence[str] = PANELS, base: Optional[dict[str, Any]] = None) -> Path:
     """Each measure (a panel) against `x` ("params" or a numeric option), a line per setting of the other
@@ -54,9 +70,7 @@ def plot_measures_vs(rows: Sequence[dict[str, Any]], x: str, varied: Sequence[st
     it spans a factor of 4 or more."""
     excluded = {x, "seed", *(SIZE_OPTIONS if x == "params" else ())}
     line_keys = [k for k in varied if k not in excluded]
-    cols = 3
-    fig = new_figure(5.0 * cols, 3.6 * math.ceil(len(panels) / cols))
-    axes = fig.subplots(math.ceil(len(panels) / cols), cols, squeeze=False).ravel()
+    fig, axes = _panel_grid(len(panels))
     for ax, metric in zip(axes, panels):
         for i, (label, line) in enumerate(sorted(_series(rows, x, metric, line_keys, base).items())):
             xs, ys, errs = (np.array(v) for v in zip(*line))
@@ -69,12 +83,7 @@ def plot_measures_vs(rows: Sequence[dict[str, Any]], x: str, varied: Sequence[st
         ax.set_title(f"{metric.removesuffix('_ratio')} / floor" if metric.endswith("_ratio") and metric in PANELS
                      else metric)
         ax.grid(alpha=0.3)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
-    handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), fontsize=8)
-    return save_figure(fig, path)
+    return _finish_grid(fig, axes, len(panels), path, legend_columns=3)
 
 
 def plot_precision_recall(rows: Sequence[dict[str, Any]], varied: Sequence[str], path: str | Path,
@@ -142,9 +151,7 @@ def plot_evolution(records: Sequence[dict[str, Any]], varied: Sequence[str], pat
                     series[label][round(point["epoch"], 6)][metric].append(float(point["columns"][metric]))
     if not series:
         return None
-    cols = 3
-    fig = new_figure(5.0 * cols, 3.6 * math.ceil(len(panels) / cols))
-    axes = fig.subplots(math.ceil(len(panels) / cols), cols, squeeze=False).ravel()
+    fig, axes = _panel_grid(len(panels))
     for ax, metric in zip(axes, panels):
         for i, (label, by_epoch) in enumerate(sorted(series.items())):
             points = [(e, *mean_interval(v[metric])) for e, v in sorted(by_epoch.items()) if v.get(metric)]
@@ -157,12 +164,7 @@ def plot_evolution(records: Sequence[dict[str, Any]], varied: Sequence[str], pat
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
-    handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=8)
-    return save_figure(fig, path)
+    return _finish_grid(fig, axes, len(panels), path, legend_columns=4)
 
 
 def draw_scale_study_figures(rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]],
