@@ -167,12 +167,15 @@ def test_vit_sweep_end_to_end_with_one_optimizer_set(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "1 trials ->" in done.stdout and "optimizer=muon" in done.stdout
     done = _scaleflow("sweep", "--task", "vit", "--axis", "optimizer=adamw,sgd", "--set", "epochs=1",
-                      "--set", "batch_size=256", "--set", "analysis_rows=64", "--seeds", "0,1", "--out", out)
+                      "--set", "batch_size=256", "--set", "analysis_rows=64", "--seeds", "0,1", "--checkpoints", "2",
+                      "--out", out)
     assert done.returncode == 0, done.stderr
     assert "ranked by test_acc" in done.stdout and "scale=tiny: best on test_acc" in done.stdout
     for question in ("1. Scale robustness:", "2. Rank scaling:", "3. Cost:", "4. Generalization:"):
         assert question in done.stdout, question
-    assert sorted(p.name for p in (out / "figures").iterdir()) == ["scale_study.png"]
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["evolution.png", "scale_study.png"]
+    record = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    assert [c["step"] for c in record["result"]["checkpoints"]] == [2, 5]
     redraw = _scaleflow("sweep", "summarize", out, "--metric", "gap_acc")
     assert redraw.returncode == 0 and "ranked by gap_acc" in redraw.stdout, redraw.stderr
     _one_error_line(_scaleflow("sweep", "summarize", out, "--metric", "fd_ratio"), "--metric 'fd_ratio'", "test_acc")

@@ -193,6 +193,8 @@ def sweep(
     name: Optional[str] = typer.Option(None, "--name", help="the sweep's name"),
     task: Optional[str] = typer.Option(None, "--task", help="what each trial runs: train (a flow prior; the "
                                        "default) or vit (the optimizer scale study's classifier)"),
+    checkpoints: Optional[int] = typer.Option(None, "--checkpoints", help="vit sweeps: the same analysis at K evenly "
+                                              "spaced points of training too (= --set checkpoints=K)"),
     jobs: Optional[int] = typer.Option(None, "--jobs", help="trials at a time, each in its own process "
                                        "(default: one per core)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads per trial (default: cores / jobs)"),
@@ -218,6 +220,8 @@ def sweep(
         return
     if folder is not None:
         raise ConfigError(f"unexpected argument {str(folder)!r}: the sweep folder goes in --out")
+    if checkpoints is not None:
+        set_ = [*set_, f"checkpoints={checkpoints}"]
     spec = build_spec(Path(target) if target else None, axis, set_, seeds, name, task)
     metric = metric or TASKS[spec.task].default_metric
     check_metric(metric, task=spec.task)  # before hours of trials, not after
