@@ -7,22 +7,19 @@ killed mid-training resumes from its checkpoint (bit for bit) instead of startin
 """
 from __future__ import annotations
 
-import platform
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-import scaleflow
 from scaleflow.evaluation.evaluate import METRICS, evaluate
 from scaleflow.evaluation.scores import min_samples
 from scaleflow.evaluation.weights import weight_statistics
 from scaleflow.sampling.solvers import SOLVERS
 from scaleflow.sweeps import vit_task
+from scaleflow.sweeps.environment import peak_memory_mb, versions
 from scaleflow.training.config import ConfigError, TrainConfig, make_config
 from scaleflow.training.lock import RunFolderBusy
 from scaleflow.training.run import load_run, resolve_device, train
@@ -73,22 +70,6 @@ def check_trial(options: dict[str, Any], task: str = "train") -> None:
         return vit_task.check_trial(options)
     train_options, _ = split_options(options)
     make_config(train_options)
-
-
-def _peak_memory_mb(device: torch.device) -> dict[str, float]:
-    """Peak resident memory of this process (the whole trial when it has a process of its own), and
-    the peak CUDA allocation when it ran on a GPU."""
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    out = {"peak_rss_mb": round(rss_kb / 1024, 1)}
-    if device.type == "cuda":
-        out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    return out
-
-
-def versions() -> dict[str, str]:
-    """The versions a result depends on."""
-    return {"scaleflow": scaleflow.__version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
 
 
 def _metric_entries(report: dict) -> dict[str, dict]:
@@ -169,7 +150,7 @@ class TrainTask:
             "timing": {"train_seconds": round(summary["wall_seconds"], 2), "trained_here": trained_here,
                        "eval_seconds": round(time.perf_counter() - trained, 2),
                        "threads": torch.get_num_threads()},
-            "memory": _peak_memory_mb(device),
+            "memory": peak_memory_mb(device),
             "run_dir": str(run_dir),
         }
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import math
-import resource
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ from scaleflow.evaluation.activations import NEAR_ZERO, mlp_activation_sparsity
 from scaleflow.evaluation.classification import classification_scores
 from scaleflow.evaluation.weights import weight_statistics
 from scaleflow.files import write_torch
+from scaleflow.sweeps.environment import peak_memory_mb, versions
 from scaleflow.nets import CLASSIFIER_SCALES, count_parameters, create_model
 from scaleflow.training.classifier import ClassifierSettings, checkpoint_steps, train_classifier
 from scaleflow.training.config import ConfigError, validation_message
@@ -148,13 +148,6 @@ def _analysis(model, data, o: VitTrialOptions, device, initial: dict[str, torch.
     return out
 
 
-def _peak_memory_mb(device: torch.device) -> dict[str, float]:
-    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    if device.type == "cuda":
-        out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    return out
-
-
 def _load_state(path: Optional[Path], settings: ClassifierSettings) -> Optional[dict]:
     """The saved state of this trial's training, if any and made with these very settings."""
     if path is None or not path.exists():
@@ -178,8 +171,6 @@ def run_vit_trial(options: dict[str, Any], state_dir: Optional[str | Path] = Non
     SIGTERM / Ctrl-C, a rerun continues from it (the same result as without the stop), and the file is
     removed once the trial is done.
     """
-    from scaleflow.sweeps.tasks import versions  # here: tasks imports this module
-
     o = parse_options(options)
     device = resolve_device(o.device)
     data = load_image_splits(o.data, seed=o.seed, val_fraction=o.val_fraction)
@@ -207,7 +198,7 @@ def run_vit_trial(options: dict[str, Any], state_dir: Optional[str | Path] = Non
         history = train_classifier(model, data, settings, device, checkpoint_steps(steps, o.checkpoints), analyse,
                                    state=state, save_state=save if state_path is not None else None,
                                    save_every=save_every, stop=stop)
-    memory = _peak_memory_mb(device)  # training's peak (with any checkpoint analyses), before the final analysis
+    memory = peak_memory_mb(device)  # training's peak (with any checkpoint analyses), before the final analysis
     last = history["checkpoints"][-1] if history["checkpoints"] else None
     if history["diverged"]:  # no scores, ranks or sparsity of a model that diverged: NaN, left out of every comparison
         analysis = {"columns": {f"{split}_{k}": math.nan for split in ("train", "val", "test") for k in ("loss", "acc")}}
