@@ -21,13 +21,13 @@ from scaleflow.evaluation.activations import NEAR_ZERO, mlp_activation_sparsity
 from scaleflow.evaluation.classification import classification_scores
 from scaleflow.evaluation.weights import weight_statistics
 from scaleflow.files import write_torch
-from scaleflow.sweeps.environment import peak_memory_mb, versions
 from scaleflow.nets import CLASSIFIER_SCALES, count_parameters, create_model
-from scaleflow.training.classifier import ClassifierSettings, checkpoint_steps, train_classifier
+from scaleflow.sweeps.environment import peak_memory_mb, versions
+from scaleflow.training.classifier import ClassifierSettings, checkpoint_steps, train_classifier, training_steps
 from scaleflow.training.config import ConfigError, validation_message
 from scaleflow.training.run import resolve_device
-from scaleflow.training.signals import stop_on_signals
 from scaleflow.training.scale_rules import BASE_LR, REFERENCE_BATCH, WEIGHT_DECAY, batch_size_for, scaled_lr
+from scaleflow.training.signals import stop_on_signals
 
 logger = logging.getLogger(__name__)
 Auto = Literal["auto"]
@@ -62,10 +62,8 @@ class VitTrialOptions(BaseModel):
     seed: int = 0
 
     def model_post_init(self, _context: Any) -> None:
-        for name in ("batch_size",):
-            value = getattr(self, name)
-            if value != "auto" and value < 1:
-                raise ValueError(f"{name}: expected auto or a whole number >= 1, got {value!r}")
+        if self.batch_size != "auto" and self.batch_size < 1:
+            raise ValueError(f"batch_size: expected auto or a whole number >= 1, got {self.batch_size!r}")
         for name in ("lr", "aux_lr"):
             value = getattr(self, name)
             if value != "auto" and not value > 0:
@@ -183,7 +181,6 @@ def run_vit_trial(options: dict[str, Any], state_dir: Optional[str | Path] = Non
     settings = resolve_settings(o, params, len(data.train[1]))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    steps = -(-len(data.train[1]) // settings.batch_size) * settings.epochs
     initial = {name: p.detach().clone() for name, p in model.named_parameters() if p.dim() == 2}
     analyse = lambda step: _analysis(model, data, o, device, initial)  # noqa: E731
     state_path = Path(state_dir) / "state.pt" if state_dir is not None else None
@@ -195,7 +192,7 @@ def run_vit_trial(options: dict[str, Any], state_dir: Optional[str | Path] = Non
 
     started = time.perf_counter()
     with stop_on_signals() as stop:
-        history = train_classifier(model, data, settings, device, checkpoint_steps(steps, o.checkpoints), analyse,
+        history = train_classifier(model, data, settings, device, checkpoint_steps(training_steps(len(data.train[1]), settings), o.checkpoints), analyse,
                                    state=state, save_state=save if state_path is not None else None,
                                    save_every=save_every, stop=stop)
     memory = peak_memory_mb(device)  # training's peak (with any checkpoint analyses), before the final analysis

@@ -22,12 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from scaleflow.data.images import ImageSplits
-from scaleflow.training.optim import SGD_MOMENTUM, make_adamw, make_muon, parameter_groups
+from scaleflow.training.optim import OPTIMIZERS, make_muon, make_optimizer
 from scaleflow.training.schedule import warmup_cosine
 from scaleflow.training.signals import StopRequest, TrainingInterrupted
-
-OPTIMIZERS = ("sgd", "adamw", "muon")
-
 
 @dataclass(frozen=True)
 class ClassifierSettings:
@@ -54,16 +51,12 @@ def make_classifier_optimizer(model: nn.Module, settings: ClassifierSettings) ->
     its peak rate and weight decay. Muon uses torch's "original" per-matrix adjustment (rate x
     max(1, rows/cols)^0.5, Keller Jordan's convention, which the note's 1e-2 belongs to)."""
     s = settings
-    if s.optimizer == "sgd":
-        optimizer = torch.optim.SGD(parameter_groups(model, s.weight_decay), lr=s.lr, momentum=SGD_MOMENTUM,
-                                    foreach=True)
-        names = ["sgd matrices", "sgd vectors"]
-    elif s.optimizer == "adamw":
-        optimizer = make_adamw(model, s.lr, s.weight_decay)
-        names = ["adamw matrices", "adamw vectors"]
-    else:
+    if s.optimizer == "muon":
         optimizer = make_muon(model, s.lr, s.aux_lr, s.weight_decay, adjust_lr_fn="original")
         names = ["muon hidden matrices", "adamw other matrices", "adamw vectors"]
+    else:  # the flow trainer's SGD and AdamW: weight decay on matrices only
+        optimizer = make_optimizer(model, s.optimizer, s.lr, s.weight_decay)
+        names = [f"{s.optimizer} matrices", f"{s.optimizer} vectors"]
     groups = []
     for name, group in zip(names, optimizer.param_groups):
         record = {"group": name, "lr": group["lr"], "weight_decay": group["weight_decay"],
@@ -73,6 +66,11 @@ def make_classifier_optimizer(model: nn.Module, settings: ClassifierSettings) ->
                                      for r, c in sorted({tuple(p.shape) for p in group["params"]})}
         groups.append(record)
     return optimizer, groups
+
+
+def training_steps(train_rows: int, settings: ClassifierSettings) -> int:
+    """How many optimizer steps a training takes: every epoch's batches, the last one possibly short."""
+    return math.ceil(train_rows / settings.batch_size) * settings.epochs
 
 
 def checkpoint_steps(total_steps: int, k: int) -> list[int]:
@@ -102,7 +100,7 @@ def train_classifier(model: nn.Module, data: ImageSplits, settings: ClassifierSe
     images, labels = (t.to(device) for t in data.train)
     n = len(labels)
     steps_per_epoch = math.ceil(n / s.batch_size)
-    total = steps_per_epoch * s.epochs
+    total = training_steps(n, s)
     warmup = int(round(s.warmup_fraction * total))
     model.to(device).train()
     optimizer, lr_groups = make_classifier_optimizer(model, s)
