@@ -7,7 +7,7 @@ import typer
 from rich.text import Text
 from typer.testing import CliRunner
 
-from scaleflow.cli.compare import _best, _cell, compare
+from scaleflow.cli.compare import _best, _cell, _rank_cells, compare
 from scaleflow.training.config import make_config
 from scaleflow.files import write_json, write_safetensors
 from scaleflow.training.run import train
@@ -62,7 +62,7 @@ def test_compare_two_evaluated_runs(runs, tmp_path):
     result = runner.invoke(app, [str(runs["run_a"]), str(runs["run_b"]), "--out", str(out)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for text in ("run_a", "run_b", "fd", "fd_excess", "fd_inf", "validity", "nearest_cosine", "coverage", "arch", "mlp",
-                 "best_val_loss", "(floor"):
+                 "best_val_loss", "(floor", "worst_ratio", "novelty_ratio", "Reading FD", "only by their intervals"):
         assert text in result.stdout, text
     for name in FIGURES:
         assert (out / name).stat().st_size > 0, name
@@ -156,3 +156,15 @@ def test_best_run_by_direction():
     assert _best("fd_excess", [3.0, -0.5]) == 1 and _best("fd_inf", [2.0, 4.0]) == 0 and _best("mmd", [0.1, 0.0]) == 1
     assert _best("nearest_cosine", [0.5, 0.9]) is None  # judged against its floor: no direction
     assert _best("validity", [0.5]) is None
+    # With intervals, only a best that no other run's interval reaches: FD_inf 2 [1, 3] vs 4 [2.5, 5.5] is a tie.
+    assert _best("fd_inf", [2.0, 4.0], [[1.0, 3.0], [2.5, 5.5]]) is None
+    assert _best("fd_inf", [2.0, 4.0], [[1.0, 3.0], [3.5, 4.5]]) == 0
+    assert _best("fd_inf", [2.0, 4.0, 9.0], [[1.0, 3.0], None, [8.0, 10.0]]) == 0  # no interval: nothing to overlap
+
+
+def test_rank_rows_show_the_worst_ratio_and_its_binding_measure():
+    cells = _rank_cells([_eval_report(0), None])
+    report = _eval_report(0)
+    novelty = (1 - report["memorization"]["value"]) / (1 - report["memorization"]["floor"])
+    # Every other term is value / floor = 2 and FD's excess interval starts at 0 (term 1): novelty < 1 binds.
+    assert cells == {"worst_ratio": [f"{novelty:.3g} (novelty)", "-"], "novelty_ratio": [f"{novelty:.3g}", "-"]}

@@ -162,6 +162,12 @@ def test_eval_values(evaluated, text_run):
     # Extrapolated to infinite samples the real draw's FD shrinks towards 0 (n = 40 in 8-D: mostly bias).
     assert abs(fd["floor_inf"]) < 0.5 * fd["floor"] and math.isfinite(fd["fd_inf"])
     assert fd["extrapolation"]["sizes"][0] == 20 and fd["extrapolation"]["sizes"][-1] == 40
+    # FD_inf's interval: the fit rerun on half-samples (sizes halved), 10 times (FD_INF_RESAMPLES < --bootstrap 20).
+    assert fd["fd_inf_ci"][0] < fd["fd_inf"] < fd["fd_inf_ci"][1]
+    assert fd["floor_inf_ci"][0] < fd["floor_inf"] < fd["floor_inf_ci"][1]
+    assert fd["extrapolation"]["resample_sizes"] == sorted({round(s / 2) for s in fd["extrapolation"]["sizes"]})
+    assert fd["extrapolation"]["resamples"] == 10
+    assert report["precision"]["ci_method"].startswith("half-samples")
     # Real training rows are valid 95% of the time by construction: 38 of the 40 drawn.
     assert valid["floor"] == pytest.approx(0.95) and -1 <= valid["threshold"] <= 1
     assert valid["value"] < valid["floor"]
@@ -192,6 +198,12 @@ def test_eval_prints_table(evaluated, text_run):
     floor_rows = [line for line in result.stdout.splitlines() if line.strip("│ ").startswith("floor")]
     assert len(floor_rows) == len(METRICS - NO_FLOOR) + 1  # and fd_inf's floor
     assert "excess" in result.stdout and "extrapolated to infinite samples" in result.stdout
+    lo, hi = report["fd"]["fd_inf_ci"]
+    assert _row(result.stdout, "fd_inf")[2] == f"[{lo:.4g}, {hi:.4g}]"  # FD_inf with its interval
+    assert "Reading FD" in result.stdout and "fit over n = 20..40" in result.stdout
+    # The ranking rule's line: the worst ratio to the floors and the measure that binds it.
+    (rank,) = [line for line in result.stdout.splitlines() if line.startswith("rank: worst ratio")]
+    assert "bound by" in rank and "novelty" in rank
 
 
 def test_eval_refuses_too_few_samples(text_run, cli, user_error):

@@ -7,7 +7,7 @@ import torch
 
 from scaleflow.evaluation.distribution import frechet_distance, frechet_distance_from_moments
 from scaleflow.evaluation.frechet import (SINGULAR_JITTER, _Reference, extrapolation_sizes,
-                                          frechet_distance_infinite, frechet_with_floor)
+                                          frechet_distance_infinite, frechet_infinite_with_floor, frechet_with_floor)
 
 D, N = 64, 400  # n near D: most of FD at n is finite-sample bias, as with 1,000 rows in 384-D
 SCALES = torch.linspace(0.3, 1.5, D, dtype=torch.float64)  # per-dimension standard deviations
@@ -33,6 +33,20 @@ def _gaussians(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, flo
 def test_reference_distance_matches_frechet_distance():
     x, y, _, _ = _gaussians(0)
     assert _Reference(y).distance(x) == pytest.approx(frechet_distance(x, y), rel=1e-9)
+
+
+def test_fewer_rows_than_dimensions_take_the_small_gram_matrix():
+    x, y, _, _ = _gaussians(0)
+    # 40 rows in 64-D: the [40, 40] Gram matrix in place of the [64, 64] product. They share the 39 nonzero
+    # eigenvalues; the product's 25 others are 0 up to round-off, whose square roots (~1e-7 each) are the
+    # only difference from the full computation.
+    reference, rows = _Reference(y), x[:40]
+    product = reference.factor.T @ torch.cov(rows.T) @ reference.factor
+    nonzero = torch.linalg.eigvalsh(product)[-39:].sqrt().sum()
+    mu = rows.mean(0) - reference.mu
+    exact = float(mu.dot(mu) + reference.trace + torch.trace(torch.cov(rows.T)) - 2 * nonzero)
+    assert reference.distance(rows) == pytest.approx(exact, rel=1e-12)
+    assert reference.distance(rows) == pytest.approx(frechet_distance(rows, y), rel=1e-7)
 
 
 def test_singular_reference_is_jittered_within_the_documented_bound():
@@ -118,3 +132,31 @@ def test_fd_inf_uses_both_sets_at_each_size_and_given_sizes():
     assert (out["fd_inf"], out["slope"]) == pytest.approx(tuple(expected), rel=1e-9)
     with pytest.raises(ValueError, match="sizes"):
         frechet_distance_infinite(x, y[:300], sizes=[100, 400])
+
+
+# ----------------------------------------------------------------------------- FD_inf with intervals
+
+
+def test_fd_inf_with_floor_values_are_the_two_fits_and_intervals_hold_them():
+    x, y, x2, true = _gaussians(0)
+    out = frechet_infinite_with_floor(x + 0.5, x2, y, n_resamples=10, seed=3)
+    value, floor = frechet_distance_infinite(x + 0.5, y, seed=3), frechet_distance_infinite(x2, y, seed=3)
+    assert out["fd_inf"] == pytest.approx(value["fd_inf"], rel=1e-9) and out["fd"] == value["fd"]
+    assert out["floor_inf"] == pytest.approx(floor["fd_inf"], rel=1e-9) and out["floor_fd"] == floor["fd"]
+    assert out["sizes"] == extrapolation_sizes(N) and out["resamples"] == 10
+    assert out["resample_sizes"] == sorted({round(s / 2) for s in out["sizes"]})  # the fit on halves
+    lo, hi = out["fd_inf_ci"]
+    assert lo < out["fd_inf"] < hi and out["fd_inf"] - lo == pytest.approx(hi - out["fd_inf"])  # value +- t sd
+    # x + 0.5 is 0.4 from y's mean in every dimension (x: 0.1): FD_inf ~ true + 64 (0.4^2 - 0.1^2) = 12.6,
+    # well clear of the floor's interval, which holds the truth for x2 (3.03).
+    assert out["fd_inf"] == pytest.approx(true + 9.6, rel=0.1) and lo > out["floor_inf_ci"][1]
+    assert out["floor_inf_ci"][0] < true < out["floor_inf_ci"][1]
+    assert frechet_infinite_with_floor(x + 0.5, x2, y, n_resamples=10, seed=3) == out  # seeded
+
+
+def test_fd_inf_interval_needs_two_half_sizes():
+    x, y, x2, _ = _gaussians(0)
+    out = frechet_infinite_with_floor(x[:4], x2[:4], y[:4], n_resamples=5)
+    assert out["fd_inf_ci"] is None and out["floor_inf_ci"] is None and out["resample_sizes"] == []
+    with pytest.raises(ValueError, match="as many rows"):
+        frechet_infinite_with_floor(x, x2[:100], y)

@@ -16,7 +16,10 @@ def test_fd_is_followed_by_its_excess_and_extrapolation():
     rows = metric_entries(report)
     assert list(rows) == ["val_loss", "fd", "fd_excess", "fd_inf", "mmd"]
     assert rows["fd_excess"] == {"value": 98.7, "ci": [94.8, 102.3], "floor": None, "floor_ci": None}
-    assert rows["fd_inf"] == {"value": 88.3, "ci": None, "floor": 0.9, "floor_ci": None}
+    assert rows["fd_inf"] == {"value": 88.3, "ci": None, "floor": 0.9, "floor_ci": None}  # no interval recorded
+    with_intervals = {"fd": {**FD, "fd_inf_ci": [80.1, 96.5], "floor_inf_ci": [-3.2, 5.0]}}
+    assert metric_entries(with_intervals)["fd_inf"] == {"value": 88.3, "ci": [80.1, 96.5], "floor": 0.9,
+                                                        "floor_ci": [-3.2, 5.0]}
     # An older report (no excess, no FD_inf) lines up with a newer one.
     old = {"fd": {"value": 1.0, "ci": [0.9, 1.1], "floor": 0.5}, "mmd": {"value": 0.1, "ci": [0, 0.2], "floor": 0.0}}
     assert metric_names([old, report]) == ["fd", "mmd", "val_loss", "fd_excess", "fd_inf"]

@@ -17,7 +17,8 @@ from rich.table import Table
 from scaleflow.cli.errors import user_errors
 from scaleflow.data.normalization import Standardizer
 from scaleflow.evaluation.plots import plot_embedding_map, plot_metric_bars, plot_quality_vs_nfe, plot_training_curves
-from scaleflow.evaluation.report import HIGHER_IS_BETTER, LOWER_IS_BETTER, metric_entries, metric_names
+from scaleflow.evaluation.ranking import novelty_ratio, worst_ratio
+from scaleflow.evaluation.report import FD_NOTE, HIGHER_IS_BETTER, LOWER_IS_BETTER, metric_entries, metric_names
 from scaleflow.training.config import ConfigError
 from scaleflow.files import read_json, read_safetensors
 from scaleflow.training.run import load_run
@@ -90,16 +91,39 @@ def _cell(entry: Optional[dict]) -> str:
     return text + f" [dim]{escape('(floor ' + _fmt(entry['floor']) + _interval(entry.get('floor_ci')) + ')')}[/]"
 
 
-def _best(name: str, values: list[Optional[float]]) -> Optional[int]:
+def _overlap(a, b) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def _best(name: str, values: list[Optional[float]], intervals: Optional[list] = None) -> Optional[int]:
+    """The run with the best value of a metric that has a direction; with `intervals` (one [lo, hi] or None
+    per run), only a run whose interval overlaps no other run's: two runs are compared by their intervals."""
     finite = [(v, i) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
     if len(finite) < 2 or name not in LOWER_IS_BETTER | HIGHER_IS_BETTER:
         return None
-    return (min if name in LOWER_IS_BETTER else max)(finite)[1]
+    best = (min if name in LOWER_IS_BETTER else max)(finite)[1]
+    if intervals is not None and intervals[best]:
+        if any(intervals[i] and _overlap(intervals[best], intervals[i]) for _, i in finite if i != best):
+            return None
+    return best
+
+
+def _rank_cells(reports: list[Optional[dict]]) -> dict[str, list[str]]:
+    """Rows for the ranking rule (`evaluation.ranking`): the worst ratio to the floors with its binding
+    measure, and the novelty term; "-" where a report lacks a term."""
+    worst, novelty = [], []
+    for report in reports:
+        value, binding = worst_ratio(report) if report else (None, None)
+        worst.append("-" if value is None else f"{value:.3g} ({binding})")
+        ratio = novelty_ratio(report["memorization"]) if report and report.get("memorization") else None
+        novelty.append("-" if ratio is None else f"{ratio:.3g}")
+    return {"worst_ratio": worst, "novelty_ratio": novelty}
 
 
 def comparison_table(runs: list[RunFiles]) -> Table:
-    """Rows: a header block (arch, scale, params, steps, best val loss) then one row per metric;
-    columns: runs. The best value of a metric with a direction is bold green."""
+    """Rows: a header block (arch, scale, params, steps, best val loss), one row per metric, then the ranking
+    rule's worst ratio (with its binding measure) and novelty term; columns: runs. The best value of a
+    metric with a direction is bold green where its interval overlaps no other run's."""
     table = Table(title="runs compared (95% CI; floor = real-vs-real)")
     table.add_column("", style="bold")
     for run in runs:
@@ -116,11 +140,14 @@ def comparison_table(runs: list[RunFiles]) -> Table:
     rows = [metric_entries(r.report) if r.report else {} for r in runs]
     for name in metric_names(r.report for r in runs if r.report):
         entries = [row.get(name) for row in rows]
-        best = _best(name, [e["value"] if e else None for e in entries])
+        best = _best(name, [e["value"] if e else None for e in entries], [e.get("ci") if e else None for e in entries])
         cells = [_cell(e) for e in entries]
         if best is not None:
             cells[best] = f"[bold green]{cells[best]}[/]"
         table.add_row(name, *cells)
+    if any(r.report for r in runs):
+        for name, cells in _rank_cells([r.report for r in runs]).items():
+            table.add_row(name, *cells, style="italic")
     return table
 
 
@@ -183,6 +210,9 @@ def compare(
         raise ConfigError(f"nothing to compare: none of {', '.join(map(str, unique))} has metrics.jsonl or eval.json yet")
     if not quiet:
         console.print(comparison_table(loaded))
+        if evaluated:
+            console.print(f"{FD_NOTE} The best run of a metric is marked only where its interval overlaps no "
+                          "other run's.", highlight=False, soft_wrap=True)
 
     written = []
     if curves:

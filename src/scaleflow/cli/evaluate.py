@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -10,7 +11,8 @@ from rich.table import Table
 
 from scaleflow.cli.errors import user_errors
 from scaleflow.evaluation.evaluate import evaluate
-from scaleflow.evaluation.report import FD_ROWS, metric_entries, ratio_to_floor
+from scaleflow.evaluation.ranking import ranked_ratios, worst_ratio
+from scaleflow.evaluation.report import FD_NOTE, FD_ROWS, INTERVAL_NOTE, metric_entries, ratio_to_floor
 from scaleflow.evaluation.scores import DEFAULT_K, min_samples
 from scaleflow.sampling.solvers import SOLVERS
 from scaleflow.training.config import ConfigError
@@ -40,15 +42,34 @@ def report_table(report: dict, title: str) -> Table:
     return table
 
 
+def _maybe_interval(ci) -> str:
+    return f" {_interval(ci)}" if ci else ""  # older reports have no FD_inf interval: print none
+
+
 def fd_summary(report: dict) -> str:
-    """One line on the Frechet distance: value, floor, excess with interval, and FD_inf when present."""
+    """One line on the Frechet distance: value, floor, excess with interval, and FD_inf (with its interval and
+    fit range) when present."""
     fd = report["fd"]
     line = f"Frechet distance {fd['value']:.4g} (real-vs-real floor {fd['floor']:.4g} at the same n)"
     if fd.get("excess") is not None:
         line += f": excess {fd['excess']:.4g} {_interval(fd['excess_ci'])}"
     if fd.get("fd_inf") is not None:
-        line += f"; extrapolated to infinite samples {fd['fd_inf']:.4g} (floor {fd['floor_inf']:.4g})"
+        line += (f"; extrapolated to infinite samples {fd['fd_inf']:.4g}{_maybe_interval(fd.get('fd_inf_ci'))} "
+                 f"(floor {fd['floor_inf']:.4g}{_maybe_interval(fd.get('floor_inf_ci'))}")
+        sizes = (fd.get("extrapolation") or {}).get("sizes")
+        line += f", fit over n = {sizes[0]}..{sizes[-1]})" if sizes else ")"
     return line
+
+
+def rank_summary(report: dict) -> Optional[str]:
+    """One line on the ranking rule (`evaluation.ranking`): the worst ratio to the floors, its binding measure,
+    and every term; None for a report that lacks a term."""
+    worst, binding = worst_ratio(report)
+    if worst is None:
+        return None
+    terms = ", ".join(f"{name} {ratio:.3g}" for name, ratio in ranked_ratios(report).items())
+    return (f"rank: worst ratio to the floors {worst:.3g}, bound by {binding} ({terms}; 1 is real data's, "
+            "novelty = (1 - memorization) / (1 - held-out rows' memorization), fd = floor / FD)")
 
 
 def evaluate_and_save(run_dir: Path, n: int | None = None, solver: str = "heun", steps: int = 20, bootstrap: int = 200,
@@ -97,4 +118,7 @@ def eval_command(
         Console(stderr=True).print(f"note: --n {settings['n_requested']} is more than the run's {settings['n_train']} "
                                    "training rows (the floor's draw); value and floor both use "
                                    f"{settings['n_generated']}", highlight=False, soft_wrap=True)
-    console.print(f"{fd_summary(report)}; wrote {run / 'eval.json'}")
+    # fd_summary escapes its intervals; the note and the rank line hold no markup.
+    for line in (FD_NOTE, INTERVAL_NOTE, fd_summary(report), rank_summary(report), f"wrote {escape(str(run / 'eval.json'))}"):
+        if line:
+            console.print(line, highlight=False, soft_wrap=True)

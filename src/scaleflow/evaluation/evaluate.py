@@ -70,15 +70,18 @@ STRAIGHTNESS_ROWS = 1000  # trajectories kept in memory: steps x rows x D floats
 def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: int = 20, n_boot: int = 200,
              seed: int = 0, k: int = DEFAULT_K, nfe_solvers: Sequence[str] = ("euler", "heun", "rk4", "dopri5"),
              nfe_steps: Sequence[int] = (1, 2, 4, 8, 16, 32), device: torch.device | str = "cpu",
-             extrapolate: bool = True, noise_scale: float = 1.0) -> tuple[dict, torch.Tensor]:
+             extrapolate: bool = True, noise_scale: float = 1.0,
+             n_boot_inf: Optional[int] = None) -> tuple[dict, torch.Tensor]:
     """Evaluate a loaded run (`training.run.load_run`) against its test split.
 
     Args:
         n_samples: samples to generate (default: as many as the test split has), at least
             `scores.min_samples(k)`; capped at the number of training rows (the floor's draw).
         noise_scale: temperature of the starting noise for the samples and the NFE curve (`generate`).
-        extrapolate: also fit FD_inf and its floor (`frechet.frechet_distance_infinite`), ~2 s of one CPU core
-            at 1,000 samples in 384-D.
+        extrapolate: also fit FD_inf and its floor with their intervals (`frechet.frechet_infinite_with_floor`):
+            ~2 s of one CPU core for the fits at 1,000 samples in 384-D, ~13 s more for the interval's 10
+            half-sample refits (benchmarks/bootstrap_cost.py); `n_boot_inf` sets their number (default
+            `min(n_boot, frechet.FD_INF_RESAMPLES)`).
 
     Returns:
         The report `{metric: {"value", "ci": [lo, hi], "floor", "floor_ci", ...}}` for `METRICS`, plus
@@ -110,7 +113,8 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
     out["reconstruction_mse"] = entry(*mean_ci(rec, n_boot, seed), target=0.1)
 
     to_original = run.standardizer.inverse_transform  # the statistics the run was trained and samples with
-    out.update(score_samples(generated, test, real_draw, train, to_original, n_boot, seed, k, extrapolate))
+    out.update(score_samples(generated, test, real_draw, train, to_original, n_boot, seed, k, extrapolate,
+                             n_boot_inf))
 
     noise = noise_scale * sample_noise(n, dim, seed, device)[:STRAIGHTNESS_ROWS]
     trajectory = integrate(velocity, noise, solver=solver, steps=steps, return_trajectory=True).trajectory

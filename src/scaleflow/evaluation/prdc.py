@@ -66,8 +66,9 @@ def prdc_indicators(
     """Per-point terms whose means are PRDC, for bootstrapping without recomputing distances.
 
     Resampling these rows keeps the kNN radii of the full sets fixed (a conditional
-    bootstrap): cheaper than resampling the embeddings, and free of the duplicate-row bias
-    that resampling embeddings gives kNN radii.
+    bootstrap), which leaves out the noise of the other set and of the radii: too narrow
+    (coverage 80-90% for a 95% interval on a Gaussian toy). `score_samples` redraws both sets
+    instead (`neighbour_bootstrap.prdc_resampled`).
 
     Args:
         real: `[N, D]` real embeddings; fake: `[M, D]` generated ones (N, M > k).

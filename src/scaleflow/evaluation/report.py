@@ -21,6 +21,14 @@ HIGHER_IS_BETTER = frozenset({"precision", "recall", "coverage", "validity"})
 # Rows derived from the "fd" entry: its excess over the floor and its extrapolation to infinite samples.
 FD_ROWS = ("fd_excess", "fd_inf")
 
+# Printed wherever FD / floor is (`scaleflow eval`, `compare`): what FD can and cannot tell.
+FD_NOTE = ("Reading FD: at n ~ 1,000 it reads mostly means and covariances (a Gaussian fitted to the rows can "
+           "sit near its floor), so read it with precision, coverage and validity, which read the samples' support; "
+           "compare two runs' FD_inf only by their intervals.")
+INTERVAL_NOTE = ("Intervals: 95% bootstrap; FD and MMD resample every set, precision/recall/density/coverage/validity/"
+                 "nearest cosine recompute their radii and thresholds on half-samples of every set; memorization's is "
+                 "conditional on the training set and its threshold (they define a copy).")
+
 
 def finite(x) -> bool:
     """A real number (not bool), finite: what a metric value from JSON must be to be drawn or divided."""
@@ -30,8 +38,8 @@ def finite(x) -> bool:
 def metric_entries(report: dict) -> dict[str, dict]:
     """The report's metrics in report order (entries with a "value"; not "nfe_curve", "stats", "settings"),
     each `{"value", "ci", "floor", "floor_ci", ...}`, with "fd_excess" (value - floor: no floor of its own;
-    real data scores 0) and "fd_inf" (no interval) after "fd" when the report has them. Older reports
-    simply lack those keys."""
+    real data scores 0) and "fd_inf" (with "fd_inf_ci" and "floor_inf_ci" as its intervals) after "fd" when
+    the report has them. Older reports simply lack those keys (FD_inf without intervals: ci None)."""
     rows: dict[str, dict] = {}
     for name, entry in report.items():
         if not (isinstance(entry, dict) and "value" in entry):
@@ -41,7 +49,8 @@ def metric_entries(report: dict) -> dict[str, dict]:
             rows["fd_excess"] = {"value": entry["excess"], "ci": entry.get("excess_ci"), "floor": None,
                                  "floor_ci": None}
         if name == "fd" and entry.get("fd_inf") is not None:
-            rows["fd_inf"] = {"value": entry["fd_inf"], "ci": None, "floor": entry.get("floor_inf"), "floor_ci": None}
+            rows["fd_inf"] = {"value": entry["fd_inf"], "ci": entry.get("fd_inf_ci"), "floor": entry.get("floor_inf"),
+                              "floor_ci": entry.get("floor_inf_ci")}
     return rows
 
 

@@ -1,15 +1,23 @@
 """Every metric of a set of samples against the test split, each next to its real-vs-real floor, both
-with bootstrap intervals. No network needed: `evaluate` calls it on generated samples, and tests (or a
-search) on any rows.
+with 95% intervals. No network needed: `evaluate` calls it on generated samples, and tests (or a search)
+on any rows.
 
 Floor: the same metric for a draw of real *training* rows of the same size as the samples, against the
 same test rows. Exception: the memorization floor is the test rows' own rate (training rows would find
 themselves at distance 0).
 
 Intervals: the floor's are computed exactly as the value's, on the real draw in place of the samples.
-FD and MMD resample both sets (with the test rows); PRDC, memorization, validity and nearest_cosine
-bootstrap their per-row terms, holding the full sets' kNN radii and thresholds fixed (the validity
-threshold belongs to the reference, not to a resample); diversity resamples its rows.
+Each resamples every set the metric reads and recomputes what those sets define:
+- FD: samples, real draw and test rows with replacement, jointly, bias-shifted (`frechet_with_floor`);
+  FD_inf: half-samples of all three, the extrapolation refitted (`frechet_infinite_with_floor`).
+- MMD: samples and test rows with replacement, copies not paired with themselves.
+- precision, recall, density, coverage, validity, nearest_cosine: half-samples of the samples, the test
+  rows and the real draw, with the kNN radii of both PRDC sets, validity's threshold and each row's
+  nearest test row recomputed in every half (`neighbour_bootstrap`; the conditional bootstrap these
+  replace held them fixed and was too narrow).
+- memorization: the samples (the floor: the test rows). The training set and its threshold are not
+  resampled: "copies of the rows the prior was trained on" is defined by that one set.
+- diversity: its rows, with replacement, bias-shifted.
 
 Spaces: FD, MMD, PRDC and memorization in the space given (the network's normalized space in
 `evaluate`); diversity and validity in the original space (`to_original`), where cosine similarity
@@ -22,16 +30,19 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from scaleflow.data.prepare import PRDC_NEIGHBOURS
-from scaleflow.evaluation.bootstrap import bootstrap_ci
 from scaleflow.evaluation.distribution import median_pairwise_distance, mmd_rbf_bootstrap
 from scaleflow.evaluation.diversity import mean_pairwise_cosine_distance
-from scaleflow.evaluation.frechet import frechet_distance_infinite, frechet_with_floor
+from scaleflow.evaluation.frechet import FD_INF_RESAMPLES, frechet_infinite_with_floor, frechet_with_floor
 from scaleflow.evaluation.memorization import memorization_rate, nearest_neighbor_distances
-from scaleflow.evaluation.prdc import prdc_indicators
+from scaleflow.evaluation.neighbour_bootstrap import (MAX_ROWS, half_sample_indices, prdc_resampled, subset_indices,
+                                                      validity_resampled)
+from scaleflow.evaluation.prdc import precision_recall_density_coverage
 from scaleflow.evaluation.validity import validity
+from scaleflow.stats.bootstrap import bootstrap_ci, percentile_interval
 
 SAMPLE_METRICS = ("fd", "mmd", "precision", "recall", "density", "coverage", "memorization", "diversity",
                   "validity", "nearest_cosine")
+CI_METHOD = "half-samples of samples, test rows and real draw; radii and threshold recomputed"
 DEFAULT_K = PRDC_NEIGHBOURS  # 5, as the paper recommends; the data's minimum splits are made for it
 
 
@@ -55,9 +66,54 @@ def entry(value: float, ci: Sequence[float], floor: Optional[float] = None,
             "floor_ci": pair(floor_ci), **extra}
 
 
+def neighbour_metrics(samples: torch.Tensor, test: torch.Tensor, real_draw: torch.Tensor,
+                      to_original: Callable[[torch.Tensor], torch.Tensor], n_boot: int, seed: int,
+                      k: int) -> dict[str, dict]:
+    """Entries for precision, recall, density, coverage, validity and nearest_cosine: values on the full
+    sets, intervals from `n_boot` half-samples of the samples, the test rows and the real draw together
+    (radii, threshold and nearest rows recomputed in each; `neighbour_bootstrap`).
+
+    Args: as `score_samples` (`samples`, `real_draw`: `[N, D]`, `test`: `[M, D]`, in the space of PRDC).
+    """
+    samples_raw, test_raw, real_raw = to_original(samples), to_original(test), to_original(real_draw)
+    fake, real = (precision_recall_density_coverage(test, x, k) for x in (samples, real_draw))
+    valid = validity(samples_raw, test_raw, real_raw)
+
+    g = torch.Generator().manual_seed(seed)
+    keep = [subset_indices(len(x), MAX_ROWS, g) for x in (samples, test, real_draw)]
+    s, t, r, s_raw, t_raw, r_raw = (x[i.to(x.device)] for x, i in zip(
+        (samples, test, real_draw, samples_raw, test_raw, real_raw), keep + keep))
+    halves_s, halves_t, halves_r = (half_sample_indices(len(i), n_boot, g) for i in keep)
+    fake_b, real_b = prdc_resampled(t, s, k, halves_t, halves_s), prdc_resampled(t, r, k, halves_t, halves_r)
+    valid_b = validity_resampled(s_raw, t_raw, r_raw, valid.quantile, halves_s, halves_t, halves_r)
+
+    def interval(value: float, resampled: torch.Tensor, bounds: tuple[float, float]) -> tuple[float, float]:
+        # Held to contain the value it is reported with: a constant metric (validity's floor is 0.95 by
+        # construction in every half) would otherwise land an ulp off it through the centering.
+        lo, hi = percentile_interval(resampled, center=value, bounds=bounds)
+        return min(lo, value), max(hi, value)
+
+    out: dict[str, dict] = {}
+    for name in ("precision", "recall", "density", "coverage"):
+        bounds = (0.0, float("inf")) if name == "density" else (0.0, 1.0)
+        out[name] = entry(fake[name], interval(fake[name], fake_b[name], bounds), real[name],
+                          interval(real[name], real_b[name], bounds), k=k, ci_method=CI_METHOD)
+    out["validity"] = entry(valid.value, interval(valid.value, valid_b["valid"], (0.0, 1.0)), valid.floor,
+                            interval(valid.floor, valid_b["floor_valid"], (0.0, 1.0)), threshold=valid.threshold,
+                            quantile=valid.quantile, space="original", ci_method=CI_METHOD,
+                            rule=f"valid iff cosine to the nearest test row >= {valid.threshold:.6g}, the "
+                                 f"{valid.quantile:g} quantile of the real draw's nearest-test cosines")
+    out["nearest_cosine"] = entry(
+        valid.nearest_cosine, interval(valid.nearest_cosine, valid_b["nearest_cosine"], (-1.0, 1.0)),
+        valid.floor_nearest_cosine, interval(valid.floor_nearest_cosine, valid_b["floor_nearest_cosine"],
+                                             (-1.0, 1.0)), space="original", ci_method=CI_METHOD)
+    return out
+
+
 def score_samples(samples: torch.Tensor, test: torch.Tensor, real_draw: torch.Tensor, train: torch.Tensor,
                   to_original: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, n_boot: int = 200,
-                  seed: int = 0, k: int = DEFAULT_K, extrapolate: bool = True) -> dict:
+                  seed: int = 0, k: int = DEFAULT_K, extrapolate: bool = True,
+                  n_boot_inf: Optional[int] = None) -> dict:
     """Score `samples: [N, D]` against `test: [M, D]`, the floor being `real_draw: [N, D]` (training rows).
 
     Args:
@@ -66,12 +122,16 @@ def score_samples(samples: torch.Tensor, test: torch.Tensor, real_draw: torch.Te
         real_draw: N training rows, as many as samples, so value and floor share every sample size.
         train: the training set `[T, D]` (memorization looks for copies of it).
         to_original: maps rows to the original embedding space for diversity and validity (default: none).
-        n_boot: bootstrap resamples per interval. seed: seeds every draw. k: PRDC neighbours.
-        extrapolate: also fit FD_inf and its floor (`frechet_distance_infinite`).
+        n_boot: resamples per interval. seed: seeds every draw. k: PRDC neighbours.
+        extrapolate: also fit FD_inf and its floor, with intervals (`frechet_infinite_with_floor`).
+        n_boot_inf: half-sample refits behind FD_inf's interval (default: `min(n_boot, FD_INF_RESAMPLES)`,
+            at least 2); each costs about as much as the fit itself.
 
     Returns:
         `{name: entry}` for `SAMPLE_METRICS`, each `{"value", "ci", "floor", "floor_ci", ...}`; "fd" adds
-        "excess", "excess_ci", "fd_inf", "floor_inf", "extrapolation"; "validity" adds "threshold".
+        "excess", "excess_ci", "fd_inf", "floor_inf", "fd_inf_ci", "floor_inf_ci" and "extrapolation" (the
+        fit: its model, sizes, mean FDs, and the resamples behind the intervals); "validity" adds
+        "threshold"; the half-sampled metrics add "ci_method".
     """
     n = len(samples)
     if len(real_draw) != n:
@@ -84,13 +144,16 @@ def score_samples(samples: torch.Tensor, test: torch.Tensor, real_draw: torch.Te
 
     fd = frechet_with_floor(samples, real_draw, test, n_boot, seed=seed)
     out["fd"] = entry(fd["value"], fd["ci"], fd["floor"], fd["floor_ci"], excess=fd["excess"],
-                      excess_ci=fd["excess_ci"], fd_inf=None, floor_inf=None)
+                      excess_ci=fd["excess_ci"], fd_inf=None, floor_inf=None, fd_inf_ci=None, floor_inf_ci=None)
     if extrapolate:
-        value_inf = frechet_distance_infinite(samples, test, seed=seed)
-        floor_inf = frechet_distance_infinite(real_draw, test, seed=seed)
-        out["fd"].update(fd_inf=value_inf["fd_inf"], floor_inf=floor_inf["fd_inf"], extrapolation={
-            "model": "FD(n) = FD_inf + k / n", "sizes": value_inf["sizes"], "fd": value_inf["fd"],
-            "floor_fd": floor_inf["fd"]})
+        resamples = max(2, min(n_boot, FD_INF_RESAMPLES) if n_boot_inf is None else n_boot_inf)
+        inf = frechet_infinite_with_floor(samples, real_draw, test, resamples, seed=seed)
+        out["fd"].update(fd_inf=inf["fd_inf"], floor_inf=inf["floor_inf"], fd_inf_ci=inf["fd_inf_ci"],
+                         floor_inf_ci=inf["floor_inf_ci"], extrapolation={
+                             "model": "FD(n) = FD_inf + k / n", "sizes": inf["sizes"], "fd": inf["fd"],
+                             "floor_fd": inf["floor_fd"], "resample_sizes": inf["resample_sizes"],
+                             "resamples": inf["resamples"],
+                             "interval": "value +- t sd of the fit rerun on half-samples of every set"})
 
     # One kernel scale for value, floor and every resample, so they are comparable. The unbiased MMD of
     # real vs real is ~0 (and can be negative): read it by its interval, never as a ratio to the floor.
@@ -99,29 +162,24 @@ def score_samples(samples: torch.Tensor, test: torch.Tensor, real_draw: torch.Te
     floor, floor_ci = mmd_rbf_bootstrap(real_draw, test, bandwidths, n_boot, seed=seed)
     out["mmd"] = entry(value, ci, floor, floor_ci, bandwidths=bandwidths)
 
-    fake, real = prdc_indicators(test, samples, k), prdc_indicators(test, real_draw, k)
-    for name in ("precision", "recall", "density", "coverage"):
-        out[name] = entry(*mean_ci(fake[name], n_boot, seed), *mean_ci(real[name], n_boot, seed), k=k)
+    neighbours = neighbour_metrics(samples, test, real_draw, to_original, n_boot, seed, k)
+    out.update((name, neighbours[name]) for name in ("precision", "recall", "density", "coverage"))
 
     # Floor: the rate of held-out test rows (a real draw of training rows would find itself at distance 0).
+    # Per-row terms given the training set, so a bootstrap of their mean is the whole story (module docstring).
     memo = memorization_rate(samples, train, return_distances=True)
     copies = (memo["nn_distances"] < memo["threshold"]).double()
     held_out = (nearest_neighbor_distances(test, train) < memo["threshold"]).double()
     out["memorization"] = entry(*mean_ci(copies, n_boot, seed), *mean_ci(held_out, n_boot, seed), rule=memo["rule"],
-                                nn_distance_quantiles=memo["nn_distance_quantiles"])
+                                nn_distance_quantiles=memo["nn_distance_quantiles"],
+                                ci_method="bootstrap of the samples (floor: the test rows), conditional on the "
+                                          "training set and its threshold, which define a copy")
 
-    samples_raw, real_raw, test_raw = to_original(samples), to_original(real_draw), to_original(test)
+    samples_raw, real_raw = to_original(samples), to_original(real_draw)
     value, ci = bootstrap_ci(mean_pairwise_cosine_distance, samples_raw, n_resamples=n_boot, seed=seed,
                              correct_bias=True)  # copies in a resample lower the diversity
     floor, floor_ci = bootstrap_ci(mean_pairwise_cosine_distance, real_raw, n_resamples=n_boot, seed=seed,
                                    correct_bias=True)
     out["diversity"] = entry(value, ci, floor, floor_ci, space="original")
-
-    valid = validity(samples_raw, test_raw, real_raw)
-    out["validity"] = entry(*mean_ci(valid.valid, n_boot, seed), *mean_ci(valid.real_valid, n_boot, seed),
-                            threshold=valid.threshold, quantile=valid.quantile, space="original",
-                            rule=f"valid iff cosine to the nearest test row >= {valid.threshold:.6g}, the "
-                                 f"{valid.quantile:g} quantile of the real draw's nearest-test cosines")
-    out["nearest_cosine"] = entry(*mean_ci(valid.cosines, n_boot, seed), *mean_ci(valid.real_cosines, n_boot, seed),
-                                  space="original")
+    out["validity"], out["nearest_cosine"] = neighbours["validity"], neighbours["nearest_cosine"]
     return out

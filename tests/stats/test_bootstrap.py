@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from scaleflow.evaluation.bootstrap import bootstrap_ci
+from scaleflow.stats.bootstrap import bootstrap_ci
 
 
 def _mean(x):

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import torch
 
-from scaleflow.evaluation.distribution import ArrayLike
+ArrayLike = Union[torch.Tensor, np.ndarray]
 
 
 def _take_rows(a: ArrayLike, idx: torch.Tensor) -> ArrayLike:
@@ -38,6 +38,7 @@ def bootstrap_ci(
     neighbours or exclude self-pairs (PRDC, memorization, unbiased MMD) treat a duplicate as
     a neighbour at distance 0, so their bootstrap distribution is shifted and the interval
     need not contain the full-data value; read it as a spread, not an unbiased interval.
+    (`evaluation.neighbour_bootstrap` draws half-samples without replacement for those.)
     Means and moment-based metrics (e.g. norm statistics) are fine.
 
     Args:
@@ -77,8 +78,29 @@ def bootstrap_ci(
     for b in range(n_resamples):
         resampled = [_take_rows(a, torch.randint(n, (n,), generator=generator)) for a, n in zip(arrays, sizes)]
         stats[b] = float(metric_fn(*resampled))
-    if correct_bias:
-        stats -= stats.mean() - value
+    return value, percentile_interval(stats, confidence, center=value if correct_bias else None)
+
+
+def percentile_interval(resampled: ArrayLike, confidence: float = 0.95, center: float | None = None,
+                        bounds: tuple[float, float] = (-float("inf"), float("inf"))) -> tuple[float, float]:
+    """The ((1 - confidence)/2, (1 + confidence)/2) quantiles of `resampled: [B]` values of a metric.
+
+    Args:
+        resampled: the metric on each resample.
+        confidence: interval coverage in (0, 1).
+        center: if given, the values are first shifted by `mean(resampled) - center`: the interval keeps
+            their spread around the full-data value. For resamples that measure a shifted quantity (a
+            bootstrap's copies shrink the effective sample; a half-sample measures the metric at n/2).
+        bounds: the metric's range (e.g. (0, 1) for a share); the interval is clipped to it.
+
+    Returns:
+        (lo, hi) as floats (linear interpolation, as `numpy.percentile`).
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence}")
+    stats = torch.as_tensor(resampled, dtype=torch.float64).flatten()
+    if center is not None:
+        stats = stats - (stats.mean() - center)
     alpha = (1.0 - confidence) / 2.0
-    lo, hi = torch.quantile(stats, torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64))
-    return value, (float(lo), float(hi))
+    lo, hi = torch.quantile(stats, torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64)).clamp(*bounds)
+    return float(lo), float(hi)
