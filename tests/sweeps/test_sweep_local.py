@@ -1,9 +1,13 @@
-"""run_sweep: every trial once, failures recorded, a killed sweep resumed without repeats."""
+"""run_sweep: every trial once, failures recorded, a killed sweep resumed without repeats, one sweep per folder."""
 import json
+import subprocess
+import sys
 
 import pytest
 
+from scaleflow.storage import folder_lock as locks
 from scaleflow.sweeps import ResultStore, SweepSpec, expand, run_sweep, trial_id
+from scaleflow.sweeps.records import SweepFolderBusy
 from scaleflow.training.config import ConfigError
 
 SPEC = SweepSpec(name="t", axes={"lr": [1, 2, 3], "batch_size": [8, 16]}, fixed={"steps": 5}, seeds=[0, 1])
@@ -128,3 +132,53 @@ def test_an_interrupted_training_stops_the_sweep_unrecorded(tmp_path):
     with pytest.raises(TrainingInterrupted):
         run_sweep(SPEC, tmp_path, stopped)
     assert ResultStore(tmp_path).records() == []  # not a failure: it runs again next time
+
+
+# Another process holding FOLDER's lock with the storage module itself (loaded by path: fast, no torch).
+HOLD = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("folder_lock", sys.argv[1])
+lock = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lock)
+with lock.folder_lock(sys.argv[2]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_second_sweep_into_a_busy_folder_is_refused_in_one_line(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, locks.__file__, str(tmp_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        trial = FakeTrial()
+        with pytest.raises(SweepFolderBusy) as info:
+            run_sweep(SPEC, tmp_path, trial)
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
+    message = str(info.value)
+    assert isinstance(info.value, ConfigError) and "\n" not in message
+    assert message.startswith(f"{tmp_path}: another sweep is writing this folder (pid {holder.pid} on ")
+    assert message.endswith("wait for it to finish or stop it, or choose another --out")
+    assert trial.calls == [] and not (tmp_path / "results.jsonl").exists() and not (tmp_path / "spec.json").exists()
+    assert len(run_sweep(SPEC, tmp_path, FakeTrial())) == 12  # the holder is gone (kill -9): no stale lock
+
+
+def test_the_sweep_holds_its_folder_while_it_runs(tmp_path):
+    import fcntl
+    import os
+
+    def someone_else_can_lock() -> bool:
+        fd = os.open(tmp_path / ".lock", os.O_RDONLY)  # a second open stands for another process
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    held = []
+    run_sweep(SweepSpec(name="h", axes={"lr": [1, 2]}), tmp_path, lambda o: held.append(someone_else_can_lock()) or {})
+    assert held == [False, False] and someone_else_can_lock()  # held through every trial, released after

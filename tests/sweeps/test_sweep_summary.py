@@ -1,11 +1,15 @@
-"""Summaries of sweep records: flat rows with ratios to floors, t intervals over seeds, winners."""
+"""Summaries of sweep records: flat rows with ratios to floors, t intervals over seeds, winners with the
+interval of their lead, paired over seeds, and the lead again on seeds that did not choose the winner."""
 import csv
 import io
 import math
 
+import numpy as np
 import pytest
+from scipy import stats
 
-from scaleflow.sweeps.summary import aggregate, csv_text, flatten, mean_interval, winners
+from scaleflow.stats import welch_difference
+from scaleflow.sweeps.summary import aggregate, csv_text, flatten, winners
 
 
 def _record(tid, config, fd=60.0, precision=0.9, recall=0.8, coverage=0.95, validity=0.9, status="ok"):
@@ -54,13 +58,6 @@ def test_csv_has_the_union_of_columns():
     assert parsed[1]["fd"] == "" and parsed[1]["error"] == "RuntimeError: nan" and float(parsed[0]["fd"]) == 60.0
 
 
-def test_mean_interval_is_the_t_interval():
-    mean, ci = mean_interval([1.0, 2.0, 3.0])
-    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
-    assert mean == 2.0 and ci == pytest.approx([2 - half, 2 + half])
-    assert mean_interval([5.0]) == (5.0, None)
-
-
 def _rows(values_by_setting, n_train=1000):
     rows = []
     for arch, values in values_by_setting.items():
@@ -76,17 +73,63 @@ def test_aggregate_pools_seeds_and_counts_failures():
     (group,) = aggregate(rows, "recall_ratio", ["arch"])
     assert group["setting"] == "arch=dit" and group["n"] == 3 and group["n_failed"] == 1
     assert group["mean"] == pytest.approx(0.82)
+    assert group["by_seed"] == {0: 0.8, 1: 0.82, 2: 0.84}  # what pairs it with another setting
+    # A seed that repeats within a setting cannot be paired: no by_seed, so differences fall back to Welch.
+    (twice,) = aggregate(rows + _rows({"dit": [0.5]}), "recall_ratio", ["arch"])
+    assert twice["n"] == 4 and twice["by_seed"] is None
 
 
 def test_winner_per_data_size_with_the_interval_of_its_lead():
-    rows = _rows({"dit": [0.90, 0.91, 0.92], "mlp": [0.70, 0.71, 0.72]}, 1000)
+    rows = _rows({"dit": [0.90, 0.93, 0.92], "mlp": [0.70, 0.71, 0.72]}, 1000)
     rows += _rows({"dit": [0.80, 0.90, 0.70], "mlp": [0.81, 0.71, 0.91]}, 10000)
     found = {w["n_train"]: w for w in winners(rows, "recall_ratio", ["arch", "n_train"])}
     clear = found[1000]
     assert clear["best"]["setting"] == "arch=dit" and clear["runner_up"]["setting"] == "arch=mlp"
-    assert clear["lead"] == pytest.approx(0.2) and clear["lead_ci"][0] > 0 and clear["verdict"] == "a difference"
+    d = np.array([0.20, 0.22, 0.20])  # dit - mlp, seed by seed
+    half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
+    assert clear["lead"] == pytest.approx(d.mean()) and clear["lead_ci"] == pytest.approx([d.mean() - half, d.mean() + half])
+    assert clear["lead_width"] == pytest.approx(2 * half) and clear["method"] == "paired" and clear["n_settings"] == 2
+    assert clear["lead_p"] == pytest.approx(stats.ttest_rel([0.90, 0.93, 0.92], [0.70, 0.71, 0.72]).pvalue)
+    assert clear["verdict"] == "arch=dit better ([+0.178, +0.2354], width 0.0574, paired, 3 seeds)"
+    assert clear["selection"].startswith("best and runner-up chosen by their means among 2 settings, on the same "
+                                         "seeds the lead is measured on: the lead is optimistic")
+    assert clear["held_out"] is None  # 3 seeds: too few to split
     tied = found[10000]
-    assert tied["lead_ci"][0] < 0 < tied["lead_ci"][1] and tied["verdict"].startswith("no difference")
+    assert tied["lead_ci"][0] < 0 < tied["lead_ci"][1]
+    assert tied["verdict"].startswith("no difference at this precision ([") and ", width " in tied["verdict"]
+
+
+def test_paired_lead_finds_what_welch_loses_in_the_spread_over_seeds():
+    # Seeds move every setting together (0.70 .. 0.90); dit stays 0.02 +- 0.001 above mlp on each.
+    dit, mlp = [0.700, 0.800, 0.900, 0.750], [0.679, 0.781, 0.880, 0.731]
+    (w,) = winners(_rows({"dit": dit, "mlp": mlp, "unet": [0.5, 0.6, 0.7, 0.55]}), "recall_ratio", ["arch"])
+    assert w["method"] == "paired" and w["lead"] == pytest.approx(0.01975) and w["lead_ci"][0] > 0
+    assert w["verdict"].startswith("arch=dit better (")
+    welch = welch_difference(dit, mlp)
+    assert welch.ci[0] < 0 < welch.ci[1] and welch.width > 50 * w["lead_width"]
+    assert "among 3 settings" in w["selection"] and "held_out measures it on seeds not used" in w["selection"]
+    # Held out: seeds 1 and 3 pick the order (dit, mlp), seeds 0 and 2 measure the lead: 0.021 and 0.020.
+    held = w["held_out"]
+    assert held["pick_seeds"] == [1, 3] and held["measure_seeds"] == [0, 2]
+    assert (held["best"], held["runner_up"], held["method"]) == ("arch=dit", "arch=mlp", "paired")
+    half = stats.t.ppf(0.975, 1) * np.std([0.021, 0.020], ddof=1) / math.sqrt(2)
+    assert held["lead"] == pytest.approx(0.0205) and held["lead_ci"] == pytest.approx([0.0205 - half, 0.0205 + half])
+    assert held["verdict"].startswith("arch=dit better ([+0.01415, +0.02685], width 0.0127, paired, 2 seeds")
+
+
+def test_held_out_seeds_can_undo_a_lucky_winner():
+    # "b" is best on the full means only through its luck on seeds 1 and 3 (+0.03 each).
+    seed_effect = np.array([0.70, 0.80, 0.90, 0.75])
+    rows = _rows({"a": list(seed_effect), "b": list(seed_effect + [0.001, 0.03, -0.001, 0.03]),
+                  "c": list(seed_effect + [0.0, -0.002, 0.002, 0.0])})
+    (w,) = winners(rows, "recall_ratio", ["arch"])
+    assert (w["best"]["setting"], w["runner_up"]["setting"]) == ("arch=b", "arch=a")
+    assert w["lead"] == pytest.approx(0.015)
+    # Seeds 1 and 3 pick b over a again; on seeds 0 and 2 its lead is +0.001 and -0.001: nothing.
+    held = w["held_out"]
+    assert (held["best"], held["runner_up"]) == ("arch=b", "arch=a")
+    assert held["lead"] == pytest.approx(0.0, abs=1e-12)
+    assert held["verdict"].startswith("no difference at this precision ([-0.01271, +0.01271], width 0.0254, paired")
 
 
 def test_lower_is_better_metrics_rank_the_other_way_and_one_seed_has_no_interval():
@@ -94,7 +137,14 @@ def test_lower_is_better_metrics_rank_the_other_way_and_one_seed_has_no_interval
             flatten(_record("b", {"arch": "mlp", "seed": 0}, fd=70.0))]
     (w,) = winners(rows, "fd", ["arch"])
     assert w["best"]["setting"] == "arch=dit" and w["lead"] == pytest.approx(15.0)
-    assert w["lead_ci"] is None and w["verdict"].startswith("one seed")
+    assert w["lead_ci"] is None and w["lead_width"] is None and w["method"] == "none"
+    assert w["verdict"] == "cannot tell: one seed on a side, no interval"
+    # Lower is better: the lead is positive where the best is lower, on every seed.
+    rows = [flatten(_record(f"{arch}{s}", {"arch": arch, "seed": s}, fd=fd + 10 * s + (0.5 if (s, arch) == (1, "dit") else 0)))
+            for arch, fd in (("dit", 55.0), ("mlp", 60.0)) for s in range(3)]
+    (w,) = winners(rows, "fd", ["arch"])
+    assert w["best"]["setting"] == "arch=dit" and w["lead"] == pytest.approx(14.5 / 3) and w["method"] == "paired"
+    assert w["verdict"].startswith("arch=dit better (")
 
 
 def test_screen_settings_are_named_by_how_they_differ_from_the_base():

@@ -1,5 +1,5 @@
 """The `vit` sweep task: options validated in one place, the note's rules resolved and recorded, a
-trial's record, a vit sweep summarized (figures, the four questions answered with intervals)."""
+trial's record, a vit sweep summarized (figures, the four questions answered: tests/sweeps/test_scale_study.py)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,6 @@ import torch
 from scaleflow.sweeps.design import expand
 from scaleflow.sweeps.local import run_sweep
 from scaleflow.sweeps.report import summarize_sweep
-from scaleflow.sweeps.scale_study import answer_questions, compare_at_scales, slope_vs_log_params
 from scaleflow.sweeps.spec import SweepSpec
 from scaleflow.sweeps.tasks import TASKS, check_trial, known_options
 from scaleflow.sweeps.vit_task import VitTrialOptions, resolve_settings, run_vit_trial
@@ -67,78 +66,6 @@ def test_a_diverged_trial_is_recorded_without_scores():
     assert c["diverged"] and result["train"]["diverged_at_step"] is not None
     assert all(math.isnan(c[k]) for k in ("test_acc", "train_acc", "gap_acc", "test_loss"))
     assert "effective_rank_ratio.hidden" not in c and result["weights"] == {}
-
-
-def _row(optimizer, scale, params, seed, acc, gap, rank, seconds):
-    return {"status": "ok", "optimizer": optimizer, "scale": scale, "params": params, "seed": seed, "test_acc": acc,
-            "gap_acc": gap, "effective_rank_ratio.hidden": rank, "update_effective_rank_ratio.hidden": rank / 2,
-            "train_seconds": seconds * (1 + 0.01 * seed), "steps_per_second": 1 / seconds}
-
-
-def _rows(n_seeds=3):
-    rows = []
-    for seed in range(n_seeds):
-        wiggle = 0.002 * (seed - 1)
-        for scale, params, base in (("tiny", 1_000, 0.80), ("small", 10_000, 0.85)):
-            rows.append(_row("adamw", scale, params, seed, base + wiggle, 0.10 + wiggle, 0.5 + wiggle, 10.0))
-            rows.append(_row("muon", scale, params, seed, base + 0.05 + wiggle, 0.10 - wiggle, 0.3 + 0.1 * (params == 10_000) + wiggle, 15.0))
-    return rows
-
-
-def test_questions_are_answered_with_intervals_and_verdicts():
-    answers = answer_questions(_rows())
-    robust = answers["scale_robustness"]["by_pair"]["muon-adamw"]
-    assert [c["difference"] for c in robust] == [pytest.approx(0.05), pytest.approx(0.05)]
-    assert all(c["verdict"] == "muon higher" and c["ci"][0] > 0 for c in robust)
-    assert "At the largest scale where both ran (small) muon has the higher test accuracy" in \
-        answers["scale_robustness"]["answer"]
-    assert "2 of 2 scales" in answers["scale_robustness"]["answer"]
-    rank = answers["rank_scaling"]["slopes"]
-    assert rank["adamw"]["slope"] == pytest.approx(0.0, abs=1e-9) and rank["muon"]["slope"] == pytest.approx(0.1)
-    assert "adamw has the higher effective rank of the weights" in answers["rank_scaling"]["answer"]
-    assert "muon +0.1000 [" in answers["rank_scaling"]["answer"] and "(rises)" in answers["rank_scaling"]["answer"]
-    cost = answers["cost"]["time_ratios"]["muon-adamw"]
-    assert cost[0]["ratio"] == pytest.approx(1.5) and cost[0]["ci"][0] < 1.5 < cost[0]["ci"][1]
-    assert cost[0]["verdict"] == "muon slower"
-    assert answers["cost"]["answer"].startswith("muon's training time over adamw's: 1.50x [")
-    gap = answers["generalization"]["by_pair"]["muon-adamw"][-1]
-    assert gap["verdict"].startswith("cannot tell") and "cannot tell" in answers["generalization"]["answer"]
-
-
-def test_one_seed_cannot_tell_and_one_optimizer_cannot_compare():
-    one = compare_at_scales(_rows(1), "test_acc", "muon", "adamw")
-    assert all(c["ci"] is None and c["verdict"] == "cannot tell (one seed)" for c in one)
-    assert "cannot tell" in answer_questions(_rows(1))["scale_robustness"]["answer"]
-    only_adamw = [r for r in _rows() if r["optimizer"] == "adamw"]
-    assert "at least two optimizers" in answer_questions(only_adamw)["cost"]["answer"]
-    assert slope_vs_log_params(_rows(1)[:2], "test_acc", "adamw") is None
-    one_scale = [r for r in _rows() if r["scale"] == "tiny"]
-    assert answer_questions(one_scale)["cost"]["answer"].startswith("muon's training time over adamw's: 1.50x [1.4")
-
-
-def test_ties_diverged_trials_and_other_varied_options_are_said_as_such():
-    tie = [_row(o, "tiny", 1_000, seed, 0.9, 0.1, 0.5, 10.0 + seed) for o in ("adamw", "muon") for seed in (0, 1)]
-    (c,) = compare_at_scales(tie, "test_acc", "muon", "adamw")
-    assert c["verdict"] == "cannot tell (identical)"
-    flat = [_row("adamw", "tiny", 1_000, s, 0.9, 0.1, 0.5, 10.0) for s in (0, 1)] + \
-           [_row("muon", "tiny", 1_000, s, 0.95, 0.1, 0.5, 10.0) for s in (0, 1)]
-    assert compare_at_scales(flat, "test_acc", "muon", "adamw")[0]["verdict"] == "cannot tell (no spread over seeds)"
-    # muon diverged at the largest scale: the answer is about the largest scale where both ran, and says so
-    rows = _rows()
-    for r in rows:
-        if r["optimizer"] == "muon" and r["scale"] == "small":
-            r.update(diverged=True, test_acc=float("nan"))
-    answers = answer_questions(rows)
-    assert "largest scale where both ran (tiny)" in answers["scale_robustness"]["answer"]
-    assert "Diverged, left out: muon at small (3 of 3)" in answers["scale_robustness"]["answer"]
-    assert answer_questions([{**r, "diverged": True} for r in _rows()])["cost"]["answer"].startswith(
-        "The data cannot tell: every trial failed or diverged.")
-    # another varied option (epochs) is answered per setting, never pooled as seeds
-    both = [{**r, "epochs": 5} for r in _rows()] + [{**r, "epochs": 10, "test_acc": r["test_acc"] - 0.5} for r in _rows()]
-    split = answer_questions(both, ["epochs"])
-    assert split["context"] == ["epochs"] and set(split["settings"]) == {"epochs=5", "epochs=10"}
-    for each in split["settings"].values():
-        assert each["scale_robustness"]["by_pair"]["muon-adamw"][0]["difference"] == pytest.approx(0.05)
 
 
 def test_a_vit_sweep_is_summarized_with_figures_and_answers(tmp_path):

@@ -18,6 +18,7 @@ from rich.table import Table
 from scaleflow.cli.errors import user_errors
 from scaleflow.data.errors import DataError
 from scaleflow.sweeps.design import expand
+from scaleflow.sweeps.ledger import MAX_DEATHS
 from scaleflow.sweeps.local import run_sweep, threads_per_job
 from scaleflow.sweeps.ray_runner import run_sweep_ray
 from scaleflow.sweeps.records import ResultStore, trial_id
@@ -125,19 +126,23 @@ def summary_table(summary: SweepSummary) -> Table:
 
 
 def winner_lines(summary: SweepSummary) -> list[str]:
-    """One line per data size: which setting wins, by how much, and whether the interval agrees."""
+    """Per data size: which setting wins, by how much, what the lead's interval says (with its width and
+    whether seeds were paired), that the lead is measured where it was chosen, and the lead on held-out seeds."""
     lines = []
     for w in summary.winners:
         size = w.get(summary.per)
         head = f"{summary.per}={size if size is not None else 'all'}: best on {w['metric']} is {w['best']['setting']} " \
-               f"({_interval(w['best'])}, {w['best']['n']} seed(s))"
+               f"({_interval(w['best'])}, {w['best']['n']} seed(s); {w['n_settings']} setting(s) compared)"
         if w["runner_up"] is None:
             lines.append(f"{head}; the only setting")
             continue
-        lead = f"lead {w['lead']:.3f}"
-        if w["lead_ci"] is not None:
-            lead += f" [{w['lead_ci'][0]:.3f}, {w['lead_ci'][1]:.3f}]"
-        lines.append(f"{head}; over {w['runner_up']['setting']} by {lead}: {w['verdict']}")
+        lines.append(f"{head}; over {w['runner_up']['setting']} by {w['lead']:.3f}: {w['verdict']}")
+        lines.append(f"   note: {w['selection']}")
+        held = w.get("held_out")
+        if held:
+            lines.append(f"   held out: order chosen on seeds {', '.join(map(str, held['pick_seeds']))}, "
+                         f"{held['best']} over {held['runner_up']} by {held['lead']:.3f} on seeds "
+                         f"{', '.join(map(str, held['measure_seeds']))}: {held['verdict']}")
     return lines
 
 
@@ -150,11 +155,13 @@ def _print_summary(summary: SweepSummary, folder: Path) -> None:
     for line in winner_lines(summary):
         console.print(line, markup=False)
     if summary.questions:
-        console.print("The scale study's questions (95% intervals over seeds):", markup=False)
+        console.print("The scale study's questions (95% intervals, paired over seeds; verdicts Holm-adjusted per "
+                      "question):", markup=False)
         for line in question_lines(summary.questions):
             console.print(line, markup=False)
     figures = [p.name for p in summary.written if p.suffix == ".png"]
-    console.print(f"{len(summary.rows)} trials ({summary.n_failed} failed); wrote {folder / 'results.jsonl'}, "
+    died = (f", {summary.n_died} died: rerun the same command to retry them" if summary.n_died else "")
+    console.print(f"{len(summary.rows)} trials ({summary.n_failed} failed{died}); wrote {folder / 'results.jsonl'}, "
                   f"results.csv, summary.json, figures/ ({', '.join(figures) or 'none'})", markup=False)
 
 
@@ -162,18 +169,23 @@ def _progress_bar(total: int, done: int) -> tuple[Progress, Any]:
     bar = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]}"),
                    TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=Console(stderr=True))
     task = bar.add_task("sweep", total=total, completed=done, failed="")
-    failed = [0]
+    counts = {"failed": 0, "died": 0}
 
     shown: set[str] = set()
 
     def on_trial(record: dict, n_done: int, n_total: int) -> None:
-        failed[0] += record["status"] != "ok"
+        status = record["status"]
+        if status in counts:
+            counts[status] += 1
         for warning in record.get("warnings", []):  # each distinct warning once, not once per trial
             if warning not in shown:
                 shown.add(warning)
                 bar.console.print(f"warning: {warning}", markup=False, highlight=False)
-        bar.update(task, completed=n_done, failed=f"{failed[0]} failed" if failed[0] else "")
-        if record["status"] != "ok":
+        bar.update(task, completed=n_done, failed=", ".join(f"{n} {k}" for k, n in counts.items() if n))
+        if status == "died":  # killed from outside (OOM killer, kill -9, a lost node): a rerun retries it
+            bar.console.print(f"trial {record['id']} died (attempt {record.get('attempt')} of {MAX_DEATHS}): "
+                              f"{record['error']}", markup=False, highlight=False)
+        elif status != "ok":
             bar.console.print(f"trial {record['id']} failed: {record['error']}", markup=False, highlight=False)
 
     return bar, on_trial

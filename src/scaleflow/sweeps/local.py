@@ -141,6 +141,8 @@ def _run_processes(ledger: SweepLedger, run_trial: Trial, jobs: int, threads: in
                     job["message"] = receiver.recv()
                 except EOFError:
                     pass
+                except Exception as err:  # a result this process cannot unpickle: the trial's failure, not the sweep's
+                    job["message"] = ("failed", f"result is not readable here: {one_line(err)}", None, [])
                 job["process"].join(EXIT_SECONDS)
                 if job["process"].is_alive():  # sent its result but hangs on exit
                     job["process"].kill()
@@ -148,8 +150,8 @@ def _run_processes(ledger: SweepLedger, run_trial: Trial, jobs: int, threads: in
                 receiver.close()
                 seconds = time.perf_counter() - job["start"]
                 message = job["message"]
-                if message is None:
-                    ledger.finish(job["tid"], job["options"], error=_exit_reason(job["process"]), seconds=seconds)
+                if message is None:  # killed from outside (OOM, kill -9): retried by a rerun, up to MAX_DEATHS
+                    ledger.died(job["tid"], job["options"], _exit_reason(job["process"]), seconds)
                 elif message[0] == INTERRUPTED:
                     interrupted = True  # Ctrl-C reached the workers too; the trial stays unrecorded
                 else:
@@ -181,9 +183,11 @@ def run_sweep(spec: SweepSpec, folder: str | Path, run_trial: Trial, progress: O
     """Run every trial of `spec` not yet recorded in `folder`.
 
     Each record is `{"id", "config", "status": "ok", "result", "seconds"}`, or `{..., "status":
-    "failed", "error"}` when `run_trial` raises (the sweep goes on). `progress(record, n_done,
-    n_total)` is called after each trial that ran. KeyboardInterrupt stops the sweep; rerunning it
-    skips what was recorded, so every trial runs exactly once.
+    "failed", "error"}` when `run_trial` raises (the sweep goes on), or `{..., "status": "died",
+    "error", "attempt"}` when a worker process was killed from outside (see `ledger`: a rerun retries
+    it, and its third death is recorded failed). `progress(record, n_done, n_total)` is called after
+    each trial that ran. KeyboardInterrupt stops the sweep; rerunning it skips what was recorded, so
+    every trial runs to a result exactly once.
 
     Args:
         jobs: None runs the trials one after another in this process, in design order. N >= 1 runs
@@ -196,13 +200,14 @@ def run_sweep(spec: SweepSpec, folder: str | Path, run_trial: Trial, progress: O
         The records of this sweep's trials, in design order.
 
     Raises:
-        ConfigError: the folder holds a different sweep's spec.json.
+        ConfigError: the folder holds a different sweep's spec.json; `records.SweepFolderBusy` (a
+            ConfigError) another process is writing the folder.
     """
-    ledger = SweepLedger(spec, folder, progress)
-    if jobs is None:
-        _run_inline(ledger, run_trial)
-    else:
-        if jobs < 1:
-            raise ValueError(f"jobs must be >= 1; got {jobs}")
-        _run_processes(ledger, run_trial, jobs, threads or threads_per_job(jobs))
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"jobs must be >= 1; got {jobs}")
+    with SweepLedger(spec, folder, progress) as ledger:  # holds the folder: a second sweep into it is refused
+        if jobs is None:
+            _run_inline(ledger, run_trial)
+        else:
+            _run_processes(ledger, run_trial, jobs, threads or threads_per_job(jobs))
     return ledger.records()

@@ -10,7 +10,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from scaleflow.evaluation.plots import new_figure, save_figure
-from scaleflow.sweeps.summary import mean_interval, setting_label
+from scaleflow.stats import mean_interval
+from scaleflow.sweeps.summary import setting_label
 
 # One panel each, all "x its real-vs-real floor" so every panel reads the same way (1 = real data).
 PANELS = ("worst_ratio", "fd_ratio", "precision_ratio", "recall_ratio", "coverage_ratio", "validity_ratio")

@@ -1,20 +1,28 @@
-"""A sweep's results: one JSON line per finished trial in `results.jsonl`, keyed by a hash of its options.
+"""A sweep's results: one JSON line per trial outcome in `results.jsonl` (a `storage.Ledger`), keyed by a
+hash of the trial's options.
 
-The file only grows, one whole line per trial, fsync'd, so a sweep killed at any moment loses at
-most the trial it was writing; `done_ids` is what a rerun skips.
+This module imports nothing of `sweeps`, so the spec, the tasks and the ledger can all use `canonical`
+and `trial_id` without an import circle. `done_ids` is what a rerun skips: "ok" and "failed" records;
+a "died" record (the trial's process was killed: OOM, kill -9, a lost node) is retried.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from scaleflow.files import UnreadableRunFile
-from scaleflow.sweeps.spec import canonical
+from scaleflow.storage.folder_lock import FolderBusy
+from scaleflow.storage.ledger import Ledger
+from scaleflow.training.config import ConfigError
 
+RESULTS_FILE = "results.jsonl"
 DONE = ("ok", "failed")  # a failed trial is a result too (a config that diverges); rerunning it would fail again
+
+
+def canonical(value: Any) -> str:
+    """A value's canonical JSON: equal for equal values whatever their key order."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def trial_id(options: dict[str, Any]) -> str:
@@ -22,54 +30,20 @@ def trial_id(options: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(options).encode()).hexdigest()[:12]
 
 
-class ResultStore:
-    """The records in `folder/results.jsonl` (or another file name: searches keep `search.jsonl`)."""
+class SweepFolderBusy(FolderBusy, ConfigError):
+    """Another process is running a sweep into the folder (it holds `FOLDER/.lock`)."""
 
-    def __init__(self, folder: str | Path, filename: str = "results.jsonl"):
-        self.folder = Path(folder)
-        self.path = self.folder / filename
+    doing = "another sweep is writing this folder"
+    advice = "wait for it to finish or stop it, or choose another --out"
 
-    def _lines(self) -> tuple[list[bytes], int]:
-        """Whole lines, and the byte length they cover (a torn tail after it has no newline)."""
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return [], 0
-        end = data.rfind(b"\n") + 1
-        return data[:end].splitlines(), end
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every whole record in write order; a torn last line (a kill mid-write) is ignored."""
-        out = []
-        lines, _ = self._lines()
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                raise UnreadableRunFile(f"{self.path}: line {number} is not a JSON record ({err}); "
-                                        "the results file was edited or damaged") from None
-            out.append(record)
-        return out
+class ResultStore(Ledger):
+    """The records in `folder/results.jsonl` (or another file name: searches keep `search.jsonl`, and
+    should use `storage.Ledger` itself)."""
+
+    def __init__(self, folder: str | Path, filename: str = RESULTS_FILE):
+        super().__init__(folder, filename, SweepFolderBusy)
 
     def done_ids(self) -> set[str]:
         """Ids of trials that have a finished ("ok" or "failed") record."""
         return {r["id"] for r in self.records() if r.get("status") in DONE and "id" in r}
-
-    def append(self, record: dict[str, Any]) -> None:
-        """Add one record as one line, on the disk before this returns."""
-        self.append_many([record])
-
-    def append_many(self, records: list[dict[str, Any]]) -> None:
-        """Add records as lines, in one write, on the disk before this returns."""
-        line = "".join(json.dumps(record) + "\n" for record in records).encode()  # a bad record writes nothing
-        self.folder.mkdir(parents=True, exist_ok=True)
-        _, whole = self._lines()
-        with open(self.path, "ab") as f:
-            # Cut a torn tail first, else this line would be glued onto it and both lost.
-            if f.tell() > whole:
-                f.truncate(whole)
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())

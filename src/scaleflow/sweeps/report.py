@@ -30,10 +30,12 @@ class SweepSummary:
     per: str = "n_train"  # what the winners are found at (data size; scale for the vit task)
     table_columns: tuple[str, ...] = ()
     questions: dict[str, Any] = field(default_factory=dict)  # the vit task's answers (scale_study)
+    n_died: int = 0  # trials whose process was killed from outside, left for a rerun to retry (`sweeps.ledger`)
 
     @property
     def n_failed(self) -> int:
-        return sum(r["status"] != "ok" for r in self.rows)
+        return sum(r["status"] == "failed" for r in self.rows)
+
 
 
 def varied_options(spec: SweepSpec, rows: list[dict[str, Any]]) -> list[str]:
@@ -55,7 +57,10 @@ def summarize_sweep(folder: str | Path, metric: str | None = None) -> SweepSumma
     spec = SweepSpec(**read_json(folder / "spec.json"))
     task = TASKS[spec.task]
     metric = metric or task.default_metric
-    latest = {r["id"]: r for r in ResultStore(folder).records() if r.get("status") in ("ok", "failed")}
+    latest = {r["id"]: r for r in ResultStore(folder).records() if r.get("status") in ("ok", "failed", "died")}
+    # A died trial (killed from outside) is waiting for a rerun: counted, never scored as a failed setting.
+    n_died = sum(r["status"] == "died" for r in latest.values())
+    latest = {tid: r for tid, r in latest.items() if r["status"] != "died"}
     rows = [flatten(r) for r in latest.values()]
     if not rows:
         raise ConfigError(f"{folder}: no finished trial yet")
@@ -72,9 +77,9 @@ def summarize_sweep(folder: str | Path, metric: str | None = None) -> SweepSumma
     settings.sort(key=lambda g: (g["mean"] is None, (g["mean"] or 0) * (1 if lower_is_better(metric) else -1)))
     summary = SweepSummary(spec, rows, varied, metric, settings,
                            winners(rows, metric, varied, per=task.per, base=spec.base), written, task.per,
-                           task.table_columns, questions)
+                           task.table_columns, questions, n_died)
     write_json(folder / "summary.json", {"metric": metric, "varied": varied, "n_trials": len(rows),
-                                         "n_failed": summary.n_failed, "settings": settings,
+                                         "n_failed": summary.n_failed, "n_died": summary.n_died, "settings": settings,
                                          "winners": summary.winners, **({"questions": questions} if questions else {})})
     written.append(folder / "summary.json")
     return summary

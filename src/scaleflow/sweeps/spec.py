@@ -4,18 +4,16 @@ Validated once here (pydantic), so the design and the runners can trust every fi
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from scaleflow.sweeps.records import canonical
+from scaleflow.sweeps.tasks import TASKS, known_options
 from scaleflow.training.config import ConfigError, read_yaml_mapping, validation_message
 
-
-def canonical(value: Any) -> str:
-    """A value's canonical JSON: equal for equal values whatever their key order."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+__all__ = ["SweepSpec", "canonical", "load_sweep"]  # canonical: re-exported, it lives in records
 
 
 class SweepSpec(BaseModel):
@@ -55,8 +53,6 @@ class SweepSpec(BaseModel):
                 raise ValueError(f"axes.{option}: also in fixed; an option is either varied or fixed")
         if "seed" in self.fixed:
             raise ValueError("fixed.seed: list seeds under `seeds`")
-        from scaleflow.sweeps.tasks import TASKS, known_options  # here: tasks loads torch
-
         if self.task not in TASKS:
             raise ValueError(f"task: {self.task!r} is not one of {', '.join(TASKS)}")
         known_names = set(known_options(self.task))

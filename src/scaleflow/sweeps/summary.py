@@ -1,5 +1,6 @@
 """A sweep's records as a table: one flat row per trial (results.csv), settings averaged over seeds with
-t intervals, and the winner per data size on a chosen metric, with the interval of its lead."""
+t intervals, and the winner per data size on a chosen metric, with the interval of its lead (paired over
+the seeds the two settings share), and that lead again on seeds not used to pick the winner."""
 from __future__ import annotations
 
 import csv
@@ -10,12 +11,14 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
-from scipy import stats
 
 from scaleflow.evaluation.evaluate import METRICS
+from scaleflow.evaluation.ranking import RANKED, novelty_ratio, worst_ratio
 from scaleflow.evaluation.report import LOWER_IS_BETTER as METRIC_LOWER_IS_BETTER
 from scaleflow.evaluation.report import RATIO_METRICS, ratio_to_floor
 from scaleflow.files import write_text
+from scaleflow.stats import (Difference, mean_interval, paired_difference, seed_difference, verdict,
+                             welch_difference)
 from scaleflow.sweeps.spec import canonical
 from scaleflow.sweeps import vit_task
 from scaleflow.sweeps.tasks import known_options
@@ -37,7 +40,7 @@ def lower_is_better(column: str) -> bool:
 
 def metric_columns() -> list[str]:
     """Every numeric column `flatten` can write for a result (weight statistics aside): what --metric takes."""
-    columns = ["params", *TRAIN_COLUMNS, "worst_ratio", "fd_excess", "fd_inf", "train_seconds", "eval_seconds",
+    columns = ["params", *TRAIN_COLUMNS, "worst_ratio", "novelty_ratio", "fd_excess", "fd_inf", "train_seconds", "eval_seconds",
                "peak_rss_mb"]
     for name in METRICS:
         column = _metric_column(name)
@@ -66,9 +69,9 @@ def _metric_column(name: str) -> str:
     return f"sample_{name}" if name in TRIAL_OPTIONS else name
 
 
-# "Every measure at once": the worst of these ratios to their real-vs-real floors (FD inverted, so 1
-# is at the floor and smaller is worse for all). What the defaults study ranks by.
-WORST_OF = ("fd", "precision", "recall", "coverage", "validity")
+# "Every measure at once": the worst of the ratios to their real-vs-real floors, novelty included
+# (`evaluation.ranking`). What the defaults study ranks by.
+WORST_OF = RANKED
 DEFAULT_METRIC = "worst_ratio"
 
 
@@ -96,11 +99,12 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
             row[f"{name}_ratio"] = ratio_to_floor(name, entry)
         if name == "fd":
             row["fd_excess"], row["fd_inf"] = entry.get("excess"), entry.get("fd_inf")
-    ratios = [row.get(f"{m}_ratio") for m in WORST_OF]
-    if all(r is not None for r in ratios) and ratios[0] > 0:
-        at_floor = [1 / ratios[0], *ratios[1:]]  # FD inverted: for every entry 1 is the floor, less is worse
-        row["worst_ratio"] = min(at_floor)
-        row["binding"] = WORST_OF[int(np.argmin(at_floor))]
+    metrics = result.get("metrics", {})
+    if "memorization" in metrics:
+        row["novelty_ratio"] = novelty_ratio(metrics["memorization"])
+    worst, binding = worst_ratio(metrics)
+    if worst is not None:
+        row["worst_ratio"], row["binding"] = worst, binding
     if row.get("memorization") is not None and row.get("memorization_floor") is not None:
         row["memorizes_more_than_real"] = bool(row["memorization"] > row["memorization_floor"])
     row.update({k: v for k, v in result.get("timing", {}).items() if k != "threads"})
@@ -130,16 +134,6 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     return Path(path)
 
 
-def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, Optional[list[float]]]:
-    """Mean over seeds and its t interval (None for one seed: one draw says nothing of the spread)."""
-    x = np.asarray(values, dtype=float)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, None
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, [mean - half, mean + half]
-
-
 def setting_label(config: dict[str, Any], varied: Iterable[str], base: Optional[dict[str, Any]] = None) -> str:
     """`arch=dit scale=small`: the options that vary across the sweep (seed aside); with a screen's
     `base`, only those that differ from it (`base` when none does)."""
@@ -149,12 +143,31 @@ def setting_label(config: dict[str, Any], varied: Iterable[str], base: Optional[
     return " ".join(parts) or "base"
 
 
+def keyed_by_seed(seeds: Sequence[Any], values: Sequence[float]) -> Optional[dict[Any, float]]:
+    """One setting's values as {seed: value}; None where a seed is missing or repeats (pairing with another
+    setting needs one trial per seed), so that its differences fall back to Welch (`group_difference`)."""
+    if any(s is None for s in seeds) or len({str(s) for s in seeds}) < len(seeds):
+        return None
+    return dict(zip(seeds, values))
+
+
+def group_difference(a: dict[str, Any], b: dict[str, Any]) -> Difference:
+    """mean(a) - mean(b) of two settings ({"values": [S], "by_seed": {seed: value} or None}): paired over
+    the seeds they share (a sweep's seed fixes the split, initialization, batch order, floor draw and noise
+    of every setting), Welch where they share fewer than two or seeds do not identify their trials."""
+    if a.get("by_seed") is None or b.get("by_seed") is None:
+        return welch_difference(a["values"], b["values"])
+    return seed_difference(a["by_seed"], b["by_seed"])
+
+
 def aggregate(rows: Sequence[dict[str, Any]], metric: str, varied: Sequence[str],
               base: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
-    """Per setting (the varied options, seeds pooled): n seeds, mean and interval of `metric`.
+    """Per setting (the varied options, seeds pooled): n seeds, mean and interval of `metric`, and the
+    values keyed by seed (`by_seed`), so that two settings' differences can be paired seed by seed.
 
     Failed trials and trials without the metric are left out; `n_failed` counts the failures."""
     groups: dict[str, dict[str, Any]] = {}
+    seeds: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
         label = setting_label(row, varied, base)
         group = groups.setdefault(label, {"setting": label, "config": {k: row.get(k) for k in varied if k != "seed"},
@@ -163,38 +176,71 @@ def aggregate(rows: Sequence[dict[str, Any]], metric: str, varied: Sequence[str]
             group["n_failed"] += 1
         elif row.get(metric) is not None and math.isfinite(row[metric]):
             group["values"].append(float(row[metric]))
+            seeds[label].append(row.get("seed"))
     out = []
-    for group in groups.values():
+    for label, group in groups.items():
         if group["values"]:
             group["mean"], group["ci"] = mean_interval(group["values"])
         else:
             group["mean"], group["ci"] = None, None
         group["n"] = len(group["values"])
+        group["by_seed"] = keyed_by_seed(seeds[label], group["values"])
         out.append(group)
     return out
 
 
-def _difference_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Optional[list[float]]:
-    """Welch's interval for mean(a) - mean(b); None when either has one seed."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 2 or len(b) < 2:
+def _lead(best: dict, second: dict, lower: bool, seeds: Optional[Sequence[Any]] = None) -> Difference:
+    """How much `best` beats `second` (positive: better, whichever way the metric points): paired over their
+    shared seeds (only `seeds`, if given), Welch where they share fewer than two."""
+    a, b = (second, best) if lower else (best, second)
+    if seeds is None:
+        return group_difference(a, b)
+    return paired_difference([a["by_seed"][s] for s in seeds], [b["by_seed"][s] for s in seeds])
+
+
+def _sorted_seeds(seeds: Iterable[Any]) -> list[Any]:
+    try:
+        return sorted(seeds)
+    except TypeError:
+        return sorted(seeds, key=str)
+
+
+def held_out_lead(settings: Sequence[dict[str, Any]], lower: bool) -> Optional[dict[str, Any]]:
+    """The winner's lead measured on seeds that did not pick it: the seeds every setting ran on, sorted,
+    split alternately; the order of the settings is picked by their means on one half (`pick_seeds`) and
+    the lead of that half's best over its runner-up is the paired interval on the other (`measure_seeds`,
+    the larger half). None with fewer than 4 such seeds (2 + 2 is the least that gives an interval).
+
+    Why: ordering settings by their means and then testing the top two on the same seeds is optimistic
+    (with many settings, the best of them is partly the luckiest); on fresh seeds the interval is honest.
+    """
+    if len(settings) < 2 or any(g["by_seed"] is None for g in settings):
         return None
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    diff = float(a.mean() - b.mean())
-    if se == 0:
-        return [diff, diff]
-    dof = (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0) + (vb ** 2 / (len(b) - 1) if vb else 0) or 1e-300)
-    half = float(stats.t.ppf(0.5 + level / 2, dof) * se)
-    return [diff - half, diff + half]
+    common = set.intersection(*(set(g["by_seed"]) for g in settings))
+    if len(common) < 4:
+        return None
+    seeds = _sorted_seeds(common)
+    measure, pick = seeds[0::2], seeds[1::2]
+    order = sorted(settings, key=lambda g: float(np.mean([g["by_seed"][s] for s in pick])), reverse=not lower)
+    best, second = order[:2]
+    diff = _lead(best, second, lower, measure)
+    return {"pick_seeds": pick, "measure_seeds": measure, "best": best["setting"], "runner_up": second["setting"],
+            "lead": diff.estimate, "lead_ci": diff.ci, "lead_width": diff.width, "lead_p": diff.p_value,
+            "method": diff.method, "verdict": verdict(diff, names=(best["setting"], second["setting"]), word="better")}
 
 
 def winners(rows: Sequence[dict[str, Any]], metric: str, varied: Sequence[str],
             per: str = "n_train", base: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
-    """For each value of `per` (data size): the best setting on `metric`, its lead over the runner-up,
-    and whether the lead's interval says there is a difference at all.
+    """For each value of `per` (data size): the best setting on `metric`, its lead over the runner-up with
+    the interval of the lead (paired over shared seeds, Welch otherwise), and what that interval says.
 
-    Returns one dict per data size: {per, metric, best, runner_up, lead, lead_ci, verdict}.
+    The best and the runner-up are chosen by their means on the same seeds the lead is measured on, which
+    makes the lead optimistic; `selection` says so, and `held_out` (with >= 4 seeds shared by every setting)
+    measures the lead again on seeds not used to choose (`held_out_lead`).
+
+    Returns one dict per data size: {per, metric, lower_is_better, n_settings, best, runner_up, lead, lead_ci,
+    lead_width, lead_p, method ("paired", "welch" or "none"), verdict, selection, held_out}. `lead` is
+    positive where the best is better, whichever way the metric points.
     """
     lower = lower_is_better(metric)
     by_size: dict[Any, list[dict]] = defaultdict(list)
@@ -214,19 +260,20 @@ def winners(rows: Sequence[dict[str, Any]], metric: str, varied: Sequence[str],
             continue
         settings.sort(key=lambda g: g["mean"], reverse=not lower)
         best = settings[0]
-        entry = {per: size, "metric": metric, "lower_is_better": lower, "best": best, "runner_up": None,
-                 "lead": None, "lead_ci": None, "verdict": "only one setting"}
+        entry = {per: size, "metric": metric, "lower_is_better": lower, "n_settings": len(settings), "best": best,
+                 "runner_up": None, "lead": None, "lead_ci": None, "lead_width": None, "lead_p": None,
+                 "method": "none", "verdict": "only one setting", "selection": None, "held_out": None}
         if len(settings) > 1:
             second = settings[1]
-            sign = -1 if lower else 1
-            entry.update(runner_up=second, lead=sign * (best["mean"] - second["mean"]))
-            diff = _difference_interval(best["values"], second["values"])
-            if diff is None:
-                entry["verdict"] = "one seed: no interval; run more seeds before trusting the order"
-            else:
-                lead_ci = sorted(sign * d for d in diff)
-                entry["lead_ci"] = lead_ci
-                entry["verdict"] = ("a difference" if lead_ci[0] > 0
-                                    else "no difference: the interval of the lead includes 0")
+            diff = _lead(best, second, lower)
+            entry.update(runner_up=second, lead=diff.estimate, lead_ci=diff.ci, lead_width=diff.width,
+                         lead_p=diff.p_value, method=diff.method,
+                         verdict=verdict(diff, names=(best["setting"], second["setting"]), word="better"),
+                         held_out=held_out_lead(settings, lower))
+            entry["selection"] = (
+                f"best and runner-up chosen by their means among {len(settings)} settings, on the same seeds the "
+                "lead is measured on: the lead is optimistic"
+                + ("; held_out measures it on seeds not used to choose" if entry["held_out"] else
+                   "; with 4 or more seeds shared by every setting it is also measured on seeds not used to choose"))
         out.append(entry)
     return out

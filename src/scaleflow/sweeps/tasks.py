@@ -20,6 +20,7 @@ from scaleflow.evaluation.weights import weight_statistics
 from scaleflow.sampling.solvers import SOLVERS
 from scaleflow.sweeps import vit_task
 from scaleflow.sweeps.environment import peak_memory_mb, versions
+from scaleflow.sweeps.records import trial_id
 from scaleflow.training.config import ConfigError, TrainConfig, make_config
 from scaleflow.training.lock import RunFolderBusy
 from scaleflow.training.run import load_run, resolve_device, train
@@ -120,13 +121,12 @@ class TrainTask:
     name = "train"
     default_metric = "worst_ratio"  # every measure at once, each against its real-vs-real floor
     per = "n_train"  # the winner is found at each data size
-    table_columns = ("worst_ratio", "fd_ratio", "precision_ratio", "recall_ratio", "coverage_ratio", "validity_ratio")
+    table_columns = ("worst_ratio", "fd_ratio", "precision_ratio", "recall_ratio", "coverage_ratio", "validity_ratio",
+                     "novelty_ratio")
 
     def __call__(self, options: dict[str, Any]) -> dict[str, Any]:
         """Train (unless another trial trained the same options), sample and score one trial.
         Returns its result record (JSON-ready)."""
-        from scaleflow.sweeps.records import trial_id  # here: records imports nothing of ours but spec
-
         train_options, settings = split_options(options)
         run_dir = Path(self.runs) / trial_id(train_options)  # the training options alone name the run
         config = make_config({**train_options, "out": str(run_dir)})

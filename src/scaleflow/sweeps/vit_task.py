@@ -23,6 +23,7 @@ from scaleflow.evaluation.weights import weight_statistics
 from scaleflow.files import write_torch
 from scaleflow.nets import CLASSIFIER_SCALES, count_parameters, create_model
 from scaleflow.sweeps.environment import peak_memory_mb, versions
+from scaleflow.sweeps.records import trial_id
 from scaleflow.training.classifier import ClassifierSettings, checkpoint_steps, train_classifier, training_steps
 from scaleflow.training.config import ConfigError, validation_message
 from scaleflow.training.run import resolve_device
@@ -250,8 +251,6 @@ class VitTask:
                      "mlp_near_zero", "steps_per_second", "peak_rss_mb")
 
     def __call__(self, options: dict[str, Any]) -> dict[str, Any]:
-        from scaleflow.sweeps.records import trial_id  # here: records imports nothing of ours but spec
-
         if not self.runs:
             return run_vit_trial(options)
         folder = Path(self.runs) / trial_id(options)

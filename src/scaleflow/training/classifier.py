@@ -2,7 +2,8 @@
 
 Minibatches are drawn without replacement each epoch, in an order fixed by (seed, epoch); the rate follows
 linear warmup then a cosine to zero, stepped every batch. A non-finite loss stops training and is reported
-(`diverged`), rather than raising: a diverging optimizer at some scale is a result of the study.
+(`diverged`), rather than raising: a diverging optimizer at some scale is a result of the study. So are
+non-finite weights after the last step, which no later loss would reveal.
 
 Training resumes exactly: the state (weights, optimizer, position in the epoch, history) is handed to
 `save_state` every `save_every` seconds and when a stop signal arrives (then `TrainingInterrupted` is
@@ -25,6 +26,7 @@ from scaleflow.data.images import ImageSplits
 from scaleflow.training.optim import OPTIMIZERS, make_muon, make_optimizer
 from scaleflow.training.schedule import warmup_cosine
 from scaleflow.training.signals import StopRequest, TrainingInterrupted
+
 
 @dataclass(frozen=True)
 class ClassifierSettings:
@@ -66,6 +68,11 @@ def make_classifier_optimizer(model: nn.Module, settings: ClassifierSettings) ->
                                      for r, c in sorted({tuple(p.shape) for p in group["params"]})}
         groups.append(record)
     return optimizer, groups
+
+
+def _finite(model: nn.Module) -> bool:
+    """Whether every parameter of `model` is finite (one device sync)."""
+    return bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all())
 
 
 def training_steps(train_rows: int, settings: ClassifierSettings) -> int:
@@ -159,6 +166,10 @@ def train_classifier(model: nn.Module, data: ImageSplits, settings: ClassifierSe
                     raise TrainingInterrupted(f"{name} received: stopped at step {step} of {total}, {saved}", stop.signum)
         if diverged_at is not None:
             break
+    if diverged_at is None and step > 0 and not _finite(model):
+        # The last update made the weights non-finite: no later loss is computed to show it (before the
+        # last step, the next step's loss does), and the study must not score a broken model as trained.
+        diverged_at = step
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = before + time.perf_counter() - start
