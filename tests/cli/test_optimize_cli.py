@@ -1,5 +1,6 @@
 """`scaleflow optimize` and `scaleflow sample --guide` end to end, as users type them: every output, resume,
-a failing objective that keeps its records, and one-line errors for mistakes."""
+a failing objective that keeps its records, the target sets, the budget rule in the table, the baselines'
+tuning knobs, and one-line errors for mistakes."""
 from __future__ import annotations
 
 import json
@@ -32,16 +33,18 @@ def _lines(folder: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def searched(text_run, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("search") / "target"
-    done = _scaleflow("optimize", text_run, "--out", out, "--method", "guided,prior,random,retrieval", "--seeds", "2",
-                      *FAST)
+    done = _scaleflow("optimize", text_run, "--out", out, "--method", METHODS_RUN, "--seeds", "2", *FAST)
     assert done.returncode == 0, done.stderr
     return out
 
 
+METHODS_RUN = "guided,prior-filtered,prior,random,retrieval"
+
+
 def test_optimize_writes_every_output(searched):
     records = _lines(searched)
-    assert len(records) == 4 * 2 * 12
-    for method in ("guided", "prior", "random", "retrieval"):
+    assert len(records) == 5 * 2 * 12
+    for method in ("guided", "prior-filtered", "prior", "random", "retrieval"):
         for seed in (0, 1):
             mine = [r for r in records if r["method"] == method and r["seed"] == seed]
             assert [r["index"] for r in mine] == list(range(12))
@@ -50,21 +53,33 @@ def test_optimize_writes_every_output(searched):
             assert [r["pool_row"] for r in mine[:4]] == [r["pool_row"] for r in records
                                                         if r["method"] == "random" and r["seed"] == seed][:4]
     assert {r["objective"] for r in records if r["seed"] == 0} != {r["objective"] for r in records if r["seed"] == 1}
+    # prior-filtered scores only what the judge counts, when enough of its 4x draws do.
+    filtered = [r for r in records if r["method"] == "prior-filtered" and r["proposed_by"] != "initial"]
+    for r in filtered:
+        assert r["info"]["drawn"] == 16 and (r["valid"] and r["novel"] or r["info"]["drawn_counted"] < 4)
     summary = json.loads((searched / "summary.json").read_text())
-    assert sorted(m["method"] for m in summary["methods"]) == ["guided", "prior", "random", "retrieval"]
+    rows = {m["method"]: m for m in summary["methods"]}
+    assert sorted(rows) == ["guided", "prior", "prior-filtered", "random", "retrieval"]
+    assert summary["budget"] == 12 and all(m["budget_complete"] for m in rows.values())
+    assert {m["lead_interval_method"] for m in rows.values()} == {"paired"}  # 2 seeds, shared by every method
     best = json.loads((searched / "best.json").read_text())
-    assert set(best) == {"guided", "prior", "random", "retrieval"}
+    assert set(best) == set(rows)
     assert (searched / "figures" / "best_so_far.png").stat().st_size > 10_000
     problem = json.loads((searched / "problem.json").read_text())
-    assert len(problem["target_texts"]) == 5 and 0 < problem["validity_threshold"] < 1
+    assert problem["target_set"] == "test" and len(problem["target_texts"]) == 10
+    assert problem["target_of_seed"] == {"0": 0, "1": 1} and problem["targets_cycle"] is False
+    assert not set(problem["target_sets_file_rows"]["dev"]) & set(problem["target_sets_file_rows"]["test"])
+    assert 0 < problem["validity_threshold"] < 1 and problem["validity_rows"] == 100 - 15
+    assert 0 < problem["novelty_cosine"] < 1 and problem["judge_version"] == 2
     settings = json.loads((searched / "search.json").read_text())
     assert settings["budget"] == 12 and settings["guidance"]["strength"] == 50
+    assert settings["targets"] == "test" and settings["judge"] == 2
+    assert (settings["cmaes_sigma"], settings["turbo_length"], settings["latent_scale"]) == (0.5, 0.8, 0.3)
 
 
 def test_rerun_scores_nothing_new(searched, text_run):
     before = (searched / "search.jsonl").read_bytes()
-    done = _scaleflow("optimize", text_run, "--out", searched, "--method", "guided,prior,random,retrieval", "--seeds",
-                      "2", *FAST)
+    done = _scaleflow("optimize", text_run, "--out", searched, "--method", METHODS_RUN, "--seeds", "2", *FAST)
     assert done.returncode == 0, done.stderr
     assert (searched / "search.jsonl").read_bytes() == before
 
@@ -75,6 +90,37 @@ def test_other_settings_in_the_same_folder_are_refused(searched, text_run):
     assert done.returncode == 2
     assert "guidance differ" in done.stderr and "search.json" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+HOLD = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("folder_lock", sys.argv[1])
+lock = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lock)
+with lock.folder_lock(sys.argv[2]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_busy_search_folder_is_refused_in_one_line(searched, text_run):
+    from scaleflow.storage import folder_lock as locks
+
+    before = {p.name: p.read_bytes() for p in searched.iterdir() if p.is_file() and p.name != ".lock"}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, locks.__file__, str(searched)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        done = _scaleflow("optimize", text_run, "--out", searched, "--method", METHODS_RUN, "--seeds", "2", *FAST)
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    message = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(message) == 1 and f"another search is writing this folder (pid {holder.pid} on" in message[0]
+    assert "choose another --out" in message[0]
+    after = {p.name: p.read_bytes() for p in searched.iterdir() if p.is_file() and p.name != ".lock"}
+    assert after == before  # nothing written, nothing lost
 
 
 def test_failing_objective_stops_with_one_line_and_keeps_its_records(text_run, tmp_path):
@@ -142,6 +188,89 @@ def test_killed_search_resumes_to_the_same_records(text_run, tmp_path):
     assert resumed == comparable(tmp_path / "whole")
 
 
+def test_dev_targets_cycle_and_say_so(cli, text_run, tmp_path):
+    out = tmp_path / "dev"
+    done = cli(["optimize", text_run, "--out", out, "--method", "random", "--targets", "dev", "--seeds", "7",
+                "--budget", "4", "--batch", "4"])
+    assert done.exit_code == 0, done.output
+    problem = json.loads((out / "problem.json").read_text())
+    assert problem["target_set"] == "dev" and len(problem["target_texts"]) == 5 and problem["targets_cycle"] is True
+    assert problem["target_of_seed"]["5"] == 0 and problem["target_of_seed"]["6"] == 1
+    assert {r["objective"] for r in _lines(out) if r["seed"] == 6} == {"target[1]"}
+    assert "reuse the 5 dev targets" in " ".join(done.output.split())
+    assert json.loads((out / "search.json").read_text())["targets"] == "dev"
+    # The same folder refuses the other set.
+    refused = cli(["optimize", text_run, "--out", out, "--method", "random", "--seeds", "7", "--budget", "4",
+                   "--batch", "4"])
+    assert refused.exit_code == 2 and "targets differ" in refused.output
+    # Without --seeds: one seed per target of the set.
+    done = cli(["optimize", text_run, "--out", tmp_path / "all_dev", "--method", "random", "--targets", "dev",
+                "--budget", "4", "--batch", "4"])
+    assert done.exit_code == 0, done.output
+    assert sorted({r["seed"] for r in _lines(tmp_path / "all_dev")}) == [0, 1, 2, 3, 4]
+
+
+def test_the_table_marks_a_method_with_a_short_budget(cli, text_run, tmp_path):
+    """random ran to 8 evaluations; the folder's budget is then raised to 12 for cmaes only: random is marked
+    short, not compared, and nothing leads over it. The tuning knob (--cmaes-sigma) reaches the method."""
+    out = tmp_path / "short"
+    knob = ["--cmaes-sigma", "0.3", "--batch", "4", "--seeds", "2"]
+    done = cli(["optimize", text_run, "--out", out, "--method", "random", "--budget", "8", *knob])
+    assert done.exit_code == 0, done.output
+    done = cli(["optimize", text_run, "--out", out, "--method", "cmaes,prior", "--budget", "12", *knob])
+    assert done.exit_code == 0, done.output
+    table = [line for line in done.output.splitlines() if line.startswith("│ ")]
+    random_line = next(line for line in table if line.startswith("│ random "))
+    assert "8 of 12: short" in random_line and "not compared" in random_line
+    assert all("vs random" not in line for line in table)
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {m["method"]: m for m in summary["methods"]}
+    assert summary["budget"] == 12 and summary["budget_source"] == "search.json"
+    assert not rows["random"]["budget_complete"] and rows["random"]["best"] is None
+    assert rows["cmaes"]["budget_complete"] and rows["cmaes"]["lead_over"] == "prior"
+    assert json.loads((out / "search.json").read_text())["budget"] == 12
+    cmaes = [r for r in _lines(out) if r["method"] == "cmaes" and r["step"] == 1]
+    assert cmaes[0]["info"]["sigma"] == pytest.approx(0.3)
+
+
+def _row(method, evaluations, best=None, **extra):
+    return {"method": method, "seeds": sorted(evaluations), "evaluations": evaluations,
+            "budget_complete": all(n == 12 for n in evaluations.values()), "best": best,
+            "best_interval": None if best is None else [best - 0.1, best + 0.1], "best_any": 0.9,
+            "counted_share": 1.0, "batch_cosine": 0.5, "seconds_per_batch": 0.1, **extra}
+
+
+def test_the_table_marks_short_and_long_budgets():
+    from rich.console import Console
+
+    from scaleflow.cli.optimize import _print_table
+
+    rows = [_row("short", {0: 12, 1: 8}), _row("long", {0: 16, 1: 16}), _row("mixed", {0: 8, 1: 16}),
+            _row("good", {0: 12, 1: 12}, 0.7, lead=0.2, lead_interval=[0.1, 0.3], lead_interval_method="paired",
+                 lead_over="other"),
+            _row("other", {0: 12, 1: 12}, 0.5, lead=-0.2, lead_interval=None, lead_interval_method="none",
+                 lead_over="good")]
+    console = Console(record=True, width=250)
+    _print_table(console, rows, 12, "a note")
+    text = console.export_text()
+    lines = {line.split("│")[1].strip(): line for line in text.splitlines() if line.startswith("│ ")}
+    assert list(lines) == ["good", "other", "long", "mixed", "short"]  # compared methods first, by best
+    marks = {"short": "8-12 of 12: short", "long": "16 of 12: over", "mixed": "8-16 of 12: short and over"}
+    for method, mark in marks.items():
+        assert mark in lines[method] and "not compared" in lines[method] and "budget not met" in lines[method]
+    assert "+0.200 [+0.100, +0.300] vs other" in lines["good"] and "0.700" in lines["good"]
+    assert "-0.200 none vs good" in lines["other"]
+    assert "a note" in " ".join(text.split())
+
+
+def test_an_older_folder_is_refused(cli, user_error, text_run, tmp_path):
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "search.json").write_text(json.dumps({"run": str(text_run), "objective": "target", "budget": 8}))
+    user_error(cli(["optimize", text_run, "--out", out, "--method", "random", "--budget", "8"]), "judge", "targets",
+               "earlier rules", "new --out")
+
+
 @pytest.mark.parametrize("args, fragments", [
     (["--method", "bogus"], ["--method", "bogus", "guided"]),
     (["--seeds", "two"], ["--seeds"]),
@@ -154,6 +283,12 @@ def test_killed_search_resumes_to_the_same_records(text_run, tmp_path):
     (["--initial", "99"], ["--initial"]),
     (["--diversity", "-1"], ["--diversity"]),
     (["--density-weight", "nan"], ["--density-weight"]),
+    (["--targets", "train"], ["--targets", "dev", "test"]),
+    (["--objective", "lab.py:f", "--targets", "dev"], ["--targets", "only --objective target"]),
+    (["--cmaes-sigma", "0"], ["--cmaes-sigma"]),
+    (["--turbo-length", "2"], ["--turbo-length", "1.6"]),
+    (["--latent-scale", "-1"], ["--latent-scale"]),
+    (["--oversample", "0"], ["--oversample"]),
 ])
 def test_user_mistakes_are_one_line(cli, user_error, text_run, tmp_path, args, fragments):
     user_error(cli(["optimize", text_run, "--out", tmp_path / "x", "--budget", "8", *args]), *fragments)

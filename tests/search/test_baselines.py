@@ -25,8 +25,7 @@ from scaleflow.search.methods.real_rows import random_rows
 from scaleflow.search.methods.turbo import TuRBO, TurboState, replay_state
 from scaleflow.search.objectives import Objective, cosine_to
 from scaleflow.search.problem import SearchProblem
-from scaleflow.search.report import SEARCH_FILE
-from scaleflow.sweeps.records import ResultStore
+from scaleflow.search.loop import search_ledger
 
 DIM = 16
 
@@ -91,7 +90,7 @@ def test_shape_dtype_and_determinism(problem, name):
 
 
 def _batches(folder) -> list[dict]:
-    records = ResultStore(folder, SEARCH_FILE).records()
+    records = search_ledger(folder).records()
     return sorted(records, key=lambda r: r["index"])
 
 

@@ -1,6 +1,7 @@
 """The search loop: exactly `budget` records, a shared initial design per seed, a shortened last batch,
-a monotone best-so-far; resuming (after a finished run, a kill mid-write, or a failing objective) ends
-with the records an uninterrupted run writes; and the problem built from a real (tiny, trained) run."""
+a monotone best-so-far; the objective called last, after the judge and the log-density; resuming (after a
+finished run, a kill mid-write, or a failing objective) ends with the records an uninterrupted run writes;
+and the problem built from a real (tiny, trained) run."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from scaleflow.search.loop import read_history, run_search
+from scaleflow.search.loop import read_history, run_search, search_ledger
 from scaleflow.search.methods import METHODS, Proposal
 from scaleflow.search.objectives import Objective, ObjectiveError, cosine_to
-from scaleflow.search.problem import N_TARGETS, build_problem, choose_targets
+from scaleflow.search.problem import N_DEV_TARGETS, N_TARGETS, N_TEST_TARGETS, build_problem, choose_targets
 from scaleflow.search.report import INITIAL, SEARCH_FILE, whole_batches
-from scaleflow.sweeps.records import ResultStore
 
 BATCH = 4
 # What must agree between a resumed and an uninterrupted search (not `attempt` tokens nor `seconds`).
@@ -28,7 +28,7 @@ def search(problem, method: str, budget: int, folder, seed: int = 0, batch: int 
 
 
 def records_of(folder, method=None, seed=None) -> list[dict]:
-    records = ResultStore(folder, SEARCH_FILE).records()
+    records = search_ledger(folder).records()
     return [r for r in records if (method is None or r["method"] == method) and (seed is None or r["seed"] == seed)]
 
 
@@ -41,7 +41,7 @@ def essentials(records: list[dict]) -> list[dict]:
 
 
 def line(record: dict) -> bytes:
-    return (json.dumps(record) + "\n").encode()  # as ResultStore.append_many writes it
+    return (json.dumps(record) + "\n").encode()  # as Ledger.append_many writes it
 
 
 # ---------------------------------------------------------------- one search
@@ -151,6 +151,39 @@ def test_texts_reach_the_objective_and_the_records(make_problem, tmp_path):
     assert all(isinstance(t, str) and t.startswith("ref ") for r in records for _, t in r["nearest_texts"])
 
 
+def _watched(make_problem, tiny_data, calls: list, density_fails_at: int = 0):
+    """The tiny problem, noting in `calls` each call of the judge, the log-density and the objective; the
+    log-density raises on its call number `density_fails_at` (1-based; 0: never)."""
+    cosine = cosine_to(tiny_data.targets[0])
+    problem = make_problem(lambda seed: Objective(lambda x: calls.append("objective") or cosine(x), "t"))
+    judge, density = problem.judge, problem.log_density
+    problem = dataclasses.replace(problem, judge=lambda x: calls.append("judge") or judge(x))
+
+    def log_density(x):
+        calls.append("log_density")
+        if calls.count("log_density") == density_fails_at:
+            raise RuntimeError("the ODE blew up")
+        return density(x)
+
+    problem.log_density = log_density  # the instance's, over the method
+    return problem
+
+
+def test_the_objective_is_called_last(make_problem, tiny_data, tmp_path):
+    calls: list = []
+    search(_watched(make_problem, tiny_data, calls), "random", 8, tmp_path)
+    assert calls == ["judge", "log_density", "objective"] * 2  # what a record needs besides the score, first
+    assert len(records_of(tmp_path)) == 8
+
+
+def test_a_failing_log_density_costs_no_objective_call(make_problem, tiny_data, tmp_path):
+    calls: list = []
+    with pytest.raises(RuntimeError, match="the ODE blew up"):
+        search(_watched(make_problem, tiny_data, calls, density_fails_at=2), "random", 8, tmp_path)
+    assert calls.count("objective") == 1  # the first batch's; the second batch was not scored
+    assert [r["step"] for r in records_of(tmp_path)] == [0] * BATCH
+
+
 @pytest.mark.parametrize("kwargs, fragment", [
     (dict(budget=0), "budget and batch must be >= 1"),
     (dict(batch=0), "budget and batch must be >= 1"),
@@ -224,14 +257,14 @@ def test_resumed_best_is_the_exact_score(problem, tmp_path):
 
 def test_read_history_keeps_the_recorded_scores(problem, tmp_path):
     outcome = search(problem, "random", 8, tmp_path)
-    history = read_history(ResultStore(tmp_path, SEARCH_FILE), "random", 0, problem.dim)
+    history = read_history(search_ledger(tmp_path), "random", 0, problem.dim)
     assert history.y.tolist() == [r["score"] for r in records_of(tmp_path)]
     assert torch.equal(history.y, outcome.history.y)
 
 
 def test_read_history_matches_the_outcome(problem, tmp_path):
     outcome = search(problem, "prior", 10, tmp_path)
-    store = ResultStore(tmp_path, SEARCH_FILE)
+    store = search_ledger(tmp_path)
     history = read_history(store, "prior", 0, problem.dim)
     assert torch.equal(history.x, outcome.history.x)
     assert history.y.dtype == torch.float64 and torch.equal(history.y, outcome.history.y)
@@ -273,7 +306,7 @@ def test_a_kill_mid_write_resumes_exactly(problem, tmp_path, method, whole_lines
         tail += text[: len(text) // 2]
     with open(killed / SEARCH_FILE, "ab") as f:
         f.write(tail)
-    store = ResultStore(killed, SEARCH_FILE)
+    store = search_ledger(killed)
     assert len(store.records()) == 12 + whole_lines  # the torn line is not read
     assert len(read_history(store, method, 0, problem.dim)) == 12  # nor the torn batch
 
@@ -308,7 +341,7 @@ def test_a_failing_objective_keeps_what_was_scored(make_problem, tiny_data, tmp_
     assert failing.calls == 3
     kept = records_of(tmp_path)
     assert [r["index"] for r in kept] == list(range(8)) and [r["step"] for r in kept] == [0] * 4 + [1] * 4
-    history = read_history(ResultStore(tmp_path, SEARCH_FILE), "random", 0, problem.dim)
+    history = read_history(search_ledger(tmp_path), "random", 0, problem.dim)
     assert len(history) == 8 and history.n_steps == 2
     assert history.x.tolist() == [r["embedding"] for r in kept]
 
@@ -379,7 +412,7 @@ def test_target_problem_of_a_run(trained_run):
     run, data = trained_run
     problem = build_problem(run, "target")
     assert problem.objective_name == "target" and problem.dim == 8
-    assert problem.reference.shape == (200, 8) and problem.pool.shape == (100 - N_TARGETS, 8)
+    assert problem.reference.shape == (200, 8) and problem.pool.shape == (100 - N_DEV_TARGETS - N_TEST_TARGETS, 8)
     assert problem.targets.shape == (N_TARGETS, 8) and len(problem.target_texts) == N_TARGETS
     # Texts name the rows they go with, in every part; no row is in two parts.
     for rows, texts in ((problem.reference, problem.reference_texts), (problem.pool, problem.pool_texts),
@@ -388,7 +421,7 @@ def test_target_problem_of_a_run(trained_run):
         numbers = [row_number(t) for t in texts]
         assert torch.allclose(rows, data[numbers], atol=1e-4)
     parts = [set(map(row_number, t)) for t in (problem.reference_texts, problem.pool_texts, problem.target_texts)]
-    assert sum(map(len, parts)) == 300 and len(set.union(*parts)) == 300
+    assert sum(map(len, parts)) == 300 - N_DEV_TARGETS and len(set.union(*parts)) == 300 - N_DEV_TARGETS
     # Targets: valid, novel, and no nearer to the reference than the median held-out row.
     held_out = torch.cat([problem.pool, problem.targets])
     verdicts = problem.judge(problem.targets)

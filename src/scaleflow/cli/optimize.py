@@ -13,15 +13,22 @@ from scaleflow.cli.errors import user_errors
 from scaleflow.files import read_json, write_json
 from scaleflow.search.gp import ACQUISITIONS
 from scaleflow.search.guidance import GuidanceConfig
-from scaleflow.search.loop import run_search
+from scaleflow.search.judge import JUDGE_VERSION
+from scaleflow.search.loop import check_search_folder, run_search, search_folder_lock
 from scaleflow.search.methods import METHODS
+from scaleflow.search.methods.cmaes import CMAES
+from scaleflow.search.methods.latent_bo import LatentBO
 from scaleflow.search.methods.prior import SEARCH_DIVERSITY, SEARCH_GUIDANCE, SEARCH_OVERSAMPLE
-from scaleflow.search.problem import DEFAULT_CATEGORY, build_problem
-from scaleflow.search.report import summarize_search
+from scaleflow.search.methods.turbo import TuRBO, TurboState
+from scaleflow.search.problem import DEFAULT_CATEGORY, TARGET_SETS, build_problem
+from scaleflow.search.report import SETTINGS_FILE, summarize_search
 from scaleflow.training.config import ConfigError
 from scaleflow.training.run import load_run
 
-SETTINGS_FILE = "search.json"
+# Settings that later versions added: a folder whose search.json lacks one was judged, or its targets chosen, by
+# other rules, so it is refused rather than extended.
+VERSIONED = ("judge", "targets")
+DEFAULT_SEEDS = 5  # seeds of an objective without targets (with targets: one seed per target of the set)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -49,18 +56,32 @@ def parse_methods(text: str) -> list[str]:
 
 def _check_settings(out: Path, settings: dict) -> None:
     """A folder holds one search setting: resuming with other settings would mix two searches. The budget
-    may differ (a larger one extends every search; records are read by step)."""
+    may differ (a larger one extends every search; records are read by step); the folder's `search.json`
+    then records the latest budget, which its report holds every method to."""
     path = out / SETTINGS_FILE
     if path.exists():
         saved = read_json(path)
+        older = [k for k in VERSIONED if k not in saved]
+        if older:
+            raise ConfigError(f"{out}: holds a search written before its settings recorded {', '.join(older)} (its "
+                              f"candidates were judged, or its targets chosen, by earlier rules; see {path}); use a "
+                              "new --out folder")
         changed = sorted(k for k in set(saved) | set(settings)
                          if k != "budget" and saved.get(k) != settings.get(k))
         if changed:
             raise ConfigError(f"{out}: holds a search with other settings ({', '.join(changed)} differ, see "
                               f"{path}); use a new --out folder")
+        if saved.get("budget") != settings["budget"]:
+            write_json(path, {**saved, "budget": settings["budget"]})
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_json(path, settings)
+
+
+def _positive(flag: str, value: float, most: float = float("inf")) -> None:
+    if not (0 < value <= most and value < float("inf")):
+        bound = "" if most == float("inf") else f" and <= {most:g}"
+        raise ConfigError(f"{flag} must be > 0{bound} and finite; got {value}")
 
 
 @user_errors
@@ -72,11 +93,15 @@ def optimize(
     method: str = typer.Option("guided", help=f"comma-separated methods: {', '.join(METHODS)}, or all"),
     budget: int = typer.Option(200, help="objective evaluations per search (initial rows included)"),
     batch: int = typer.Option(8, help="candidates scored per step"),
-    seeds: str = typer.Option("5", help="a count (5: seeds 0..4) or a list (0,3,7); with --objective target each "
-                              "seed has its own target"),
+    seeds: Optional[str] = typer.Option(None, help="a count (5: seeds 0..4) or a list (0,3,7); with --objective "
+                                        "target seed i has target i of the --targets set (cycling past its size). "
+                                        "Default: one seed per target (10 test, 5 dev), else 5"),
+    targets: Optional[str] = typer.Option(None, help="target set of --objective target: test (10 targets, the "
+                                          "default: for numbers you report) or dev (5 targets: for tuning settings)"),
     initial: Optional[int] = typer.Option(None, help="real rows scored first (default: --batch)"),
     category: str = typer.Option(DEFAULT_CATEGORY, help="WordNet category of --objective category"),
-    acquisition: str = typer.Option("ucb", help=f"guide of --method guided: {' | '.join(ACQUISITIONS)}"),
+    acquisition: str = typer.Option("ucb", help=f"guide of --method guided, and what its filter and prior-filtered's "
+                                    f"rank by: {' | '.join(ACQUISITIONS)}"),
     strength: float = typer.Option(SEARCH_GUIDANCE.strength, help="guidance strength lambda (gradient multiplier)"),
     clip: Optional[float] = typer.Option(SEARCH_GUIDANCE.clip, help="clip the guide's gradient to this norm"),
     cap: Optional[float] = typer.Option(SEARCH_GUIDANCE.cap, help="cap the guidance term at this share of |v| "
@@ -85,13 +110,20 @@ def optimize(
     stop: float = typer.Option(SEARCH_GUIDANCE.stop, help="share of steps, at the end, without guidance"),
     uncertainty: bool = typer.Option(SEARCH_GUIDANCE.uncertainty, "--uncertainty/--no-uncertainty",
                                      help="scale the strength by 1 / (1 + 2 sigma) (GP uncertainty)"),
-    pca: Optional[int] = typer.Option(None, help="GP of --method guided on this many principal directions"),
-    oversample: int = typer.Option(SEARCH_OVERSAMPLE, help="guided samples drawn per candidate scored (those that "
-                                   "would not count are dropped before scoring)"),
+    pca: Optional[int] = typer.Option(None, help="GP of guided and prior-filtered on this many principal directions"),
+    oversample: int = typer.Option(SEARCH_OVERSAMPLE, help="candidates drawn per candidate scored by guided, "
+                                   "prior-filtered, bo, turbo, cmaes and latent-bo (those that would not count are "
+                                   "dropped before scoring, at no evaluation; 1: no filter)"),
     diversity: float = typer.Option(SEARCH_DIVERSITY, help="weight of the term that pushes the candidates of a "
                                     "guided batch apart (0: none; see README)"),
     density_weight: float = typer.Option(0.0, "--density-weight", help="add this weight x the prior's "
                                          "log-density to the guide of --method guided (0: off)"),
+    cmaes_sigma: float = typer.Option(CMAES.sigma0, "--cmaes-sigma", help="CMA-ES initial step size (normalized "
+                                      "space: training rows' std per dimension)"),
+    turbo_length: float = typer.Option(TuRBO.length_init, "--turbo-length", help="TuRBO's initial trust-region "
+                                       f"side (unit cube; at most {TurboState.length_max:g})"),
+    latent_scale: float = typer.Option(LatentBO.local_scale, "--latent-scale", help="latent-bo's perturbation "
+                                       "size around its best points' noise"),
     steps: int = typer.Option(20, help="sampler steps (euler)"),
     noise_scale: float = typer.Option(1.0, "--noise-scale", help="temperature of the starting noise"),
     objective_timeout: float = typer.Option(600.0, "--objective-timeout", help="seconds one objective call may take"),
@@ -101,7 +133,7 @@ def optimize(
     Starts from a few real rows, then repeats: fit a GP to what was scored, draw candidates (guided prior
     samples, or a baseline's), score them, record them. Resumes where it stopped (kill -9 included)."""
     methods = parse_methods(method)
-    seed_list = parse_seeds(seeds)
+    seed_list = parse_seeds(seeds) if seeds is not None else None
     if budget < 1 or batch < 1 or steps < 1 or oversample < 1:
         raise ConfigError(f"--budget, --batch, --steps and --oversample must be >= 1; got {budget}, {batch}, "
                           f"{steps}, {oversample}")
@@ -117,45 +149,69 @@ def optimize(
         raise ConfigError(f"--pca {pca}: must be >= 1")
     if not objective_timeout > 0:
         raise ConfigError(f"--objective-timeout must be > 0; got {objective_timeout}")
+    if targets is not None and targets not in TARGET_SETS:
+        raise ConfigError(f"--targets {targets!r}: choose {' or '.join(TARGET_SETS)}")
+    if targets is not None and objective != "target":
+        raise ConfigError(f"--targets {targets}: only --objective target has target sets (got --objective "
+                          f"{objective})")
+    target_set = (targets or "test") if objective == "target" else None
+    _positive("--cmaes-sigma", cmaes_sigma)
+    _positive("--turbo-length", turbo_length, TurboState.length_max)
+    _positive("--latent-scale", latent_scale)
     guidance = GuidanceConfig(strength=strength, clip=clip, cap=cap or None, start=start, stop=stop,
                               uncertainty=uncertainty)  # ValueError names the knob
     settings = {"run": str(run.resolve()), "objective": objective, "category": category if objective == "category"
-                else None, "budget": budget, "batch": batch, "initial": initial, "acquisition": acquisition,
-                "guidance": guidance.as_dict(), "pca": pca, "oversample": oversample, "diversity": diversity,
+                else None, "targets": target_set, "judge": JUDGE_VERSION, "budget": budget, "batch": batch,
+                "initial": initial, "acquisition": acquisition, "guidance": guidance.as_dict(), "pca": pca,
+                "oversample": oversample, "diversity": diversity,
                 **({"density_weight": density_weight} if density_weight else {}), "steps": steps,
-                "noise_scale": noise_scale}
+                "noise_scale": noise_scale, "cmaes_sigma": cmaes_sigma, "turbo_length": turbo_length,
+                "latent_scale": latent_scale}
+    check_search_folder(out)  # refuse a busy folder before the slow loading; creates nothing
     loaded = load_run(run)
-    problem = build_problem(loaded, objective, category, objective_timeout)
-    _check_settings(out, settings)
-    write_json(out / "problem.json", {**problem.judge.describe(), **problem.notes,
-                                      "target_texts": problem.target_texts})
-    options = {"guided": dict(acquisition=acquisition, guidance=guidance, pca=pca, oversample=oversample,
-                              diversity=diversity, density_weight=density_weight, steps=steps,
-                              noise_scale=noise_scale),
-               "prior": dict(steps=steps, noise_scale=noise_scale)}
-    console = Console(stderr=True)
-    console.print(f"searching {problem.objective_name} over {run}: {', '.join(methods)} x seeds "
-                  f"{','.join(map(str, seed_list))}, budget {budget}, batch {batch}; judged by validity >= "
-                  f"{problem.judge.validity_threshold:.3f} nearest-real cosine and novelty", highlight=False)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task("search", total=len(methods) * len(seed_list) * budget, best="-")
-        done = 0
-        for name in methods:
-            for seed in seed_list:
-                def report(m: str, s: int, scored: int, total: int, best, base=done) -> None:
-                    bar.update(task, completed=base + scored, description=f"{m} seed {s}",
-                               best="-" if best is None else f"{best:.3f}")
-                search_method = METHODS[name](**options.get(name, {}))
-                run_search(problem, search_method, budget, batch, seed, out, initial, report)
-                done += budget
-    summary = summarize_search(out)
-    _print_table(console, summary.methods)
-    _print_best(console, read_json(out / "best.json"))
-    console.print(f"wrote {out / 'search.jsonl'}, summary.json, best.json, figures/best_so_far.png", highlight=False)
-    console.print(f"the same command resumes a stopped search; with a larger --budget it extends this one "
-                  f"({out / SETTINGS_FILE} holds its settings)", markup=False, highlight=False)
+    problem = build_problem(loaded, objective, category, objective_timeout, targets=target_set or "test")
+    # One writer per search folder: the settings, problem.json and every batch under one lock.
+    with search_folder_lock(out):
+        _check_settings(out, settings)
+        seed_list = seed_list or list(range(len(problem.targets) or DEFAULT_SEEDS))
+        cycled = _target_cycle(problem, seed_list)
+        write_json(out / "problem.json", {**problem.judge.describe(), **problem.notes,
+                                          "target_texts": problem.target_texts,
+                                          "target_of_seed": {s: problem.target_of_seed(s) for s in seed_list},
+                                          "targets_cycle": cycled})
+        prior_options = dict(steps=steps, noise_scale=noise_scale)
+        options = {"guided": dict(acquisition=acquisition, guidance=guidance, pca=pca, oversample=oversample,
+                                  diversity=diversity, density_weight=density_weight, **prior_options),
+                   "prior-filtered": dict(acquisition=acquisition, pca=pca, oversample=oversample, **prior_options),
+                   "prior": prior_options,
+                   "bo": dict(oversample=oversample),
+                   "turbo": dict(oversample=oversample, length_init=turbo_length),
+                   "cmaes": dict(oversample=oversample, sigma0=cmaes_sigma),
+                   "latent-bo": dict(oversample=oversample, local_scale=latent_scale)}
+        console = Console(stderr=True)
+        targets_line = "" if target_set is None else f" ({len(problem.targets)} {target_set} targets)"
+        console.print(f"searching {problem.objective_name}{targets_line} over {run}: {', '.join(methods)} x seeds "
+                      f"{','.join(map(str, seed_list))}, budget {budget}, batch {batch}; judged by validity >= "
+                      f"{problem.judge.validity_threshold:.3f} nearest-real cosine and novelty", highlight=False)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("best {task.fields[best]}"),
+                   TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task("search", total=len(methods) * len(seed_list) * budget, best="-")
+            done = 0
+            for name in methods:
+                for seed in seed_list:
+                    def report(m: str, s: int, scored: int, total: int, best, base=done) -> None:
+                        bar.update(task, completed=base + scored, description=f"{m} seed {s}",
+                                   best="-" if best is None else f"{best:.3f}")
+                    search_method = METHODS[name](**options.get(name, {}))
+                    run_search(problem, search_method, budget, batch, seed, out, initial, report)
+                    done += budget
+        summary = summarize_search(out)
+        _print_table(console, summary.methods, summary.budget, _cycle_note(problem, target_set) if cycled else None)
+        _print_best(console, read_json(out / "best.json"))
+        console.print(f"wrote {out / 'search.jsonl'}, summary.json, best.json, figures/best_so_far.png", highlight=False)
+        console.print(f"the same command resumes a stopped search; with a larger --budget it extends this one "
+                      f"({out / SETTINGS_FILE} holds its settings)", markup=False, highlight=False)
 
 
 def _print_best(console: Console, best: dict[str, list[dict]]) -> None:
@@ -174,16 +230,64 @@ def _fmt(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _print_table(console: Console, rows: list[dict]) -> None:
-    table = Table(title="best score of a valid, novel candidate (mean, 95% interval over seeds)",
-                  caption="any: best score of any candidate, invalid ones included; counted: share of generated "
-                  "candidates that are valid and novel; cosine: mean pairwise cosine within a batch")
-    for column in ("method", "seeds", "best", "interval", "any", "counted", "cosine", "s/batch"):
-        table.add_column(column, justify="left" if column == "method" else "right")
-    for row in sorted(rows, key=lambda r: -(r["best"] if r["best"] is not None else -1e30)):
+def _target_cycle(problem, seeds: list[int]) -> bool:
+    """Whether some seeds share a target (more seeds, or larger seed numbers, than the set has targets)."""
+    return len(problem.targets) > 0 and any(s >= len(problem.targets) for s in seeds)
+
+
+def _cycle_note(problem, target_set: Optional[str]) -> str:
+    n = len(problem.targets)
+    return (f"seeds {n} and up reuse the {n} {target_set} targets (seed i: target i % {n}): such seeds are not "
+            "independent")
+
+
+def _evaluations(row: dict, budget: Optional[int]) -> str:
+    """The evaluations per seed, and the mark of a method held to no comparison: short or over the budget."""
+    counts = sorted(set(row["evaluations"].values()))
+    text = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    if row["budget_complete"]:
+        return text
+    if budget is None:
+        kind = "no budget"
+    else:
+        kind = "short" if counts[-1] <= budget else "over" if counts[0] >= budget else "short and over"
+    return f"{text} of {budget}: {kind}"
+
+
+def _lead(row: dict) -> str:
+    if "lead_note" in row:
+        return f"not compared: {row['seeds_without_valid_novel']} seed(s) without a valid novel candidate"
+    if "lead" not in row:
+        return "-"
+    interval = row["lead_interval"]
+    kind = "" if row["lead_interval_method"] == "paired" else f" {row['lead_interval_method']}"
+    ci = "" if interval is None else f" [{interval[0]:+.3f}, {interval[1]:+.3f}]"
+    return f"{row['lead']:+.3f}{ci}{kind} vs {row['lead_over']}"
+
+
+def _print_table(console: Console, rows: list[dict], budget: Optional[int] = None, note: Optional[str] = None) -> None:
+    """The summary table: methods held to the budget first, by best score; the others marked, not compared."""
+    caption = ("evals: per seed; a method whose seeds do not all have the budget's evaluations is marked and not "
+               "compared. lead: over the best other method, mean of per-seed differences with its paired 95% "
+               "interval (every method of a seed shares its target and initial rows). any: best score of any "
+               "candidate, invalid ones included; counted: share of generated candidates that are valid and novel; "
+               "cosine: mean pairwise cosine within a batch" + (f". {note}" if note else ""))
+    table = Table(title=f"best score of a valid, novel candidate (mean, 95% interval over seeds; budget {budget})",
+                  caption=caption)
+    for column in ("method", "seeds", "evals", "best", "interval", "lead", "any", "counted", "cosine", "s/batch"):
+        table.add_column(column, justify="left" if column in ("method", "lead") else "right")
+
+    def order(row: dict) -> tuple:
+        return (not row["budget_complete"], -(row["best"] if row["best"] is not None else -1e30), row["method"])
+
+    for row in sorted(rows, key=order):
         interval = row["best_interval"]
-        table.add_row(row["method"], str(len(row["seeds"])), _fmt(row["best"]),
-                      "-" if interval is None else f"[{interval[0]:.3f}, {interval[1]:.3f}]",
+        if row["budget_complete"]:
+            best = _fmt(row["best"])
+            shown = "-" if interval is None else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+        else:
+            best, shown = "not compared", "budget not met"
+        table.add_row(row["method"], str(len(row["seeds"])), _evaluations(row, budget), best, shown, _lead(row),
                       _fmt(row["best_any"]), _fmt(row["counted_share"], 2), _fmt(row["batch_cosine"], 2),
                       _fmt(row["seconds_per_batch"], 2))
     console.print(table)

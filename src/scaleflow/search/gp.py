@@ -131,6 +131,21 @@ def make_acquisition(name: str, surrogate: Surrogate):
     raise ValueError(f"unknown acquisition {name!r}; choose one of {', '.join(a for a in ACQUISITIONS if a != 'thompson')}")
 
 
+def acquisition_values(surrogate: Surrogate, acquisition: str, x: Tensor, seed: int = 0) -> Tensor:
+    """`[N]` float64: how `acquisition` ranks candidates `x: [N, D]` (original space), each alone (q = 1),
+    without gradients. `thompson` ranks by one joint draw from the GP posterior over the N candidates
+    (seeded by `seed`), as Thompson sampling picks among a finite set; the others are their BoTorch
+    acquisition (`make_acquisition`)."""
+    z = surrogate.inputs(x)
+    # Seeded whatever the caller's generator state: Thompson's draw and qLogNEI's Monte Carlo base samples
+    # (and its baseline pruning) come from the global generator, so a resumed search ranks as the first did.
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(seed)
+        if acquisition == "thompson":
+            return surrogate.model.posterior(z).rsample().reshape(x.shape[0]).double()
+        return make_acquisition(acquisition, surrogate)(z.unsqueeze(1)).reshape(x.shape[0]).double()
+
+
 class AcquisitionGuide:
     """A guide (`search.guidance.Guide`) made of an acquisition on a fitted GP: each row of `x: [B, D]`
     (original space) gets the acquisition value of that point alone (q = 1) and the GP's sigma there."""

@@ -1,12 +1,21 @@
-"""The search loop: start from a few real rows, then repeat: propose a batch, score it, judge it, record it.
+"""The search loop: start from a few real rows, then repeat: propose a batch, judge it, score it, record it.
 
 Every scored candidate is one line of `search.jsonl` (method, seed, step, its embedding in the original
-space, score, valid, novel, nearest reference texts, ...). A batch is written in one fsync'd write and
-read back only when whole, and every method proposes as a pure function of what was recorded, so a
-search killed at any moment (kill -9 included) resumes where it stopped and ends with the candidates,
-scores and verdicts an uninterrupted run would have recorded (only `attempt` and `seconds` differ). A
-failing objective stops the loop with one line (`ObjectiveError`)
-after everything scored before it has been recorded.
+space, score, valid, novel, nearest reference texts, ...; a `storage.Ledger`). A batch is written in one
+fsync'd write and read back only when whole, and every method proposes as a pure function of what was
+recorded, so a search killed at any moment (kill -9 included) resumes where it stopped and ends with the
+candidates, scores and verdicts an uninterrupted run would have recorded (only `attempt` and `seconds`
+differ). A failing objective stops the loop with one line (`ObjectiveError`) after everything scored
+before it has been recorded.
+
+The objective (possibly a paid service) is called last: everything else its batch's records hold (the
+judge's verdicts, the log-density, the nearest texts) is computed before, and the batch is written
+as soon as it returns. A kill between the objective's return and the end of that write (building the
+records and one fsync'd write: milliseconds) loses that one batch, whose objective is paid again, once,
+when the search resumes; a kill at any other moment re-evaluates nothing.
+
+One search process per folder: `run_search` holds the folder's lock (`search_folder_lock`, re-entrant,
+so a command may hold it around many searches), and a second writer is refused (`SearchFolderBusy`).
 """
 from __future__ import annotations
 
@@ -15,7 +24,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, ContextManager, Optional
 
 import torch
 
@@ -24,9 +33,42 @@ from scaleflow.search.methods.base import History, Proposal, SearchMethod, noise
 from scaleflow.search.methods.real_rows import random_rows
 from scaleflow.search.problem import SearchProblem
 from scaleflow.search.report import INITIAL, SEARCH_FILE, whole_batches
-from scaleflow.sweeps.records import ResultStore
+from scaleflow.storage.folder_lock import FolderBusy, check_not_busy, folder_lock
+from scaleflow.storage.ledger import Ledger
+from scaleflow.training.config import ConfigError
 
 NEAREST_TEXTS = 3
+
+
+class SearchFolderBusy(FolderBusy, ConfigError):
+    """Another process is running a search into the folder (it holds `OUT/.lock`)."""
+
+    doing = "another search is writing this folder"
+    advice = "wait for it to finish or stop it, or choose another --out"
+
+
+def search_folder_lock(out: str | Path) -> ContextManager[None]:
+    """Hold the search folder `out` (created if needed) for this process until the block ends; re-entrant,
+    so `scaleflow optimize` holds it around all its searches and each `run_search` takes it again.
+
+    Raises:
+        SearchFolderBusy: another process holds it (one line: the folder, the holder, what to do).
+    """
+    return folder_lock(out, SearchFolderBusy)
+
+
+def check_search_folder(out: str | Path) -> None:
+    """Refuse at once when another process is writing the search folder `out`; creates nothing.
+
+    Raises:
+        SearchFolderBusy: one line naming the folder and the holder.
+    """
+    check_not_busy(out, SearchFolderBusy)
+
+
+def search_ledger(out: str | Path) -> Ledger:
+    """The search records of folder `out` (`out/search.jsonl`)."""
+    return Ledger(out, SEARCH_FILE, SearchFolderBusy)
 
 
 @dataclass
@@ -47,7 +89,7 @@ class SearchOutcome:
     seconds: list[float]
 
 
-def read_history(store: ResultStore, method: str, seed: int, dim: int) -> History:
+def read_history(store: Ledger, method: str, seed: int, dim: int) -> History:
     """The whole recorded batches of (method, seed), in step order (`report.whole_batches`)."""
     history = History.empty(dim)
     records = whole_batches([r for r in store.records() if r.get("method") == method and r.get("seed") == seed])
@@ -62,31 +104,39 @@ def read_history(store: ResultStore, method: str, seed: int, dim: int) -> Histor
     return history
 
 
-def _records(problem: SearchProblem, objective: str, method: str, seed: int, step: int, start: int, proposal: Proposal,
-             scores: torch.Tensor, seconds: float, proposed_by: str, best_before: Optional[float]) -> list[dict]:
+def _judged(problem: SearchProblem, proposal: Proposal) -> tuple[list[dict], torch.Tensor]:
+    """What a batch's records hold that does not depend on its scores, for candidates `proposal.x: [N, D]`:
+    one dict of fields per candidate, and `[N]` bool whether each counts (valid and novel)."""
     verdicts = problem.judge(proposal.x)
     log_density = problem.log_density(proposal.x)
-    counts = verdicts.counts
-    best = best_counted(scores, counts)
-    best = best_before if best is None else (best if best_before is None else max(best, best_before))
-    attempt = secrets.token_hex(4)
     texts = problem.reference_texts
-    out = []
-    for i in range(len(scores)):
+    fields = []
+    for i in range(len(proposal.x)):
         nearest = [[round(float(c), 4), texts[int(r)] if texts is not None else int(r)]
                    for c, r in zip(verdicts.nearest_cosines[i][:NEAREST_TEXTS], verdicts.nearest_rows[i][:NEAREST_TEXTS])]
-        out.append({
-            "method": method, "seed": seed, "step": step, "index": start + i, "step_size": len(scores),
-            "attempt": attempt, "proposed_by": proposed_by, "objective": objective,
-            "score": float(scores[i]), "valid": bool(verdicts.valid[i]), "novel": bool(verdicts.novel[i]),
+        fields.append({
+            "valid": bool(verdicts.valid[i]), "novel": bool(verdicts.novel[i]),
             "nearest_cosine": round(float(verdicts.nearest_cosine[i]), 6),
             "nearest_distance": round(float(verdicts.nearest_distance[i]), 6),
             "log_density": round(float(log_density[i]), 3),
-            "nearest_texts": nearest, "pool_row": proposal.pool_rows[i],
-            "best_so_far": best, "seconds": round(seconds, 3), "info": proposal.info,
-            "embedding": [float(v) for v in proposal.x[i].tolist()],
+            "nearest_texts": nearest,
         })
-    return out
+    return fields, verdicts.counts
+
+
+def _records(fields: list[dict], counts: torch.Tensor, objective: str, method: str, seed: int, step: int, start: int,
+             proposal: Proposal, scores: torch.Tensor, seconds: float, proposed_by: str,
+             best_before: Optional[float]) -> list[dict]:
+    """A scored batch's records: `_judged`'s fields with the scores `[N]` and the best so far."""
+    best = best_counted(scores, counts)
+    best = best_before if best is None else (best if best_before is None else max(best, best_before))
+    attempt = secrets.token_hex(4)
+    return [{
+        "method": method, "seed": seed, "step": step, "index": start + i, "step_size": len(scores),
+        "attempt": attempt, "proposed_by": proposed_by, "objective": objective, "score": float(scores[i]),
+        **fields[i], "pool_row": proposal.pool_rows[i], "best_so_far": best, "seconds": round(seconds, 3),
+        "info": proposal.info, "embedding": [float(v) for v in proposal.x[i].tolist()],
+    } for i in range(len(scores))]
 
 
 def run_search(problem: SearchProblem, method: SearchMethod, budget: int, batch: int, seed: int, out: str | Path,
@@ -97,14 +147,24 @@ def run_search(problem: SearchProblem, method: SearchMethod, budget: int, batch:
     The first `n_initial` (default `batch`) candidates are random pool rows drawn from `seed` alone, so
     every method of a seed starts from the same rows; then each step proposes `batch` candidates (the last
     one fewer when the budget says so). `progress(method, seed, scored, budget, best)` is called after
-    each batch. Records go to `out/search.jsonl`.
+    each batch. Records go to `out/search.jsonl`, under the folder's lock.
+
+    Raises:
+        SearchFolderBusy: another process is writing `out` (one line).
+        ObjectiveError: the objective failed; every batch scored before is recorded.
     """
     if budget < 1 or batch < 1:
         raise ValueError(f"budget and batch must be >= 1; got {budget} and {batch}")
     n_initial = batch if n_initial is None else n_initial
     if not 1 <= n_initial <= budget:
         raise ValueError(f"the initial design ({n_initial} rows) must be between 1 and the budget ({budget})")
-    store = ResultStore(out, SEARCH_FILE)
+    with search_folder_lock(out):  # held while we read what is recorded and until our last write
+        return _search(problem, method, budget, batch, seed, search_ledger(out), n_initial, progress)
+
+
+def _search(problem: SearchProblem, method: SearchMethod, budget: int, batch: int, seed: int, store: Ledger,
+            n_initial: int, progress: Optional[Callable[[str, int, int, int, Optional[float]], None]]) -> SearchOutcome:
+    """`run_search`'s loop, inside the folder's lock."""
     history = read_history(store, method.name, seed, problem.dim)
     objective = problem.objective(seed)
     seconds: list[float] = []
@@ -127,13 +187,13 @@ def run_search(problem: SearchProblem, method: SearchMethod, budget: int, batch:
         took = time.perf_counter() - began
         if step > 0:
             seconds.append(took)
-        texts = _candidate_texts(problem, proposal)
-        scores = objective(proposal.x, texts)  # ObjectiveError: everything before this batch is on disk
-        records = _records(problem, objective.name, method.name, seed, step, len(history), proposal, scores, took,
-                           proposed_by, best)
-        store.append_many(records)
-        history.extend(proposal.x, scores, torch.tensor([r["valid"] and r["novel"] for r in records]),
-                       proposal.pool_rows, step, proposed_by)
+        fields, counts = _judged(problem, proposal)  # before the objective: a failure here costs no call of it
+        # ObjectiveError: every earlier batch is on disk.
+        scores = objective(proposal.x, _candidate_texts(problem, proposal))
+        records = _records(fields, counts, objective.name, method.name, seed, step, len(history), proposal, scores,
+                           took, proposed_by, best)
+        store.append_many(records)  # at once: a kill before this line ends pays this batch's objective again
+        history.extend(proposal.x, scores, counts, proposal.pool_rows, step, proposed_by)
         best = records[-1]["best_so_far"]
         if progress is not None:
             progress(method.name, seed, len(history), budget, best)

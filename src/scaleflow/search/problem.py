@@ -8,8 +8,12 @@ Rows of the run's data play three parts (all in the original embedding space):
   the real rows a user already has that the prior never saw: the initial design, and what the
   real-row baselines (random rows, retrieval) choose from. Being real and unseen, they are valid
   (95% of them, by the rule) and novel.
-- **targets** (built-in `target` objective): held-out rows removed from the pool, one per seed, whose
-  best reference row is not already a near-match.
+- **targets** (built-in `target` objective): held-out rows whose best reference row is not already a
+  near-match, split once (a fixed seed) into two disjoint sets: `dev` (5 rows), on which settings are
+  tuned, and `test` (10 rows), on which results are reported. Seed i of a search maximizes the cosine
+  to target i of the chosen set (cycling when there are more seeds than targets). Every target of both
+  sets is removed from the pool and from the rows that set the validity threshold, so no part of the
+  judge or of the initial design has seen a target, whichever set is searched.
 """
 from __future__ import annotations
 
@@ -24,7 +28,10 @@ from scaleflow.search.log_density import log_density
 from scaleflow.search.objectives import Objective, ObjectiveError, cosine_to, load_objective
 
 BUILTIN_OBJECTIVES = ("target", "category")
-N_TARGETS = 5
+TARGET_SETS = ("dev", "test")
+N_DEV_TARGETS, N_TEST_TARGETS = 5, 10
+TARGET_SPLIT_SEED = 0  # the one split of the targets: never varied, so dev and test never mix
+N_TARGETS = N_TEST_TARGETS  # targets of a default search (the test set)
 DEFAULT_CATEGORY = "noun.animal"
 REAL_LOG_DENSITY_ROWS = 64  # held-out rows whose log-densities give the band real points fall in
 
@@ -40,6 +47,7 @@ class SearchProblem:
         judge: the candidate judge.
         objective_name: "target", "category" or the `MODULE:FUNCTION` given.
         targets: `[T, D]` target rows of the `target` objective (else empty), with `target_texts`.
+        target_set: which set `targets` is ("dev" or "test"; None for other objectives).
     """
 
     run: object
@@ -53,6 +61,7 @@ class SearchProblem:
     targets: Tensor = field(default_factory=lambda: torch.empty(0))
     target_texts: Optional[list[str]] = None
     notes: dict = field(default_factory=dict)
+    target_set: Optional[str] = None
 
     @property
     def dim(self) -> int:
@@ -61,6 +70,10 @@ class SearchProblem:
     def objective(self, seed: int) -> Objective:
         """The objective of search seed `seed` (the `target` objective cycles through its targets)."""
         return self.make_objective(seed)
+
+    def target_of_seed(self, seed: int) -> Optional[int]:
+        """Which target of `targets` seed `seed` maximizes (None without targets)."""
+        return seed % len(self.targets) if len(self.targets) else None
 
     def log_density(self, x: Tensor) -> Tensor:
         """`[N]` the prior's log-density of original-space points `x: [N, D]` (`search.log_density`), as the
@@ -77,32 +90,69 @@ class SearchProblem:
         return self.run.standardizer.inverse_transform(z)
 
 
-def choose_targets(held_out: Tensor, judge: CandidateJudge, n: int = N_TARGETS, seed: int = 0) -> Tensor:
-    """Indices `[n]` into `held_out` of target rows: valid themselves (so the optimum, the target, is a
-    point that counts), no closer to their nearest reference row than the median held-out row is (so
-    the reference does not nearly hold them: there is room to search), drawn at random (`seed`)."""
+def _target_order(held_out: Tensor, judge: CandidateJudge, n: int, seed: int) -> Tensor:
+    """The first `n` eligible held-out rows in a seeded random order (see `choose_targets`)."""
     verdicts = judge(held_out)
     roomy = verdicts.nearest_cosine <= verdicts.nearest_cosine.median()
     candidates = torch.nonzero(verdicts.valid & verdicts.novel & roomy).flatten()
     if len(candidates) < n:
-        raise ValueError(f"only {len(candidates)} held-out rows are valid and novel; need {n} targets")
+        raise ValueError(f"only {len(candidates)} held-out rows are valid and novel (and no nearer the reference than "
+                         f"the median held-out row); need {n} targets ({N_DEV_TARGETS} dev and {N_TEST_TARGETS} test "
+                         "for --objective target): train the prior with more held-out rows (--n-val, --n-test)")
     g = torch.Generator().manual_seed(seed)
-    return candidates[torch.randperm(len(candidates), generator=g)[:n]].sort().values
+    return candidates[torch.randperm(len(candidates), generator=g)[:n]]
+
+
+def choose_targets(held_out: Tensor, judge: CandidateJudge, n: int = N_DEV_TARGETS, seed: int = 0) -> Tensor:
+    """Indices `[n]` into `held_out` of target rows: valid themselves (so the optimum, the target, is a
+    point that counts), no closer to their nearest reference row than the median held-out row is (so
+    the reference does not nearly hold them: there is room to search), drawn at random (`seed`)."""
+    return _target_order(held_out, judge, n, seed).sort().values
+
+
+@dataclass(frozen=True)
+class TargetSplit:
+    """Disjoint target rows (indices `[n]` into the held-out rows, ascending) for tuning and for reporting."""
+
+    dev: Tensor
+    test: Tensor
+
+    def of(self, name: str) -> Tensor:
+        if name not in TARGET_SETS:
+            raise ValueError(f"target set {name!r}: choose {' or '.join(TARGET_SETS)}")
+        return self.dev if name == "dev" else self.test
+
+    @property
+    def all(self) -> Tensor:
+        return torch.cat([self.dev, self.test]).sort().values
+
+
+def split_targets(held_out: Tensor, judge: CandidateJudge, n_dev: int = N_DEV_TARGETS, n_test: int = N_TEST_TARGETS,
+                  seed: int = TARGET_SPLIT_SEED) -> TargetSplit:
+    """The fixed split of eligible held-out rows (`choose_targets`' rule) into `dev` (the first `n_dev` of
+    one seeded random order: the 5 targets `choose_targets` gives, on which the guided defaults were chosen)
+    and `test` (the next `n_test`). Deterministic in (`held_out`, `judge`, `seed`); disjoint by construction."""
+    order = _target_order(held_out, judge, n_dev + n_test, seed)
+    return TargetSplit(order[:n_dev].sort().values, order[n_dev:].sort().values)
 
 
 def build_problem(run, objective: str = "target", category: str = DEFAULT_CATEGORY,
-                  timeout: Optional[float] = None, n_targets: int = N_TARGETS) -> SearchProblem:
+                  timeout: Optional[float] = None, targets: str = "test") -> SearchProblem:
     """The search problem over `run` (a loaded `Run`) for `objective`: "target", "category" or a
-    `MODULE:FUNCTION` / `file.py:FUNCTION` spec (see `objectives.load_objective`). Its `notes` hold what
-    the records are read against: the real held-out rows' log-density quantiles, and the objective's facts."""
-    problem = _build_problem(run, objective, category, timeout, n_targets)
+    `MODULE:FUNCTION` / `file.py:FUNCTION` spec (see `objectives.load_objective`). `targets` picks the
+    target set of the `target` objective: "test" (report on it) or "dev" (tune on it). Its `notes` hold
+    what the records are read against: the real held-out rows' log-density quantiles, and the objective's
+    facts (for `target`: the set, its rows, the rows of both sets)."""
+    if targets not in TARGET_SETS:
+        raise ValueError(f"target set {targets!r}: choose {' or '.join(TARGET_SETS)}")
+    problem = _build_problem(run, objective, category, timeout, targets)
     sample = problem.pool[torch.randperm(len(problem.pool), generator=torch.Generator().manual_seed(0))[:REAL_LOG_DENSITY_ROWS]]
     quantiles = torch.quantile(problem.log_density(sample), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64))
     problem.notes["real_log_density_q05_q50_q95"] = [round(float(q), 2) for q in quantiles]
     return problem
 
 
-def _build_problem(run, objective: str, category: str, timeout: Optional[float], n_targets: int) -> SearchProblem:
+def _build_problem(run, objective: str, category: str, timeout: Optional[float], target_set: str) -> SearchProblem:
     data = run.data()
     standardizer = data.standardizer
     reference = standardizer.inverse_transform(data.train).float()
@@ -112,9 +162,13 @@ def _build_problem(run, objective: str, category: str, timeout: Optional[float],
     judge = CandidateJudge(reference, held_out)
 
     if objective == "target":
-        chosen = choose_targets(held_out, judge, n_targets)
+        # Targets are chosen by the judge of every held-out row; then every target of both sets leaves the
+        # pool and the rows behind the validity threshold (the judge searched with has never seen one).
+        split = split_targets(held_out, judge)
         keep = torch.ones(len(held_out), dtype=torch.bool)
-        keep[chosen] = False
+        keep[split.all] = False
+        judge = judge.with_held_out(held_out[keep])
+        chosen = split.of(target_set)
         targets = held_out[chosen]
         target_texts = None if held_texts is None else [held_texts[int(i)] for i in chosen]
         pool, pool_texts = held_out[keep], None if held_texts is None else [t for t, k in zip(held_texts, keep) if k]
@@ -122,7 +176,16 @@ def _build_problem(run, objective: str, category: str, timeout: Optional[float],
         best_reference = (torch.nn.functional.normalize(targets, dim=1) @ unit_reference.T).max(1).values
         best_pool = (torch.nn.functional.normalize(targets, dim=1)
                      @ torch.nn.functional.normalize(pool, dim=1).T).max(1).values
-        notes = {"target_best_reference_cosine": best_reference.tolist(),
+        file_rows = [int(i) for i in data.splits.val] + [int(i) for i in data.splits.test]
+        notes = {"target_set": target_set,
+                 "target_file_rows": [file_rows[int(i)] for i in chosen],
+                 "target_sets_file_rows": {name: [file_rows[int(i)] for i in split.of(name)] for name in TARGET_SETS},
+                 "target_rule": f"{len(split.dev)} dev and {len(split.test)} test targets, disjoint, drawn once "
+                                f"(seed {TARGET_SPLIT_SEED}) from held-out rows that are valid, novel and no nearer "
+                                "the reference than the median held-out row; all of them are out of the pool and "
+                                "of the validity rows; seed i maximizes the cosine to target i % "
+                                f"{len(chosen)} of the {target_set} set",
+                 "target_best_reference_cosine": best_reference.tolist(),
                  "target_best_pool_cosine": best_pool.tolist()}
 
         def make(seed: int) -> Objective:
@@ -130,7 +193,7 @@ def _build_problem(run, objective: str, category: str, timeout: Optional[float],
             return Objective(cosine_to(targets[i]), f"target[{i}]", timeout, optimum=1.0)
 
         return SearchProblem(run, reference, pool, texts, pool_texts, judge, objective, make, targets,
-                             target_texts, notes)
+                             target_texts, notes, target_set)
 
     if objective == "category":
         from scaleflow.search.category import category_objective  # trains a classifier: only when asked
@@ -144,4 +207,5 @@ def _build_problem(run, objective: str, category: str, timeout: Optional[float],
                          lambda seed: Objective(fn, objective, timeout))
 
 
-__all__ = ["BUILTIN_OBJECTIVES", "SearchProblem", "build_problem", "choose_targets", "ObjectiveError"]
+__all__ = ["BUILTIN_OBJECTIVES", "TARGET_SETS", "SearchProblem", "TargetSplit", "build_problem", "choose_targets",
+           "split_targets", "ObjectiveError"]

@@ -1,5 +1,12 @@
-"""What a search folder says: per method, the best valid novel score with an interval over seeds, the
-best-so-far curves, the share of candidates that count, batch diversity and cost; the best candidates."""
+"""What a search folder says: per method, the best valid novel score with an interval over seeds, its lead
+over the best other method, the best-so-far curves, the share of candidates that count, batch diversity
+and cost; the best candidates.
+
+Two rules make the numbers comparable. The budget: a method is reported only when every one of its seeds
+scored exactly the search's budget of candidates (`search.json`); one with fewer or more is marked
+(`budget_complete: false`, its evaluations per seed) and left out of every comparison. The pairing: all
+methods of a seed share its target and its initial rows, so a lead is the paired t interval of the
+per-seed differences (`stats.seed_difference`), not Welch's."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -10,11 +17,12 @@ from typing import Any, Optional
 import numpy as np
 
 from scaleflow.evaluation.plots import new_figure, save_figure
-from scaleflow.files import write_json
-from scaleflow.sweeps.records import ResultStore
-from scaleflow.sweeps.summary import _difference_interval, mean_interval
+from scaleflow.files import read_json, write_json
+from scaleflow.stats.intervals import mean_interval, seed_difference
+from scaleflow.storage.ledger import Ledger
 
 SEARCH_FILE = "search.jsonl"
+SETTINGS_FILE = "search.json"
 INITIAL = "initial"
 
 
@@ -69,30 +77,50 @@ def batch_diversity(records: list[dict]) -> Optional[float]:
 
 @dataclass
 class SearchSummary:
-    """Per method (rows of `methods`), and the paths written."""
+    """Per method (rows of `methods`), the budget they were held to, and the paths written."""
 
     methods: list[dict[str, Any]]
     written: list[Path]
+    budget: Optional[int] = None
+    budget_source: Optional[str] = None
 
 
-def summarize_search(folder: str | Path) -> SearchSummary:
-    """Read `folder/search.jsonl`; write `summary.json`, `best.json` and `figures/best_so_far.png`."""
+def search_budget(folder: Path, searches: dict[tuple[str, int], list[dict]]) -> tuple[Optional[int], Optional[str]]:
+    """The budget the folder's searches are held to and where it came from: `search.json` (what
+    `scaleflow optimize` last ran it with), else the most evaluations any seed has ("largest seen")."""
+    settings = folder / SETTINGS_FILE
+    if settings.exists():
+        budget = read_json(settings).get("budget")
+        if isinstance(budget, int):
+            return budget, SETTINGS_FILE
+    if searches:
+        return max(len(r) for r in searches.values()), "largest seen"
+    return None, None
+
+
+def summarize_search(folder: str | Path, budget: Optional[int] = None) -> SearchSummary:
+    """Read `folder/search.jsonl`; write `summary.json`, `best.json` and `figures/best_so_far.png`.
+
+    `budget`: evaluations every seed of a reported method must have (default: `search_budget`)."""
     folder = Path(folder)
-    searches = whole_batches(ResultStore(folder, SEARCH_FILE).records())
+    searches = whole_batches(Ledger(folder, SEARCH_FILE).records())
+    source = "argument"
+    if budget is None:
+        budget, source = search_budget(folder, searches)
     by_method: dict[str, dict[int, list[dict]]] = defaultdict(dict)
     for (method, seed), records in searches.items():
         by_method[method][seed] = records
     rows, best_candidates = [], {}
-    finals: dict[str, list[float]] = {}
     for method, seeds in sorted(by_method.items()):
         # A seed whose candidates never count scores nothing; its best is left out and counted apart.
-        bests = {s: best_so_far(r)[-1] for s, r in seeds.items()}
+        bests = {s: best_so_far(r)[-1] for s, r in sorted(seeds.items())}
+        evaluations = {s: len(r) for s, r in sorted(seeds.items())}
+        complete = budget is not None and all(n == budget for n in evaluations.values())
         scored = [b for b in bests.values() if b is not None]
-        finals[method] = scored
-        mean, interval = mean_interval(scored) if scored else (None, None)
+        mean, interval = mean_interval(scored) if scored and complete else (None, None)
         generated = [r for records in seeds.values() for r in records if r["proposed_by"] != INITIAL]
         rows.append({
-            "method": method, "seeds": sorted(seeds), "evaluations": {s: len(r) for s, r in seeds.items()},
+            "method": method, "seeds": sorted(seeds), "evaluations": evaluations, "budget_complete": complete,
             "best": mean, "best_interval": interval, "best_per_seed": bests,
             "seeds_without_valid_novel": sum(b is None for b in bests.values()),
             "best_any": float(np.mean([max(x["score"] for x in r) for r in seeds.values()])),
@@ -105,25 +133,42 @@ def summarize_search(folder: str | Path) -> SearchSummary:
                          key=lambda r: -r["score"])[:5]
         best_candidates[method] = [{k: r[k] for k in ("seed", "index", "score", "nearest_cosine", "nearest_texts",
                                                       "pool_row")} for r in counted]
-    _leads(rows, finals)
-    write_json(folder / "summary.json", {"methods": rows})
+    _leads(rows)
+    write_json(folder / "summary.json", {
+        "budget": budget, "budget_source": source,
+        "rules": "a method is reported only when every seed scored exactly the budget's candidates; leads are "
+                 "over the best other reported method, t intervals of per-seed differences (paired: every method "
+                 "of a seed shares its target and initial rows), Welch where fewer than 2 seeds are shared",
+        "methods": rows})
     write_json(folder / "best.json", best_candidates)
     written = [folder / "summary.json", folder / "best.json"]
     if searches:
         written.append(plot_best_so_far(by_method, folder / "figures" / "best_so_far.png"))
-    return SearchSummary(rows, written)
+    return SearchSummary(rows, written, budget, source)
 
 
-def _leads(rows: list[dict], finals: dict[str, list[float]]) -> None:
-    """Each method's lead over the best other method (Welch interval over seeds)."""
+def _leads(rows: list[dict]) -> None:
+    """Each reported method's lead over the best other reported method: the mean of per-seed differences of
+    the best scores, with its paired t interval (`stats.seed_difference`, over the seeds where both have a
+    valid novel candidate). A method with a seed that found none is not compared: its mean over the other
+    seeds would leave out exactly its hardest targets."""
+    reported = [r for r in rows if r["budget_complete"] and r["best"] is not None
+                and not r["seeds_without_valid_novel"]]
     for row in rows:
-        others = [r for r in rows if r["method"] != row["method"] and r["best"] is not None]
-        if row["best"] is None or not others:
+        if row["best"] is not None and row["seeds_without_valid_novel"]:
+            row["lead_note"] = (f"{row['seeds_without_valid_novel']} of {len(row['seeds'])} seeds found no valid "
+                                "novel candidate: its mean leaves them out, so it is not compared")
+    for row in reported:
+        others = [r for r in reported if r["method"] != row["method"]]
+        if not others:
             continue
         rival = max(others, key=lambda r: r["best"])
-        row["lead_over"] = rival["method"]
-        row["lead"] = row["best"] - rival["best"]
-        row["lead_interval"] = _difference_interval(finals[row["method"]], finals[rival["method"]])
+        mine = {s: b for s, b in row["best_per_seed"].items() if b is not None}
+        theirs = {s: b for s, b in rival["best_per_seed"].items() if b is not None}
+        difference = seed_difference(mine, theirs)
+        row.update({"lead_over": rival["method"], "lead": difference.estimate, "lead_interval": difference.ci,
+                    "lead_interval_method": difference.method, "lead_interval_width": difference.width,
+                    "lead_p_value": difference.p_value, "lead_seeds": list(difference.n)})
 
 
 def _mean_or_none(values: list[Optional[float]]) -> Optional[float]:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from scaleflow.search.methods.base import History, Proposal, register
+from scaleflow.search.methods.common import OVERSAMPLE
 from scaleflow.search.report import INITIAL
 
 REPLAY_TOLERANCE = 1e-4  # asked solutions vs. recorded candidates, after the float32 normalization round trip
@@ -40,9 +41,18 @@ class CMAES:
 
     `cma` draws from numpy's global generator (`np.random.seed(seed)` at construction); its state is saved
     and restored around each call, so nothing else sees the reseeding.
+
+    The free filter (`oversample` > 1, as `guided` has), as cma's own rejection sampling
+    (`ask_and_eval` with `is_feasible`): after a generation's `ask()`, each solution the judge would not
+    count is sampled again from the same distribution (`ask(1)` for each rejected one), for up to
+    `oversample - 1` rounds (at most `oversample * popsize` draws); what is left rejected after them is
+    scored as it is. Rejected draws are never scored nor told (cma accepts several asks before one tell;
+    a generation is told the solutions that were scored, with their scores), so the rule costs no
+    evaluation and the replay redraws exactly what the first run redrew. `sigma0` is the knob to tune.
     """
 
     sigma0: float = 0.5
+    oversample: int = OVERSAMPLE
     name: str = "cmaes"
 
     def propose(self, problem, history: History, n: int, seed: int, step: int) -> Proposal:
@@ -65,10 +75,13 @@ class CMAES:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # cma's notes on short tells and flat fitness
+                # Step size by cumulative step-size adaptation: cma's default in high dimension (TPA) needs the
+                # two "mean shift" solutions of each generation told first, which the redraws below could replace.
                 es = cma.CMAEvolutionStrategy(x0, self.sigma0, {"seed": self._cma_seed(seed), "popsize": popsize,
-                                                                 "verbose": -9})
+                                                                 "verbose": -9,
+                                                                 "AdaptSigma": cma.sigma_adaptation.CMAAdaptSigmaCSA})
                 for rows in batches:
-                    asked = np.asarray(es.ask())
+                    asked, _ = self._generation(es, problem)
                     recorded = problem.to_normalized(history.x[rows].double()).numpy()
                     k = len(rows)
                     gap = np.abs(asked[:k] - recorded)[:, scaled]
@@ -81,13 +94,37 @@ class CMAES:
                             "records were written by another configuration (sigma0, seed, popsize)")
                     if k >= es.sp.weights.mu:
                         es.tell(list(asked[:k]), (-scores[rows]).tolist())
-                x = np.asarray(es.ask())[:n]
+                x, info = self._generation(es, problem)
+                x = x[:n]
                 sigma = float(es.sigma)
         finally:
             np.random.set_state(numpy_state)
         z = torch.as_tensor(x, dtype=torch.float64)
         return Proposal(problem.to_original(z).float(), [None] * n,
-                        {"sigma": sigma, "generation": len(batches)})
+                        {"sigma": sigma, "generation": len(batches), **info})
+
+    def _generation(self, es, problem) -> tuple[np.ndarray, dict]:
+        """One generation's solutions `[popsize, D]` (normalized space), rejected ones redrawn (class docstring)."""
+        asked = np.asarray(es.ask())
+        if self.oversample == 1:
+            return asked, {}
+        counts = self._counts(problem, asked)
+        drawn, drawn_counted = len(asked), int(counts.sum())
+        for _ in range(self.oversample - 1):
+            rejected = np.flatnonzero(~counts)
+            if not len(rejected):
+                break
+            redrawn = np.asarray([es.ask(1)[0] for _ in rejected])  # one at a time: cma's supported way to ask again
+            asked[rejected] = redrawn
+            counts[rejected] = self._counts(problem, redrawn)
+            drawn, drawn_counted = drawn + len(rejected), drawn_counted + int(counts[rejected].sum())
+        return asked, {"drawn": drawn, "drawn_counted": drawn_counted, "chosen_counted": int(counts.sum())}
+
+    @staticmethod
+    def _counts(problem, z: np.ndarray) -> np.ndarray:
+        """`[k]` bool: whether the judge counts normalized-space solutions `z: [k, D]`."""
+        x = problem.to_original(torch.as_tensor(z, dtype=torch.float64)).float()
+        return problem.judge(x).counts.numpy().copy()
 
     @staticmethod
     def _cma_seed(seed: int) -> int:

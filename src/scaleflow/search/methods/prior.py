@@ -1,15 +1,18 @@
-"""Methods that sample the prior: unguided (a baseline) and guided by the GP (the method of this project)."""
+"""Methods that sample the prior: unguided (a baseline), unguided through the guided method's filter (its
+control), and guided by the GP (the method of this project)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from scaleflow.sampling.sample import generate
 from scaleflow.search.density_penalty import DensityPenaltyGuide
-from scaleflow.search.gp import ACQUISITIONS, Projection, fit_gp, make_acquisition, make_guide
+from scaleflow.search.gp import ACQUISITIONS, Projection, Surrogate, acquisition_values, fit_gp, make_guide
 from scaleflow.search.guidance import DiversityGuide, GuidanceConfig, GuidedVelocity
 from scaleflow.search.methods.base import History, Proposal, noise_seed, register
+from scaleflow.search.methods.common import OVERSAMPLE, counted_first, filter_info
 
 DEFAULT_SOLVER, DEFAULT_STEPS = "euler", 20
 # The guided search's own settings, chosen on the built-in `target` objective (README, "Guided search"): a
@@ -17,7 +20,7 @@ DEFAULT_SOLVER, DEFAULT_STEPS = "euler", 20
 # 0.78 against 0.58 over 3 targets at 96 evaluations), and drawing 4 samples per candidate scored, then
 # dropping those the judge would not count, kept 95 of 96 scored candidates valid and novel.
 SEARCH_GUIDANCE = GuidanceConfig(strength=1000.0, cap=2.0)
-SEARCH_OVERSAMPLE = 4
+SEARCH_OVERSAMPLE = OVERSAMPLE
 # Without a diversity term the 8 candidates of a guided batch sat at mean pairwise cosine 0.93 (one point, 8
 # times); weight 1 brought that to 0.78 at no measurable cost in the best score (0.763 [0.729, 0.797] against
 # 0.784 [0.736, 0.832], 3 targets, 96 evaluations); weights 3 and 10 gave 0.56 and 0.33 at -0.10 and -0.21.
@@ -40,6 +43,59 @@ class PriorSamples:
         return Proposal(problem.to_original(batch.x).float(), [None] * n)
 
 
+def filter_by_acquisition(problem, surrogate: Surrogate, acquisition: str, x: torch.Tensor, n: int,
+                          seed: int) -> tuple[torch.Tensor, dict]:
+    """The free filter of the prior's samplers: of candidates `x: [N, D]` (original space), the `n` to
+    score: those the judge counts first, each group ranked by `acquisition` on `surrogate`
+    (`gp.acquisition_values`; `seed` seeds a Thompson draw). Returns `[n, D]` and what the filter did."""
+    counts = problem.judge(x).counts
+    values = acquisition_values(surrogate, acquisition, x, seed)
+    chosen = counted_first(counts, values, n)
+    best = float(values[chosen].max())
+    return x[chosen], {**filter_info(counts, chosen), "best_acquisition": best if math.isfinite(best) else None}
+
+
+@register("prior-filtered")
+@dataclass
+class FilteredPrior:
+    """The control of `guided` without guidance: unguided prior samples through the same filter.
+
+    Each step draws `oversample * n` unguided samples from the same noise `guided` starts from (seed
+    `noise_seed(seed, step)`), drops those the judge would not count, and scores the `n` with the highest
+    `acquisition` on the GP fitted to everything scored (`filter_by_acquisition`, as `guided` does). The
+    gap between `prior` and this method is what the filter buys; between this method and `guided`, what
+    the guidance buys.
+    """
+
+    acquisition: str = "ucb"
+    solver: str = DEFAULT_SOLVER
+    steps: int = DEFAULT_STEPS
+    noise_scale: float = 1.0
+    pca: int | None = None
+    oversample: int = SEARCH_OVERSAMPLE
+    name: str = "prior-filtered"
+
+    def __post_init__(self) -> None:
+        _check(self.acquisition, self.oversample)
+
+    def propose(self, problem, history: History, n: int, seed: int, step: int) -> Proposal:
+        projection = Projection.fit(problem.reference, self.pca) if self.pca else None
+        surrogate = fit_gp(history.x, history.y, projection)
+        draws = n * self.oversample
+        batch = generate(problem.run.velocity, draws, problem.dim, self.solver, self.steps, noise_seed(seed, step),
+                         batch_size=draws, noise_scale=self.noise_scale)
+        x, info = filter_by_acquisition(problem, surrogate, self.acquisition, problem.to_original(batch.x).float(), n,
+                                        noise_seed(seed, step))
+        return Proposal(x, [None] * n, info)
+
+
+def _check(acquisition: str, oversample: int) -> None:
+    if acquisition not in ACQUISITIONS:
+        raise ValueError(f"unknown acquisition {acquisition!r}; choose one of {', '.join(ACQUISITIONS)}")
+    if oversample < 1:
+        raise ValueError(f"oversample must be >= 1; got {oversample}")
+
+
 @register("guided")
 @dataclass
 class GuidedPrior:
@@ -47,7 +103,8 @@ class GuidedPrior:
 
     Each step fits the GP to everything scored, draws `oversample * n` guided samples from fresh noise,
     drops those the judge would not count (free: judging costs no objective evaluation), and keeps the
-    `n` with the highest acquisition (UCB) among the rest, topped up with the best others if too few count.
+    `n` with the highest `acquisition` among the rest (`filter_by_acquisition`; Thompson: one joint
+    posterior draw), topped up with the best others if too few count.
 
     Attributes:
         acquisition: the guide: "ucb" (default), "logei", "qlognei", "mean", or "thompson" (each row of the
@@ -71,10 +128,7 @@ class GuidedPrior:
     name: str = "guided"
 
     def __post_init__(self) -> None:
-        if self.acquisition not in ACQUISITIONS:
-            raise ValueError(f"unknown acquisition {self.acquisition!r}; choose one of {', '.join(ACQUISITIONS)}")
-        if self.oversample < 1:
-            raise ValueError(f"oversample must be >= 1; got {self.oversample}")
+        _check(self.acquisition, self.oversample)
 
     def propose(self, problem, history: History, n: int, seed: int, step: int) -> Proposal:
         projection = Projection.fit(problem.reference, self.pca) if self.pca else None
@@ -92,17 +146,14 @@ class GuidedPrior:
         info = {"guidance_to_velocity": _mean(guided.trace.term_to_velocity),
                 "gradient_norm": _mean(guided.trace.gradient_norms)}
         if self.oversample > 1:
-            x = self._select(problem, surrogate, x, n)
+            x, filtered = self._select(problem, surrogate, x, n, self.acquisition, noise_seed(seed, step))
+            info.update(filtered)
         return Proposal(x, [None] * n, info)
 
     @staticmethod
-    def _select(problem, surrogate, x: torch.Tensor, n: int) -> torch.Tensor:
-        counts = problem.judge(x).counts
-        with torch.no_grad():
-            value = make_acquisition("ucb", surrogate)(surrogate.inputs(x).unsqueeze(1)).double()
-        # Candidates that count first, each group by acquisition.
-        order = torch.argsort(value + torch.where(counts, 1e12, 0.0), descending=True)
-        return x[order[:n]]
+    def _select(problem, surrogate, x: torch.Tensor, n: int, acquisition: str = "ucb",
+                seed: int = 0) -> tuple[torch.Tensor, dict]:
+        return filter_by_acquisition(problem, surrogate, acquisition, x, n, seed)
 
 
 def _mean(values: list[float]) -> float | None:

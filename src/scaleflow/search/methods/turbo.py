@@ -12,7 +12,7 @@ import torch
 
 from scaleflow.search.gp import fit_gp
 from scaleflow.search.methods.base import History, Proposal, noise_seed, register, step_generator
-from scaleflow.search.methods.common import reference_box
+from scaleflow.search.methods.common import OVERSAMPLE, counted_first, filter_info, reference_box
 
 
 @dataclass
@@ -117,11 +117,17 @@ class TuRBO:
     batch with 5000 candidates, ~8 s with 2000, ~5 s with 1000; the GP fit is ~4 s of it, the rest the
     exact joint posterior samples over all candidates, a Cholesky of their `[N, N]` covariance).
     Success tolerance 3 (TuRBO-1's; BoTorch's tutorial uses 10).
+
+    The free filter (`oversample` > 1, as `guided` has): Thompson sampling picks `oversample * n` of the
+    candidates (in the order drawn) instead of `n`; the judge drops those it would not count, and the first
+    `n` that count are scored, topped up in drawn order when too few do (`common.counted_first`).
+    `length_init` (the trust region's starting side, 0.8 as TuRBO-1) is the knob to tune.
     """
 
     n_candidates: Optional[int] = None
     success_tolerance: int = 3
     length_init: float = 0.8
+    oversample: int = OVERSAMPLE
     name: str = "turbo"
 
     def state(self, problem, history: History, n: int) -> TurboState:
@@ -143,6 +149,7 @@ class TuRBO:
         unit = (history.x.to(torch.float64) - low) / span
         scores = history.y
         n_candidates = self.n_candidates or min(5000, max(2000, 200 * dim))
+        draws = min(n * self.oversample, n_candidates)  # Thompson picks; the judge keeps n of them
         generator = step_generator(seed, step)
         with torch.random.fork_rng():
             torch.manual_seed(noise_seed(seed, step))
@@ -164,10 +171,15 @@ class TuRBO:
             candidates[mask] = perturbation[mask]
             with torch.no_grad(), gpytorch.settings.max_cholesky_size(float("inf")), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # jitter added to a near-singular joint covariance
-                chosen = MaxPosteriorSampling(model=model, replacement=False)(candidates, num_samples=n)
-        x = (low + chosen.reshape(n, dim) * span).float()
+                chosen = MaxPosteriorSampling(model=model, replacement=False)(candidates, num_samples=draws)
+        x = (low + chosen.reshape(draws, dim) * span).float()
         info = {"length": state.length, "restarts": state.restarts, "success_counter": state.success_counter,
                 "failure_counter": state.failure_counter, "n_candidates": n_candidates}
+        if draws > n:
+            counts = problem.judge(x).counts
+            keep = counted_first(counts, -torch.arange(draws, dtype=torch.float64), n)
+            x = x[keep]
+            info.update(filter_info(counts, keep))
         return Proposal(x, [None] * n, info)
 
     @staticmethod
