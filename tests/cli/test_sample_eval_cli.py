@@ -201,6 +201,7 @@ def test_eval_prints_table(evaluated, text_run):
     lo, hi = report["fd"]["fd_inf_ci"]
     assert _row(result.stdout, "fd_inf")[2] == f"[{lo:.4g}, {hi:.4g}]"  # FD_inf with its interval
     assert "Reading FD" in result.stdout and "fit over n = 20..40" in result.stdout
+    assert "memorization's is conditional on the training set" in " ".join(result.stdout.split())
     # The ranking rule's line: the worst ratio to the floors and the measure that binds it.
     (rank,) = [line for line in result.stdout.splitlines() if line.startswith("rank: worst ratio")]
     assert "bound by" in rank and "novelty" in rank
