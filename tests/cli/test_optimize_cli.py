@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lock_holder import held_by_another_process
+
+
 FAST = ["--budget", "12", "--batch", "4", "--steps", "4", "--strength", "50"]
 
 
@@ -92,29 +95,10 @@ def test_other_settings_in_the_same_folder_are_refused(searched, text_run):
     assert "Traceback" not in done.stderr
 
 
-HOLD = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("folder_lock", sys.argv[1])
-lock = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(lock)
-with lock.folder_lock(sys.argv[2]):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
-
-
 def test_a_busy_search_folder_is_refused_in_one_line(searched, text_run):
-    from scaleflow.storage import folder_lock as locks
-
     before = {p.name: p.read_bytes() for p in searched.iterdir() if p.is_file() and p.name != ".lock"}
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, locks.__file__, str(searched)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == "held\n"
+    with held_by_another_process(searched) as holder:
         done = _scaleflow("optimize", text_run, "--out", searched, "--method", METHODS_RUN, "--seeds", "2", *FAST)
-    finally:
-        holder.kill()
-        holder.communicate(timeout=30)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     message = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(message) == 1 and f"another search is writing this folder (pid {holder.pid} on" in message[0]

@@ -15,6 +15,9 @@ import yaml
 from scaleflow.sweeps import expand, load_sweep
 from scaleflow.sweeps.tasks import check_trial
 
+from lock_holder import held_by_another_process
+
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -132,35 +135,15 @@ def test_user_mistakes_are_one_line(tmp_path, sweep_run):
     _one_error_line(_scaleflow("sweep", other, "--out", out), "different sweep")
 
 
-# Another process holding FOLDER's lock with the storage module itself (loaded by path: fast, no torch).
-HOLD = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("folder_lock", sys.argv[1])
-lock = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(lock)
-with lock.folder_lock(sys.argv[2]):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
-
-
 def test_a_busy_sweep_folder_is_refused_and_summarize_still_reads_it(sweep_run, cli, user_error):
-    from scaleflow.storage import folder_lock as locks
-
     spec_file, out, _ = sweep_run
     before = (out / "results.jsonl").read_text()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, locks.__file__, str(out)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == "held\n"
+    with held_by_another_process(out) as holder:
         user_error(cli(["sweep", spec_file, "--out", out, "--jobs", "1"]),
                    f"{out}: another sweep is writing this folder (pid {holder.pid} on ", "choose another --out")
         summarized = cli(["sweep", "summarize", out])  # only reads the records: no lock needed
         assert summarized.exit_code == 0, summarized.output
         assert "4 trials (0 failed)" in summarized.stdout
-    finally:
-        holder.kill()
-        holder.communicate(timeout=30)
     assert (out / "results.jsonl").read_text() == before
 
 

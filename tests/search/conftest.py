@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Callable, Optional
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -86,3 +87,23 @@ def make_problem(tiny_data) -> Callable[..., SearchProblem]:
 def problem(make_problem) -> SearchProblem:
     """The tiny problem with the default (target cosine) objectives and no texts."""
     return make_problem()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny run trained in-process (mlp, hidden 16, 20 steps; ~2 s): 200 train, 50 val, 50 test rows of
+    a low-rank 8-dim set with texts "text number i"."""
+    from scaleflow.training.config import make_config
+    from scaleflow.training.run import load_run, train
+
+    folder = tmp_path_factory.mktemp("search_run")
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((300, 3)) @ rng.standard_normal((3, 8)) + 5.0).astype(np.float32)
+    np.save(folder / "data.npy", x)
+    (folder / "data.txt").write_text("".join(f"text number {i}\n" for i in range(300)), encoding="utf-8")
+    config = make_config({"data": str(folder / "data.npy"), "texts": str(folder / "data.txt"), "arch": "mlp",
+                          "scale": None, "model": {"hidden_dim": 16, "num_layers": 2, "time_embed_dim": 16},
+                          "prediction": "velocity", "steps": 20, "val_every": 10, "n_val": 50, "n_test": 50,
+                          "batch_size": 32, "device": "cpu"})
+    train(config, folder / "run", progress=False)
+    return load_run(folder / "run"), torch.from_numpy(x)

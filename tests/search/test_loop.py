@@ -7,14 +7,13 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from scaleflow.search.loop import read_history, run_search, search_ledger
 from scaleflow.search.methods import METHODS, Proposal
 from scaleflow.search.objectives import Objective, ObjectiveError, cosine_to
-from scaleflow.search.problem import N_DEV_TARGETS, N_TARGETS, N_TEST_TARGETS, build_problem, choose_targets
+from scaleflow.search.problem import build_problem
 from scaleflow.search.report import INITIAL, SEARCH_FILE, whole_batches
 
 BATCH = 4
@@ -383,82 +382,9 @@ def test_an_objective_timing_out_keeps_what_was_scored(make_problem, tiny_data, 
 # ---------------------------------------------------------------- the problem of a real (tiny) run
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A tiny run trained in-process (mlp, hidden 16, 20 steps; ~2 s): 200 train, 50 val, 50 test rows of
-    a low-rank 8-dim set with texts "text number i"."""
-    from scaleflow.training.config import make_config
-    from scaleflow.training.run import load_run, train
-
-    folder = tmp_path_factory.mktemp("search_run")
-    rng = np.random.default_rng(0)
-    x = (rng.standard_normal((300, 3)) @ rng.standard_normal((3, 8)) + 5.0).astype(np.float32)
-    np.save(folder / "data.npy", x)
-    (folder / "data.txt").write_text("".join(f"text number {i}\n" for i in range(300)), encoding="utf-8")
-    config = make_config({"data": str(folder / "data.npy"), "texts": str(folder / "data.txt"), "arch": "mlp",
-                          "scale": None, "model": {"hidden_dim": 16, "num_layers": 2, "time_embed_dim": 16},
-                          "prediction": "velocity", "steps": 20, "val_every": 10, "n_val": 50, "n_test": 50,
-                          "batch_size": 32, "device": "cpu"})
-    train(config, folder / "run", progress=False)
-    return load_run(folder / "run"), torch.from_numpy(x)
-
-
 def row_number(text: str) -> int:
     assert text.startswith("text number ")
     return int(text.removeprefix("text number "))
-
-
-def test_target_problem_of_a_run(trained_run):
-    run, data = trained_run
-    problem = build_problem(run, "target")
-    assert problem.objective_name == "target" and problem.dim == 8
-    assert problem.reference.shape == (200, 8) and problem.pool.shape == (100 - N_DEV_TARGETS - N_TEST_TARGETS, 8)
-    assert problem.targets.shape == (N_TARGETS, 8) and len(problem.target_texts) == N_TARGETS
-    # Texts name the rows they go with, in every part; no row is in two parts.
-    for rows, texts in ((problem.reference, problem.reference_texts), (problem.pool, problem.pool_texts),
-                        (problem.targets, problem.target_texts)):
-        assert len(texts) == len(rows)
-        numbers = [row_number(t) for t in texts]
-        assert torch.allclose(rows, data[numbers], atol=1e-4)
-    parts = [set(map(row_number, t)) for t in (problem.reference_texts, problem.pool_texts, problem.target_texts)]
-    assert sum(map(len, parts)) == 300 - N_DEV_TARGETS and len(set.union(*parts)) == 300 - N_DEV_TARGETS
-    # Targets: valid, novel, and no nearer to the reference than the median held-out row.
-    held_out = torch.cat([problem.pool, problem.targets])
-    verdicts = problem.judge(problem.targets)
-    assert verdicts.valid.all() and verdicts.novel.all()
-    assert (verdicts.nearest_cosine <= problem.judge(held_out).nearest_cosine.median()).all()
-    unit = torch.nn.functional.normalize
-    best_reference = (unit(problem.targets, dim=1) @ unit(problem.reference, dim=1).T).max(1).values
-    assert problem.notes["target_best_reference_cosine"] == pytest.approx(best_reference.tolist(), abs=1e-6)
-    # Seed s maximizes the cosine to target s % 5: value 1 at it.
-    for seed in (0, 3, 5, 7):
-        objective = problem.objective(seed)
-        i = seed % N_TARGETS
-        assert objective.name == f"target[{i}]" and objective.optimum == 1.0
-        scores = objective(problem.targets)
-        assert scores[i].item() == pytest.approx(1.0, abs=1e-6)
-        assert int(scores.argmax()) == i
-    # The normalized space is the run's.
-    z = problem.to_normalized(problem.pool)
-    assert torch.allclose(problem.to_original(z), problem.pool, atol=1e-5)
-    assert torch.allclose(z.mean(0), torch.zeros(8), atol=0.5)
-
-
-def test_choose_targets(trained_run):
-    run, _ = trained_run
-    problem = build_problem(run, "target")
-    held_out = torch.cat([problem.pool, problem.targets])
-    chosen = choose_targets(held_out, problem.judge, 5, seed=0)
-    assert chosen.tolist() == sorted(chosen.tolist()) and len(set(chosen.tolist())) == 5
-    assert torch.equal(choose_targets(held_out, problem.judge, 5, seed=0), chosen)
-    assert not torch.equal(choose_targets(held_out, problem.judge, 5, seed=1), chosen)
-    verdicts = problem.judge(held_out)
-    eligible = verdicts.valid & verdicts.novel & (verdicts.nearest_cosine <= verdicts.nearest_cosine.median())
-    assert eligible[chosen].all()
-    n = int(eligible.sum())
-    assert len(choose_targets(held_out, problem.judge, n)) == n
-    with pytest.raises(ValueError, match=f"only {n} held-out rows"):
-        choose_targets(held_out, problem.judge, n + 1)
 
 
 def test_a_target_search_on_a_run(trained_run, tmp_path):

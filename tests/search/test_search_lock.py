@@ -2,55 +2,23 @@
 before anything is scored; the holder may nest searches inside its own hold."""
 from __future__ import annotations
 
-import fcntl
-import os
-import subprocess
-import sys
-
 import pytest
 
 from scaleflow.search.loop import SearchFolderBusy, run_search, search_folder_lock, search_ledger
 from scaleflow.search.methods import METHODS
 from scaleflow.search.objectives import Objective
 from scaleflow.search.report import SEARCH_FILE
-from scaleflow.storage import folder_lock as locks
 from scaleflow.training.config import ConfigError
 
-# Another process holding FOLDER's lock with the storage module itself (loaded by path: fast, no torch).
-HOLD = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("folder_lock", sys.argv[1])
-lock = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(lock)
-with lock.folder_lock(sys.argv[2]):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
-
-
-def someone_else_can_lock(folder) -> bool:
-    fd = os.open(folder / ".lock", os.O_RDONLY)  # a second open stands for another process
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
+from lock_holder import held_by_another_process, someone_else_can_lock
 
 
 def test_a_search_into_a_busy_folder_is_refused_in_one_line(make_problem, tmp_path):
     scored = []
     problem = make_problem(lambda seed: Objective(lambda x: scored.append(len(x)) or x[:, 0], "first"))
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, locks.__file__, str(tmp_path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == "held\n"
+    with held_by_another_process(tmp_path) as holder:
         with pytest.raises(SearchFolderBusy) as info:
             run_search(problem, METHODS["random"](), 8, 4, 0, tmp_path)
-    finally:
-        holder.kill()  # kill -9: the lock goes with it
-        holder.communicate(timeout=30)
     message = str(info.value)
     assert isinstance(info.value, ConfigError) and "\n" not in message  # the CLI prints it as one error line
     assert message.startswith(f"{tmp_path}: another search is writing this folder (pid {holder.pid} on ")

@@ -3,7 +3,6 @@
 judge that have seen neither."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -11,6 +10,7 @@ from scaleflow.evaluation.validity import validity_threshold
 from scaleflow.search.judge import CandidateJudge
 from scaleflow.search.problem import (
     N_DEV_TARGETS,
+    N_TARGETS,
     N_TEST_TARGETS,
     TARGET_SETS,
     build_problem,
@@ -47,25 +47,6 @@ def test_too_few_eligible_rows_is_refused(tiny_data, problem):
     n = int(eligible(tiny_data.pool, problem.judge).sum())
     with pytest.raises(ValueError, match=f"only {n} held-out rows"):
         split_targets(tiny_data.pool, problem.judge, n_dev=5, n_test=n - 4)
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A tiny trained run: 300 rows of rank 3 in 8-D with texts "text number i", 50 + 50 held out."""
-    from scaleflow.training.config import make_config
-    from scaleflow.training.run import load_run, train
-
-    folder = tmp_path_factory.mktemp("targets_run")
-    rng = np.random.default_rng(0)
-    x = (rng.standard_normal((300, 3)) @ rng.standard_normal((3, 8)) + 5.0).astype(np.float32)
-    np.save(folder / "data.npy", x)
-    (folder / "data.txt").write_text("".join(f"text number {i}\n" for i in range(300)), encoding="utf-8")
-    config = make_config({"data": str(folder / "data.npy"), "texts": str(folder / "data.txt"), "arch": "mlp",
-                          "scale": None, "model": {"hidden_dim": 16, "num_layers": 2, "time_embed_dim": 16},
-                          "prediction": "velocity", "steps": 20, "val_every": 10, "n_val": 50, "n_test": 50,
-                          "batch_size": 32, "device": "cpu"})
-    train(config, folder / "run", progress=False)
-    return load_run(folder / "run"), torch.from_numpy(x)
 
 
 def number(text: str) -> int:
@@ -126,3 +107,56 @@ def test_other_objectives_keep_every_held_out_row(trained_run, tmp_path):
     problem = build_problem(run, f"{module}:first")
     assert problem.target_set is None and problem.targets.numel() == 0 and problem.target_of_seed(3) is None
     assert problem.pool.shape == (100, 8) and problem.judge.describe()["validity_rows"] == 100
+
+
+def test_target_problem_of_a_run(trained_run):
+    run, data = trained_run
+    problem = build_problem(run, "target")
+    assert problem.objective_name == "target" and problem.dim == 8
+    assert problem.reference.shape == (200, 8) and problem.pool.shape == (100 - N_DEV_TARGETS - N_TEST_TARGETS, 8)
+    assert problem.targets.shape == (N_TARGETS, 8) and len(problem.target_texts) == N_TARGETS
+    # Texts name the rows they go with, in every part; no row is in two parts.
+    for rows, texts in ((problem.reference, problem.reference_texts), (problem.pool, problem.pool_texts),
+                        (problem.targets, problem.target_texts)):
+        assert len(texts) == len(rows)
+        numbers = [number(t) for t in texts]
+        assert torch.allclose(rows, data[numbers], atol=1e-4)
+    parts = [set(map(number, t)) for t in (problem.reference_texts, problem.pool_texts, problem.target_texts)]
+    assert sum(map(len, parts)) == 300 - N_DEV_TARGETS and len(set.union(*parts)) == 300 - N_DEV_TARGETS
+    # Targets: valid, novel, and no nearer to the reference than the median held-out row.
+    held_out = torch.cat([problem.pool, problem.targets])
+    verdicts = problem.judge(problem.targets)
+    assert verdicts.valid.all() and verdicts.novel.all()
+    assert (verdicts.nearest_cosine <= problem.judge(held_out).nearest_cosine.median()).all()
+    unit = torch.nn.functional.normalize
+    best_reference = (unit(problem.targets, dim=1) @ unit(problem.reference, dim=1).T).max(1).values
+    assert problem.notes["target_best_reference_cosine"] == pytest.approx(best_reference.tolist(), abs=1e-6)
+    # Seed s maximizes the cosine to target s % 5: value 1 at it.
+    for seed in (0, 3, 5, 7):
+        objective = problem.objective(seed)
+        i = seed % N_TARGETS
+        assert objective.name == f"target[{i}]" and objective.optimum == 1.0
+        scores = objective(problem.targets)
+        assert scores[i].item() == pytest.approx(1.0, abs=1e-6)
+        assert int(scores.argmax()) == i
+    # The normalized space is the run's.
+    z = problem.to_normalized(problem.pool)
+    assert torch.allclose(problem.to_original(z), problem.pool, atol=1e-5)
+    assert torch.allclose(z.mean(0), torch.zeros(8), atol=0.5)
+
+
+def test_choose_targets(trained_run):
+    run, _ = trained_run
+    problem = build_problem(run, "target")
+    held_out = torch.cat([problem.pool, problem.targets])
+    chosen = choose_targets(held_out, problem.judge, 5, seed=0)
+    assert chosen.tolist() == sorted(chosen.tolist()) and len(set(chosen.tolist())) == 5
+    assert torch.equal(choose_targets(held_out, problem.judge, 5, seed=0), chosen)
+    assert not torch.equal(choose_targets(held_out, problem.judge, 5, seed=1), chosen)
+    verdicts = problem.judge(held_out)
+    eligible = verdicts.valid & verdicts.novel & (verdicts.nearest_cosine <= verdicts.nearest_cosine.median())
+    assert eligible[chosen].all()
+    n = int(eligible.sum())
+    assert len(choose_targets(held_out, problem.judge, n)) == n
+    with pytest.raises(ValueError, match=f"only {n} held-out rows"):
+        choose_targets(held_out, problem.judge, n + 1)

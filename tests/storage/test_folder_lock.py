@@ -5,55 +5,18 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import subprocess
-import sys
-from contextlib import contextmanager
 
 import pytest
 
 from scaleflow.storage import folder_lock as locks
 from scaleflow.storage.folder_lock import FolderBusy, check_not_busy, folder_lock, holds, lock_holder
 
-# Another process holding FOLDER's lock with this very module (loaded by path: no torch to import, so fast).
-HOLD = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("folder_lock", sys.argv[1])
-lock = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(lock)
-with lock.folder_lock(sys.argv[2]):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
-
-
-@contextmanager
-def held_by_another_process(folder):
-    process = subprocess.Popen([sys.executable, "-c", HOLD, locks.__file__, str(folder)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout.readline() == "held\n"
-        yield process
-    finally:
-        process.kill()  # kill -9: no handler runs, the lock goes with the process
-        process.communicate(timeout=30)
+from lock_holder import held_by_another_process, someone_else_can_lock
 
 
 class SearchBusy(FolderBusy):
     doing = "another search is writing this folder"
     advice = "choose another --out"
-
-
-def someone_else_can_lock(folder) -> bool:
-    import fcntl
-
-    fd = os.open(folder / ".lock", os.O_RDONLY)  # a second open stands for another process
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
 
 
 def test_reentrant_for_its_holder_and_released_after(tmp_path):

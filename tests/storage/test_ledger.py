@@ -12,19 +12,10 @@ import sys
 import pytest
 
 from scaleflow.files import UnreadableRunFile
-from scaleflow.storage import folder_lock as locks
 from scaleflow.storage.folder_lock import FolderBusy, folder_lock
 from scaleflow.storage.ledger import Ledger
 
-HOLD = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("folder_lock", sys.argv[1])
-lock = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(lock)
-with lock.folder_lock(sys.argv[2]):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
+from lock_holder import held_by_another_process
 
 
 def test_records_round_trip_in_write_order(tmp_path):
@@ -90,15 +81,9 @@ def test_a_second_writer_is_refused_not_raced(tmp_path):
     ledger.append({"id": "a"})
     with open(ledger.path, "ab") as f:
         f.write(b'{"id": "in prog')  # the holder's line, half written
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, locks.__file__, str(tmp_path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == "held\n"
+    with held_by_another_process(tmp_path) as holder:
         with pytest.raises(FolderBusy, match=f"pid {holder.pid} on "):
             ledger.append({"id": "b"})
-    finally:
-        holder.kill()
-        holder.communicate(timeout=30)
     assert ledger.path.read_bytes().endswith(b'{"id": "in prog')  # its tail was not cut under it
     with folder_lock(tmp_path):  # the holder is gone; inside our own hold, appending is re-entrant
         ledger.append({"id": "b"})

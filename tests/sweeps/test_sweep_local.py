@@ -5,10 +5,11 @@ import sys
 
 import pytest
 
-from scaleflow.storage import folder_lock as locks
 from scaleflow.sweeps import ResultStore, SweepSpec, expand, run_sweep, trial_id
 from scaleflow.sweeps.records import SweepFolderBusy
 from scaleflow.training.config import ConfigError
+
+from lock_holder import held_by_another_process, someone_else_can_lock
 
 SPEC = SweepSpec(name="t", axes={"lr": [1, 2, 3], "batch_size": [8, 16]}, fixed={"steps": 5}, seeds=[0, 1])
 
@@ -111,9 +112,6 @@ run_sweep(spec, sys.argv[1], trial)
 
 
 def test_hard_killed_process_resumes(tmp_path):
-    import subprocess
-    import sys
-
     done = subprocess.run([sys.executable, "-c", _KILLED_SWEEP, str(tmp_path)], timeout=120)
     assert done.returncode == 9
     assert len(ResultStore(tmp_path).records()) == 4
@@ -134,29 +132,11 @@ def test_an_interrupted_training_stops_the_sweep_unrecorded(tmp_path):
     assert ResultStore(tmp_path).records() == []  # not a failure: it runs again next time
 
 
-# Another process holding FOLDER's lock with the storage module itself (loaded by path: fast, no torch).
-HOLD = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("folder_lock", sys.argv[1])
-lock = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(lock)
-with lock.folder_lock(sys.argv[2]):
-    print("held", flush=True)
-    sys.stdin.read()
-"""
-
-
 def test_a_second_sweep_into_a_busy_folder_is_refused_in_one_line(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, locks.__file__, str(tmp_path)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == "held\n"
+    with held_by_another_process(tmp_path) as holder:
         trial = FakeTrial()
         with pytest.raises(SweepFolderBusy) as info:
             run_sweep(SPEC, tmp_path, trial)
-    finally:
-        holder.kill()
-        holder.communicate(timeout=30)
     message = str(info.value)
     assert isinstance(info.value, ConfigError) and "\n" not in message
     assert message.startswith(f"{tmp_path}: another sweep is writing this folder (pid {holder.pid} on ")
@@ -166,19 +146,6 @@ def test_a_second_sweep_into_a_busy_folder_is_refused_in_one_line(tmp_path):
 
 
 def test_the_sweep_holds_its_folder_while_it_runs(tmp_path):
-    import fcntl
-    import os
-
-    def someone_else_can_lock() -> bool:
-        fd = os.open(tmp_path / ".lock", os.O_RDONLY)  # a second open stands for another process
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-        finally:
-            os.close(fd)
-
     held = []
-    run_sweep(SweepSpec(name="h", axes={"lr": [1, 2]}), tmp_path, lambda o: held.append(someone_else_can_lock()) or {})
-    assert held == [False, False] and someone_else_can_lock()  # held through every trial, released after
+    run_sweep(SweepSpec(name="h", axes={"lr": [1, 2]}), tmp_path, lambda o: held.append(someone_else_can_lock(tmp_path)) or {})
+    assert held == [False, False] and someone_else_can_lock(tmp_path)  # held through every trial, released after

@@ -22,6 +22,7 @@ from scaleflow.training.signals import TrainingInterrupted
 from scaleflow.training.trainer import RunWriteError
 
 from crash_helpers import Crash, crash_at
+from lock_holder import someone_else_can_lock
 
 STEPS, CHECKPOINT_EVERY = 40, 20
 # The options of every run here: the uninterrupted reference and each interrupted one.
@@ -185,29 +186,16 @@ def test_a_second_training_is_refused_and_kill_9_leaves_no_stale_lock(data, refe
 
 
 def test_the_lock_is_reentrant_for_its_holder_and_released_after(tmp_path):
-    import fcntl
-
     from scaleflow.training.lock import check_not_busy, run_lock
 
     out = tmp_path / "run"
-
-    def someone_else_can_lock() -> bool:  # flock belongs to an open file: a second open stands for another process
-        fd = os.open(out / ".lock", os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-        finally:
-            os.close(fd)
-
     with run_lock(out):
         check_not_busy(out)  # the holder itself is not refused, and may take the lock again (reflow, then train)
         with run_lock(out):
-            assert not someone_else_can_lock()
-        assert not someone_else_can_lock()
+            assert not someone_else_can_lock(out)
+        assert not someone_else_can_lock(out)
         assert (out / ".lock").read_text().startswith(f"pid {os.getpid()} on ")
-    assert someone_else_can_lock()
+    assert someone_else_can_lock(out)
 
 
 # --------------------------------------------------------------------------- a full disk (E)

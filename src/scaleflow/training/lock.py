@@ -6,8 +6,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from scaleflow.storage import folder_lock as locks
 from scaleflow.storage.folder_lock import LOCK_FILE, FolderBusy, folder_lock
-from scaleflow.storage.folder_lock import check_not_busy as _check_not_busy
 from scaleflow.training.config import ConfigError
 
 __all__ = ["LOCK_FILE", "RunFolderBusy", "check_not_busy", "run_lock"]
@@ -26,7 +26,7 @@ def check_not_busy(run_dir: str | Path) -> None:
     Raises:
         RunFolderBusy: one line naming the folder and the holder (pid, host, start time).
     """
-    _check_not_busy(run_dir, RunFolderBusy)
+    locks.check_not_busy(run_dir, RunFolderBusy)
 
 
 @contextmanager

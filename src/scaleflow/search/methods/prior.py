@@ -79,14 +79,19 @@ class FilteredPrior:
         _check(self.acquisition, self.oversample)
 
     def propose(self, problem, history: History, n: int, seed: int, step: int) -> Proposal:
-        projection = Projection.fit(problem.reference, self.pca) if self.pca else None
-        surrogate = fit_gp(history.x, history.y, projection)
+        surrogate = _fit_surrogate(problem, history, self.pca)
         draws = n * self.oversample
         batch = generate(problem.run.velocity, draws, problem.dim, self.solver, self.steps, noise_seed(seed, step),
                          batch_size=draws, noise_scale=self.noise_scale)
         x, info = filter_by_acquisition(problem, surrogate, self.acquisition, problem.to_original(batch.x).float(), n,
                                         noise_seed(seed, step))
         return Proposal(x, [None] * n, info)
+
+
+def _fit_surrogate(problem, history: History, pca: int | None):
+    """The GP on everything scored, on the top-`pca` principal directions of the training rows if asked."""
+    projection = Projection.fit(problem.reference, pca) if pca else None
+    return fit_gp(history.x, history.y, projection)
 
 
 def _check(acquisition: str, oversample: int) -> None:
@@ -131,8 +136,7 @@ class GuidedPrior:
         _check(self.acquisition, self.oversample)
 
     def propose(self, problem, history: History, n: int, seed: int, step: int) -> Proposal:
-        projection = Projection.fit(problem.reference, self.pca) if self.pca else None
-        surrogate = fit_gp(history.x, history.y, projection)
+        surrogate = _fit_surrogate(problem, history, self.pca)
         draws = n * self.oversample
         guide = make_guide(surrogate, self.acquisition, draws, seed=noise_seed(seed, step))
         if self.diversity > 0:
