@@ -14,3 +14,18 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Reference priors' scores are cached (`reference.scoring`): tests write theirs to a folder of their own,
+    never to the user's ~/.cache."""
+    import os
+
+    before = os.environ.get("SCALEFLOW_CACHE")
+    os.environ["SCALEFLOW_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("SCALEFLOW_CACHE", None)
+    else:
+        os.environ["SCALEFLOW_CACHE"] = before

@@ -17,6 +17,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 
+def cache_root() -> Path:
+    """Where computed-once results live (reference priors' scores, the built-in pretrained prior):
+    `$SCALEFLOW_CACHE`, else `~/.cache/scaleflow`."""
+    return Path(os.environ.get("SCALEFLOW_CACHE") or Path.home() / ".cache" / "scaleflow")
+
+
 # --- atomic writes ------------------------------------------------------------------------------
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call `write(tmp_path)` then rename onto `path`: readers never see a half-written file, a

@@ -39,7 +39,10 @@ def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run dir"  # a space: paths are quoted and handled everywhere
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("SCALEFLOW_DEBUG", None)
-    result = subprocess.run(_scaleflow() + ["demo", "--out", str(out), "--steps", "100", "--bootstrap", "10"],
+    # Fewer steps, resamples and reference priors than `make demo` (the GMM's EM at 10K rows is the slow one;
+    # tests/reference covers it): the same command, the same path through it.
+    result = subprocess.run(_scaleflow() + ["demo", "--out", str(out), "--steps", "100", "--bootstrap", "10",
+                                            "--reference", "gaussian,kde"],
                             capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path_factory.mktemp("cwd"))
     return out, result
 
@@ -60,6 +63,10 @@ def test_demo_trains_evaluates_and_draws(demo_run):
     # The evaluation table and the closing lines reach the user.
     assert "fd" in result.stdout and "precision" in result.stdout
     assert "Frechet distance" in result.stderr and "Validity" in result.stderr and str(out / "figures") in " ".join(result.stderr.split())
+    # The reference priors' row beside the prior's, and the line saying which ranks higher.
+    assert set(report["reference"]["priors"]) == {"gaussian", "kde"}
+    assert "ref gaussian" in result.stdout or "ref kde" in result.stdout
+    assert "reference priors on the same rows" in result.stderr
 
 
 

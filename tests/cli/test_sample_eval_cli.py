@@ -131,7 +131,7 @@ def test_eval_writes_every_metric_with_ci_and_floor(evaluated, text_run):
     report = json.loads((text_run / "eval.json").read_text())
     metrics = {k for k, v in report.items() if isinstance(v, dict) and "value" in v}
     assert metrics == METRICS
-    assert set(report) - METRICS <= {"stats", "nfe_curve", "settings"}
+    assert set(report) - METRICS <= {"stats", "nfe_curve", "settings", "reference"}
     for name in METRICS:
         entry = report[name]
         assert isinstance(entry["value"], float) and math.isfinite(entry["value"]), name

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from scaleflow.cli.errors import user_errors
-from scaleflow.data.normalization import Standardizer
+from scaleflow.data.normalization import normalization_from_tensors
 from scaleflow.evaluation.plots import plot_embedding_map, plot_metric_bars, plot_quality_vs_nfe, plot_training_curves
 from scaleflow.evaluation.ranking import novelty_ratio, worst_ratio
 from scaleflow.evaluation.report import FD_NOTE, HIGHER_IS_BETTER, LOWER_IS_BETTER, metric_entries, metric_names
@@ -176,7 +176,7 @@ def _map_inputs(runs: list[RunFiles], note: Callable[[str], None]) -> Optional[t
         if "generated" not in tensors:
             raise ConfigError(f"{run.samples}: has no 'generated' tensor; rerun `scaleflow eval {run.path}`")
         # Each run standardizes with its own training rows; compare in one space.
-        own = Standardizer.from_tensors(read_safetensors(run.path / "normalization.safetensors"))
+        own = normalization_from_tensors(read_safetensors(run.path / "normalization.safetensors"))
         generated[run.label] = first.standardizer.transform(own.inverse_transform(tensors["generated"])).numpy()
     return real, generated
 

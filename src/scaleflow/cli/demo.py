@@ -11,8 +11,9 @@ from rich.console import Console
 
 from scaleflow.cli.compare import compare
 from scaleflow.cli.errors import user_errors
-from scaleflow.cli.evaluate import evaluate_and_save, fd_summary, report_table
-from scaleflow.training.config import make_config
+from scaleflow.cli.evaluate import evaluate_and_save, fd_summary, reference_summary, report_table
+from scaleflow.reference.scoring import DEFAULT_REFERENCES, parse_references
+from scaleflow.training.config import ConfigError, make_config
 from scaleflow.training.run import train
 
 DEMO_CONFIG = resources.files("scaleflow").joinpath("configs", "demo.yaml")
@@ -25,6 +26,8 @@ def demo(
     arch: Optional[str] = typer.Option(None, help="velocity network (default: configs/demo.yaml)"),
     scale: Optional[str] = typer.Option(None, help="tiny | small | base"),
     bootstrap: int = typer.Option(200, help="bootstrap resamples of the evaluation"),
+    reference: str = typer.Option(",".join(DEFAULT_REFERENCES), "--reference",
+                                  help="reference priors scored beside the prior (comma-separated; none skips)"),
 ) -> None:
     """Train the default prior on the built-in data, evaluate it against held-out data, draw figures.
 
@@ -43,13 +46,17 @@ def demo(
         console.print(f"    best val loss {summary['best_val_loss']:.4f} vs {summary['baseline_val_loss']:.4f} for "
                       f"the best constant predictor, in {summary['wall_seconds']:.0f}s")
     console.print("[bold]2/3[/] sampling and evaluating against the held-out test split")
-    report = evaluate_and_save(out, bootstrap=bootstrap)
+    try:
+        references = parse_references(reference)
+    except ValueError as err:
+        raise ConfigError(f"--reference: {err}") from None
+    report = evaluate_and_save(out, bootstrap=bootstrap, references=references)
     Console().print(report_table(report, f"{out} vs the test split (floor = real training rows vs the same test rows)"))
     console.print("[bold]3/3[/] figures")
     compare([out], out=str(out / "figures"), draw_map=True, quiet=True)
     validity, run = report["validity"], shlex.quote(str(out))
     console.print(
-        f"\n{fd_summary(report)}.\nValidity {validity['value']:.3f} (real rows: {validity['floor']:.3f}): the share of "
+        f"\n{fd_summary(report)}.\n{reference_summary(report) or 'no reference prior scored'}.\nValidity {validity['value']:.3f} (real rows: {validity['floor']:.3f}): the share of "
         f"samples as close to a real test row as 95% of real rows are.\n"
         f"run folder: {out}   evaluation: {out / 'eval.json'}   figures: {out / 'figures'}\n"
         f"next: scaleflow sample {run} --n 1000 --neighbors 3 --out samples.npy\n"

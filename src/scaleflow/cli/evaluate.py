@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -14,6 +14,7 @@ from scaleflow.evaluation.evaluate import evaluate
 from scaleflow.evaluation.ranking import ranked_ratios, worst_ratio
 from scaleflow.evaluation.report import FD_NOTE, FD_ROWS, INTERVAL_NOTE, metric_entries, ratio_to_floor
 from scaleflow.evaluation.scores import DEFAULT_K, min_samples
+from scaleflow.reference.scoring import DEFAULT_REFERENCES, parse_references
 from scaleflow.sampling.solvers import SOLVERS
 from scaleflow.training.config import ConfigError
 from scaleflow.files import write_json, write_safetensors
@@ -27,8 +28,12 @@ def _interval(ci) -> str:
 def report_table(report: dict, title: str) -> Table:
     """Rich table, two rows per metric so it fits 80 columns: the value with its 95% CI and value/floor
     where that ratio means something (`report.RATIO_METRICS`: never MMD, whose real-vs-real value is ~0),
-    then, dimmed, the real-vs-real floor with its own 95% CI. FD is followed by its excess over the floor
+    then, dimmed, the real-vs-real floor with its own 95% CI, then (italic) the best reference prior's value
+    on the same rows (`reference.scoring`) where the report has one. FD is followed by its excess over the floor
     and its value extrapolated to infinite samples (`fd_excess`, `fd_inf`)."""
+    reference = report.get("reference") or {}
+    best = reference.get("best")
+    ref_values = reference["priors"][best]["metrics"] if best else {}
     table = Table(title=title)
     for column in ("metric", "value", "95% CI", "value/floor"):
         table.add_column(column, justify="left" if column == "metric" else "right")
@@ -39,7 +44,31 @@ def report_table(report: dict, title: str) -> Table:
                       "-" if ratio is None else f"{ratio:.2f}x")
         if m.get("floor") is not None:
             table.add_row(f"{indent}  floor", f"{m['floor']:.4g}", _interval(m.get("floor_ci")), "", style="dim")
+        if name in ref_values:  # the best reference prior on the same rows (a point estimate: no interval)
+            ref_ratio = ratio_to_floor(name, {**m, "value": ref_values[name]})
+            table.add_row(f"{indent}  ref {best}", f"{ref_values[name]:.4g}", "",
+                          "-" if ref_ratio is None else f"{ref_ratio:.2f}x", style="italic")
     return table
+
+
+def reference_summary(report: dict) -> Optional[str]:
+    """One line on the reference priors (`reference.scoring`): each one's worst ratio and binding measure,
+    the best one, and whether the run's samples rank above it; None when none was scored."""
+    reference = report.get("reference") or {}
+    if not reference.get("priors"):
+        return None
+    parts = []
+    for name, prior in reference["priors"].items():
+        parts.append(f"{name} {prior['worst_ratio']:.3g} ({prior['binding']})" if prior.get("worst_ratio") is not None
+                     else f"{name}: {prior.get('error', 'not scored')}")
+    line = f"reference priors on the same rows (worst ratio, binding): {', '.join(parts)}"
+    worst, _ = worst_ratio(report)
+    best = reference.get("best")
+    if best and worst is not None:
+        theirs = reference["priors"][best]["worst_ratio"]
+        verdict = "above" if worst > theirs else "not above"
+        line += f"; this run {worst:.3g} is {verdict} the best, {best} ({theirs:.3g}): a point comparison, one seed"
+    return line
 
 
 def _maybe_interval(ci) -> str:
@@ -73,7 +102,8 @@ def rank_summary(report: dict) -> Optional[str]:
 
 
 def evaluate_and_save(run_dir: Path, n: int | None = None, solver: str = "heun", steps: int = 20, bootstrap: int = 200,
-                      seed: int = 0, nfe_curve: bool = True, device: str = "auto", noise_scale: float = 1.0) -> dict:
+                      seed: int = 0, nfe_curve: bool = True, device: str = "auto", noise_scale: float = 1.0,
+                      references: Sequence[str] = DEFAULT_REFERENCES) -> dict:
     """Evaluate the run in `run_dir`, write `eval.json` and `eval_samples.safetensors`, return the report."""
     if solver not in SOLVERS:
         raise ConfigError(f"--solver {solver!r}: choose one of {', '.join(SOLVERS)}")
@@ -81,7 +111,7 @@ def evaluate_and_save(run_dir: Path, n: int | None = None, solver: str = "heun",
     run = load_run(run_dir, device=target)
     report, generated = evaluate(run, n, solver, steps, bootstrap, seed, device=target,
                                  nfe_solvers=("euler", "heun", "rk4", "dopri5") if nfe_curve else (),
-                                 noise_scale=noise_scale)
+                                 noise_scale=noise_scale, references=references)
     write_json(run_dir / "eval.json", report)
     write_safetensors(run_dir / "eval_samples.safetensors", {"generated": generated})
     return report
@@ -99,6 +129,10 @@ def eval_command(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     noise_scale: float = typer.Option(1.0, "--noise-scale", help="temperature of the starting noise (< 1: more "
                                       "precise, less diverse samples)"),
+    reference: str = typer.Option(",".join(DEFAULT_REFERENCES), "--reference",
+                                  help="reference priors fitted to the same training rows and scored beside the run "
+                                       "(cached per data and split): comma-separated of gaussian, gmm, kde, "
+                                       "closed-form, or none"),
 ) -> None:
     """Sample the run and score the samples against its held-out test split, each metric next to its floor."""
     if n < 0 or bootstrap < 1 or steps < 1:
@@ -109,7 +143,12 @@ def eval_command(
         raise ConfigError(f"--n {n}: too few samples; evaluation needs --n >= {min_samples()} (PRDC compares each "
                           f"sample with its {DEFAULT_K} nearest neighbours, the Frechet distance needs a covariance), "
                           "or --n 0 for as many as the test split has")
-    report = evaluate_and_save(run, n or None, solver, steps, bootstrap, seed, nfe_curve, device, noise_scale)
+    try:
+        references = parse_references(reference)
+    except ValueError as err:
+        raise ConfigError(f"--reference: {err}") from None
+    report = evaluate_and_save(run, n or None, solver, steps, bootstrap, seed, nfe_curve, device, noise_scale,
+                               references)
     console = Console()
     settings = report["settings"]
     console.print(report_table(report, f"{run}: {settings['n_generated']} samples vs {settings['n_test']} test rows "
@@ -119,6 +158,7 @@ def eval_command(
                                    "training rows (the floor's draw); value and floor both use "
                                    f"{settings['n_generated']}", highlight=False, soft_wrap=True)
     # fd_summary escapes its intervals; the note and the rank line hold no markup.
-    for line in (FD_NOTE, INTERVAL_NOTE, fd_summary(report), rank_summary(report), f"wrote {escape(str(run / 'eval.json'))}"):
+    for line in (FD_NOTE, INTERVAL_NOTE, fd_summary(report), rank_summary(report), reference_summary(report),
+                 f"wrote {escape(str(run / 'eval.json'))}"):
         if line:
             console.print(line, highlight=False, soft_wrap=True)

@@ -41,6 +41,7 @@ def train(
     n_train: Optional[int] = typer.Option(None, help=_help("n_train")),
     n_val: Optional[float] = typer.Option(None, help=_help("n_val") + " (a value >= 1 is a count)"),
     n_test: Optional[float] = typer.Option(None, help=_help("n_test") + " (a value >= 1 is a count)"),
+    categories: Optional[str] = typer.Option(None, "--categories", help=_help("categories")),
     dedup: Optional[bool] = typer.Option(None, "--dedup/--no-dedup", help=_help("dedup")),
     dedup_threshold: Optional[float] = typer.Option(None, help=_help("dedup_threshold")),
     arch: Optional[str] = typer.Option(None, help=_help("arch") + ": mlp | dit | unet | mamba"),
@@ -51,6 +52,7 @@ def train(
     sigma: Optional[float] = typer.Option(None, help=_help("sigma")),
     ot_method: Optional[str] = typer.Option(None, help=_help("ot_method") + ": exact | sinkhorn"),
     time_sampling: Optional[str] = typer.Option(None, help=_help("time_sampling") + ": uniform | logit-normal"),
+    source: Optional[str] = typer.Option(None, "--source", help=_help("source") + ": standard | gaussian"),
     aug: Optional[str] = typer.Option(None, "--aug", help=_help("aug")),
     steps: Optional[int] = typer.Option(None, help=_help("steps")),
     batch_size: Optional[int] = typer.Option(None, help=_help("batch_size")),
@@ -62,18 +64,24 @@ def train(
     ema_decay: Optional[float] = typer.Option(None, help=_help("ema_decay")),
     val_every: Optional[int] = typer.Option(None, help=_help("val_every")),
     patience: Optional[int] = typer.Option(None, help=_help("patience")),
+    select_by: Optional[str] = typer.Option(None, "--select-by", help=_help("select_by") + ": val_loss | samples"),
     checkpoint_every: Optional[int] = typer.Option(None, help=_help("checkpoint_every")),
     log_every: Optional[int] = typer.Option(None, help=_help("log_every")),
     precision: Optional[str] = typer.Option(None, help=_help("precision") + ": auto | fp32 | bf16"),
     seed: Optional[int] = typer.Option(None, help=_help("seed")),
     device: Optional[str] = typer.Option(None, help=_help("device")),
     out: Optional[str] = typer.Option(None, "--out", help=_help("out")),
+    init: Optional[str] = typer.Option(None, "--init", help="start from this run's weights (same network and "
+                                       "embedding dimension) and fine-tune with this run's schedule; 'builtin': a prior "
+                                       "pretrained on the built-in data (384-D MiniLM), trained once and cached"),
+    init_normalization: Optional[str] = typer.Option(None, "--init-normalization", help=_help("init_normalization") + ": source | refit"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint (from step 0 if it stopped before one)"),
     wandb: Optional[bool] = typer.Option(None, "--wandb/--no-wandb", help=_help("wandb")),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Train a velocity network on embeddings and write a run folder (config, weights, metrics, summary)."""
-    options = {k: v for k, v in locals().items() if k not in ("config", "model_opt", "resume", "quiet")}
+    options = {k: v for k, v in locals().items() if k not in ("config", "model_opt", "resume", "quiet", "init")}
+    options["init_from"] = init
     for key in ("n_val", "n_test"):  # 200 means 200 rows, 0.1 means 10%
         if options[key] is not None and options[key] >= 1 and float(options[key]).is_integer():
             options[key] = int(options[key])
@@ -88,7 +96,7 @@ def train(
             raise ConfigError(f"{out}: nothing to resume (no config.yaml)")
         given = [k for k, v in options.items() if v is not None and k != "out"] + (["config"] if config else [])
         if given:
-            flags = ", ".join("--model-opt" if k == "model" else "--" + k.replace("_", "-") for k in given)
+            flags = ", ".join({"model": "--model-opt", "init_from": "--init"}.get(k, "--" + k.replace("_", "-")) for k in given)
             raise ConfigError(f"--resume continues {out} with its own config; drop {flags}")
         cfg, settings_file = make_config(yaml_path=saved), saved
     else:
@@ -97,7 +105,9 @@ def train(
     run_dir = Path(out or cfg.out or Path("runs") / cfg.run_name())
     say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731 (paths as typed)
     # The header once every check has passed (config, data, folder), so a refused run prints only its error.
-    announce = lambda: say(f"training {cfg.arch}/{cfg.scale} with {cfg.flow} on {cfg.data} -> {run_dir}")  # noqa: E731
+    announce = lambda: say(  # noqa: E731
+        f"fitting reference prior {cfg.arch} on {cfg.data} -> {run_dir}" if cfg.is_reference
+        else f"training {cfg.arch}/{cfg.scale} with {cfg.flow} on {cfg.data} -> {run_dir}")
     try:
         summary = run_training(cfg, run_dir, resume=resume, progress=not quiet, on_start=announce)
     except ModelOptionError as err:  # name where the network options came from: the command line, a file, or both
@@ -105,7 +115,18 @@ def train(
         where = ([f"--model-opt {' '.join(model_opt)}"] if model_opt else []) + (
             [f"{settings_file} (model:)"] if from_file else [])
         raise ConfigError(f"{' / '.join(where)}: {str(err).removeprefix('model: ')}" if where else str(err)) from None
-    say(f"done: best val loss {summary['best_val_loss']:.4f} (baseline {summary['baseline_val_loss']:.4f}) "
-        f"at step {summary['best_step']}, {summary['steps']} steps in {summary['wall_seconds']:.0f}s")
+    if "reference" in summary:
+        fit = summary["reference"]
+        chosen = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fit["chosen"].items())
+        likelihood = fit["val_log_likelihood"]
+        say(f"done: {cfg.arch} with {chosen} (chosen on the validation rows of {len(fit['candidates']) or 1} "
+            f"candidate(s)){'' if likelihood is None else f', val log-likelihood {likelihood:.1f}'}; val loss "
+            f"{summary['best_val_loss']:.4f} (baseline {summary['baseline_val_loss']:.4f}) in {summary['wall_seconds']:.0f}s")
+    else:
+        chosen = (f"best samples' worst ratio on validation rows {summary['best_val_worst_ratio']:.3f} (val loss "
+                  f"{summary['best_val_loss']:.4f})" if summary.get("selected_by") == "samples"
+                  else f"best val loss {summary['best_val_loss']:.4f}")
+        say(f"done: {chosen} (baseline {summary['baseline_val_loss']:.4f}) "
+            f"at step {summary['best_step']}, {summary['steps']} steps in {summary['wall_seconds']:.0f}s")
     say(f"run folder: {run_dir}")
     say(f"next: scaleflow sample {shlex.quote(str(run_dir))} --n 1000 --out samples.npy")

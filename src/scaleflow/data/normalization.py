@@ -108,6 +108,11 @@ class Standardizer:
         std = np.maximum(self.std.astype(dtype), np.finfo(dtype).tiny)
         return self.mean.astype(dtype), std, inverse_scale.astype(dtype)
 
+    @property
+    def log_scale(self) -> float:
+        """log |det| of `inverse_transform` (sum of log std): densities in the original space are smaller by it."""
+        return float(np.log(self.std.astype(np.float64)).sum())
+
     def __repr__(self) -> str:
         return f"Standardizer(dim={self.dim}, min_std={self.min_std:g})"
 
@@ -119,3 +124,78 @@ def _vector(v: Any) -> np.ndarray:
     if out.ndim != 1:
         raise ValueError(f"statistics must be 1-D [D], got shape {out.shape}")
     return out
+
+
+class Whitener:
+    """`z = (x - mean) W` with `W = C^(-1/2)` for a shrunk (Ledoit-Wolf) covariance C of the training rows,
+    and its inverse `x = z C^(1/2) + mean`: the normalization behind `source: gaussian`.
+
+    A flow from N(0, I) in these coordinates is a flow from N(mean, C) in the original ones (the straight
+    path commutes with affine maps: its weights sum to 1), so the network learns only what the fitted
+    Gaussian misses. Symmetric (ZCA) roots keep each coordinate near its own dimension. float64 inside.
+    Interface as `Standardizer` (`transform`, `inverse_transform`, `mean`, `dim`, `log_scale`, tensors).
+    """
+
+    KIND = "whiten"
+
+    def __init__(self, mean: Any, whitening: Any, coloring: Any) -> None:
+        as64 = lambda v: torch.as_tensor(np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v),  # noqa: E731
+                                         dtype=torch.float64)
+        self._mean, self.whitening, self.coloring = as64(mean), as64(whitening), as64(coloring)
+        self.mean = self._mean.numpy().astype(np.float32)
+        self.unscaled = np.zeros(0, dtype=np.int64)
+
+    @classmethod
+    def fit(cls, x: np.ndarray | torch.Tensor) -> "Whitener":
+        """Mean and Ledoit-Wolf covariance of `x: [N, D]` (the training rows, original space)."""
+        from sklearn.covariance import LedoitWolf
+
+        rows = np.asarray(x.detach().cpu().double() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+        fitted = LedoitWolf().fit(rows)
+        values, vectors = np.linalg.eigh(fitted.covariance_)
+        values = np.maximum(values, np.finfo(np.float64).tiny)
+        whitening = (vectors / np.sqrt(values)) @ vectors.T
+        coloring = (vectors * np.sqrt(values)) @ vectors.T
+        return cls(fitted.location_, whitening, coloring)
+
+    @property
+    def dim(self) -> int:
+        return int(self._mean.shape[0])
+
+    @property
+    def log_scale(self) -> float:
+        """log |det C^(1/2)|."""
+        return float(torch.linalg.slogdet(self.coloring).logabsdet)
+
+    def _apply(self, x: Array, shift_first: bool, matrix: torch.Tensor) -> Array:
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"data has dimension {x.shape[-1]} but the whitener was fitted on {self.dim}")
+        t = torch.as_tensor(x) if isinstance(x, np.ndarray) else x
+        dtype = t.dtype if t.is_floating_point() else torch.float32
+        mean, m = self._mean.to(t.device), matrix.to(t.device)
+        out = ((t.double() - mean) @ m) if shift_first else (t.double() @ m + mean)
+        out = out.to(dtype)
+        return out.numpy() if isinstance(x, np.ndarray) else out
+
+    def transform(self, x: Array) -> Array:
+        """`[..., D]` -> whitened `[..., D]`, same type, float dtype and device."""
+        return self._apply(x, True, self.whitening)
+
+    def inverse_transform(self, z: Array) -> Array:
+        """Undo `transform`: `[..., D]` -> the original embedding space."""
+        return self._apply(z, False, self.coloring)
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        return {"mean": self._mean.clone(), "whitening": self.whitening.clone(), "coloring": self.coloring.clone()}
+
+    def __repr__(self) -> str:
+        return f"Whitener(dim={self.dim})"
+
+
+def normalization_from_tensors(tensors: dict[str, torch.Tensor]) -> "Standardizer | Whitener":
+    """A run's saved normalization (`normalization.safetensors`): per-dimension statistics (mean, std) or a
+    whitening (mean, whitening, coloring)."""
+    if "whitening" in tensors:
+        return Whitener(tensors["mean"], tensors["whitening"], tensors["coloring"])
+    return Standardizer.from_tensors(tensors)
+

@@ -1,6 +1,8 @@
 """From a data source to normalized train/val/test tensors: load, deduplicate, split, standardize."""
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 from dataclasses import dataclass
 from typing import Optional, Union
@@ -8,7 +10,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from scaleflow.data.builtin import BUILTIN_DATASETS, load_builtin
+from scaleflow.data.builtin import BUILTIN_DATASETS, load_builtin, load_builtin_categories
 from scaleflow.data.dedup import near_duplicate_mask
 from scaleflow.data.errors import DataError
 from scaleflow.data.loading import EmbeddingSet, load_embeddings
@@ -72,6 +74,28 @@ def load_source(data: str, texts: Optional[str] = None) -> EmbeddingSet:
     return load_embeddings(data, texts_path=texts)
 
 
+def category_mask(data: str, categories: str) -> np.ndarray:
+    """`[N]` bool: the rows of built-in data `data` whose WordNet lexicographer category matches `categories`, a
+    comma-separated list of names ("noun.animal") or prefixes ("verb.*"); a leading "!" keeps every row but
+    those ("!noun.animal,noun.plant"). DataError (naming the option) for other data or a name that matches nothing."""
+    if not (data == "builtin" or data.startswith("builtin:")):
+        raise DataError(f"--categories: only the built-in data has categories; got --data {data}")
+    labels = np.asarray(load_builtin_categories(data.partition(":")[2] or next(iter(BUILTIN_DATASETS))))
+    text = categories.strip()
+    drop = text.startswith("!")
+    names = [n.strip() for n in text.lstrip("!").split(",") if n.strip()]
+    if not names:
+        raise DataError("--categories: give category names, e.g. noun.animal,noun.plant or verb.* (or !noun.animal)")
+    matched = np.zeros(len(labels), dtype=bool)
+    for name in names:
+        hit = np.char.startswith(labels, name[:-1]) if name.endswith("*") else labels == name
+        if not hit.any():
+            known = ", ".join(sorted(set(labels.tolist()))[:8])
+            raise DataError(f"--categories: {name!r} matches no row of {data}; categories look like {known}, ...")
+        matched |= hit
+    return ~matched if drop else matched
+
+
 def held_out_rows(value: Union[int, float], n_rows: int) -> int:
     """A count as given; a fraction of `n_rows`, at least `MIN_HELD_OUT_ROWS` and at most 1000 rows."""
     if isinstance(value, float):
@@ -113,11 +137,14 @@ def prepare_data(
     dedup_threshold: float = 0.95,
     seed: int = 0,
     splits: Optional[Splits] = None,
+    categories: Optional[str] = None,
 ) -> PreparedData:
     """Load and split a data source; statistics come from the training rows only.
 
     Val and test are held out first from a seeded permutation, then training subsets are nested
     prefixes (see `make_splits`). Pass `splits` (e.g. read back from a run) to reuse them exactly.
+    `categories` keeps only those rows of the built-in data (`category_mask`); split indices still point
+    into the whole file.
 
     New splits must leave every split big enough to use (`check_split_sizes`); a dimension that is
     constant over the training rows is left unscaled, with a warning (`Standardizer.fit`).
@@ -130,11 +157,15 @@ def prepare_data(
     kept = np.arange(len(rows), dtype=np.int64)
     new_splits = splits is None
     if new_splits:
+        selected = category_mask(data, categories) if categories else np.ones(len(rows), dtype=bool)
         if dedup:
-            mask, n_removed = near_duplicate_mask(rows.embeddings, dedup_threshold)
-            kept = np.flatnonzero(mask).astype(np.int64)
-        source = rows.source if not n_removed else (
-            f"{rows.source} (after --dedup removed {n_removed} of {len(rows)} rows at cosine >= {dedup_threshold})")
+            mask, n_removed = near_duplicate_mask(rows.embeddings[selected], dedup_threshold)
+            kept = np.flatnonzero(selected)[mask].astype(np.int64)
+        else:
+            kept = np.flatnonzero(selected).astype(np.int64)
+        source = rows.source if not categories else f"{rows.source} ({len(np.flatnonzero(selected))} rows of {categories})"
+        source = source if not n_removed else (
+            f"{source} (after --dedup removed {n_removed} of {len(rows)} rows at cosine >= {dedup_threshold})")
         n_val, n_test = held_out_rows(n_val, len(kept)), held_out_rows(n_test, len(kept))
         check_split_sizes(len(kept), n_train, n_val, n_test, source)
         local = make_splits(len(kept), n_val, n_test, n_train=n_train, seed=seed, source=source)
@@ -158,3 +189,14 @@ def prepare_data(
         train=pick(splits.train), val=pick(splits.val), test=pick(splits.test), standardizer=standardizer,
         splits=splits, texts=rows.texts, source=rows.source, n_removed=int(n_removed),
     )
+
+
+def restandardize(data: PreparedData, standardizer: Standardizer) -> PreparedData:
+    """The same splits in another normalization (e.g. a source run's, for transfer): every split mapped back
+    to the original space and standardized with `standardizer`."""
+    if standardizer.dim != data.dim:
+        raise ValueError(f"the statistics have dimension {standardizer.dim} but the data {data.dim}")
+    move = lambda x: standardizer.transform(data.standardizer.inverse_transform(x)).contiguous()  # noqa: E731
+    return dataclasses.replace(data, train=move(data.train), val=move(data.val), test=move(data.test),
+                               standardizer=standardizer)
+

@@ -22,6 +22,7 @@ from scaleflow.evaluation.diversity import norm_and_cosine_stats
 from scaleflow.evaluation.distribution import frechet_distance
 from scaleflow.evaluation.scores import DEFAULT_K, entry, mean_ci, min_samples, score_samples
 from scaleflow.flows.draws import make_validation_set, validation_coupling_batch
+from scaleflow.reference.scoring import DEFAULT_REFERENCES, score_references
 from scaleflow.sampling.sample import generate, reconstruction_errors, sample_noise
 from scaleflow.sampling.solvers import integrate
 
@@ -71,7 +72,8 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
              seed: int = 0, k: int = DEFAULT_K, nfe_solvers: Sequence[str] = ("euler", "heun", "rk4", "dopri5"),
              nfe_steps: Sequence[int] = (1, 2, 4, 8, 16, 32), device: torch.device | str = "cpu",
              extrapolate: bool = True, noise_scale: float = 1.0,
-             n_boot_inf: Optional[int] = None) -> tuple[dict, torch.Tensor]:
+             n_boot_inf: Optional[int] = None,
+             references: Sequence[str] = DEFAULT_REFERENCES) -> tuple[dict, torch.Tensor]:
     """Evaluate a loaded run (`training.run.load_run`) against its test split.
 
     Args:
@@ -82,6 +84,8 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
             ~2 s of one CPU core for the fits at 1,000 samples in 384-D, ~13 s more for the interval's 10
             half-sample refits (benchmarks/bootstrap_cost.py); `n_boot_inf` sets their number (default
             `min(n_boot, frechet.FD_INF_RESAMPLES)`).
+        references: reference priors fitted to the run's training rows and scored on the same test rows,
+            real draw and n (`reference.scoring`, cached per data and split): the report's "reference".
 
     Returns:
         The report `{metric: {"value", "ci": [lo, hi], "floor", "floor_ci", ...}}` for `METRICS`, plus
@@ -103,6 +107,7 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
     generated = batch.x
     g = torch.Generator().manual_seed(seed + 1)
     real_draw = train[torch.randperm(len(train), generator=g)[:n].to(device)]
+    val = data.val.to(device)
     out: dict[str, Any] = {}
 
     coupling = validation_coupling_batch(run.config.batch_size, len(train))
@@ -113,7 +118,15 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
     out["reconstruction_mse"] = entry(*mean_ci(rec, n_boot, seed), target=0.1)
 
     to_original = run.standardizer.inverse_transform  # the statistics the run was trained and samples with
-    out.update(score_samples(generated, test, real_draw, train, to_original, n_boot, seed, k, extrapolate,
+    # Sample measures in one space for every run: the per-dimension standardization of the training rows
+    # (a run trained in a whitening or a source's statistics is mapped into it; `Run.scoring_normalization`).
+    scoring = run.scoring_normalization() if hasattr(run, "scoring_normalization") else None
+    s_generated, s_test, s_real, s_train, s_val, s_to_original = generated, test, real_draw, train, val, to_original
+    if scoring is not None:
+        move = lambda x: scoring.transform(to_original(x))  # noqa: E731
+        s_generated, s_test, s_real, s_train, s_val = (move(x) for x in (generated, test, real_draw, train, val))
+        s_to_original = scoring.inverse_transform
+    out.update(score_samples(s_generated, s_test, s_real, s_train, s_to_original, n_boot, seed, k, extrapolate,
                              n_boot_inf))
 
     noise = noise_scale * sample_noise(n, dim, seed, device)[:STRAIGHTNESS_ROWS]
@@ -126,7 +139,10 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
                     "train_vs_test": norm_and_cosine_stats(real_raw, test_raw)}
     out["nfe_curve"] = (nfe_curve(velocity, dim, test, n, nfe_solvers, nfe_steps, seed, device, noise_scale)
                         if nfe_solvers else [])
+    out["reference"] = score_references(s_train, s_val, s_test, s_real, s_to_original, seed, k, references)
     out["settings"] = {"n_requested": requested, "n_generated": n, "n_real_draw": n, "n_test": len(test),
                        "n_train": len(train), "solver": solver, "steps": steps, "nfe": batch.nfe, "bootstrap": n_boot,
-                       "seed": seed, "k": k, "noise_scale": noise_scale, "seconds": time.perf_counter() - began}
+                       "seed": seed, "k": k, "noise_scale": noise_scale,
+                       "scored_in": "the run's space" if scoring is None else "per-dimension standardization of the training rows",
+                       "seconds": time.perf_counter() - began}
     return out, generated

@@ -36,8 +36,9 @@ class Attention(nn.Module):
 class DiTBlock(nn.Module):
     """Pre-norm attention + MLP, each shifted, scaled and gated by the time embedding."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, mlp_dropout: float = 0.0):
         super().__init__()
+        self.mlp_dropout = mlp_dropout
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
@@ -49,7 +50,12 @@ class DiTBlock(nn.Module):
         """x: [B, S, h], c: [B, h] -> [B, S, h]."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c).chunk(6, dim=-1)
         x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1))
-        return x + gate2[:, None] * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        h = modulate(self.norm2(x), shift2, scale2)
+        if self.mlp_dropout and self.training:  # in the MLP's hidden layer only, never in attention
+            h = self.mlp[2](F.dropout(self.mlp[1](self.mlp[0](h)), self.mlp_dropout, training=True))
+        else:
+            h = self.mlp(h)
+        return x + gate2[:, None] * h
 
 
 class FinalLayer(nn.Module):
@@ -87,14 +93,17 @@ class DiTVelocityNetwork(nn.Module):
         num_heads: int = 6,
         time_embed_dim: int = 256,
         mlp_ratio: float = 4.0,
+        mlp_dropout: float = 0.0,
     ):
         super().__init__()
+        if not 0 <= mlp_dropout < 1:
+            raise ValueError(f"mlp_dropout must be in [0, 1); got {mlp_dropout}")
         if hidden_dim % num_heads:
             raise ValueError(f"dit needs num_heads to divide hidden_dim; got hidden_dim={hidden_dim}, num_heads={num_heads}")
         self.input_dim = input_dim
         self.time_embed = TimestepEmbedder(hidden_dim, time_embed_dim)
         self.input_proj = nn.Linear(input_dim, hidden_dim)
-        self.blocks = nn.ModuleList(DiTBlock(hidden_dim, num_heads, mlp_ratio) for _ in range(num_layers))
+        self.blocks = nn.ModuleList(DiTBlock(hidden_dim, num_heads, mlp_ratio, mlp_dropout) for _ in range(num_layers))
         self.final_layer = FinalLayer(hidden_dim, input_dim)
         self.initialize_weights()
 

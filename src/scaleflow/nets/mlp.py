@@ -45,10 +45,14 @@ class MLPVelocityNetwork(nn.Module):
     Parameters at D=1024: tiny (128, 4) 362,112; small (256, 5) 920,064; base (384, 6) 1,773,184.
     """
 
-    def __init__(self, input_dim: int = 1024, hidden_dim: int = 256, num_layers: int = 5, time_embed_dim: int = 256):
+    def __init__(self, input_dim: int = 1024, hidden_dim: int = 256, num_layers: int = 5, time_embed_dim: int = 256,
+                 mlp_dropout: float = 0.0):
         super().__init__()
         if num_layers < 2:
             raise ValueError(f"mlp needs num_layers >= 2 (an input and an output layer); got {num_layers}")
+        if not 0 <= mlp_dropout < 1:
+            raise ValueError(f"mlp_dropout must be in [0, 1); got {mlp_dropout}")
+        self.mlp_dropout = mlp_dropout  # after each hidden activation, in training only
         self.input_dim = input_dim
         self.time_embed = TimestepEmbedder(hidden_dim, time_embed_dim)
         self.input_layer = JoinedInputLinear(input_dim, hidden_dim, hidden_dim)
@@ -69,7 +73,14 @@ class MLPVelocityNetwork(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """x: [B, D], t: scalar, [B] or [B, 1] -> v: [B, D]."""
         c = self.time_embed(broadcast_time(t, x))
-        return self.net(self.input_layer(x, c))
+        h = self.input_layer(x, c)
+        if not (self.mlp_dropout and self.training):
+            return self.net(h)
+        for layer in self.net:
+            h = layer(h)
+            if isinstance(layer, nn.SiLU):
+                h = F.dropout(h, self.mlp_dropout, training=True)
+        return h
 
 
 def _from_joined_layout(state_dict: dict, prefix: str, *args) -> None:

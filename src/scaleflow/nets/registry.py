@@ -18,6 +18,7 @@ from scaleflow.nets.mamba import MambaVelocityNetwork
 from scaleflow.nets.mlp import MLPVelocityNetwork
 from scaleflow.nets.unet import UNetMLPVelocityNetwork
 from scaleflow.nets.vit import VIT_SCALES, ViTClassifier
+from scaleflow.reference.fit import REFERENCE_PRIORS
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,9 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
 # Image classifiers `[B, C, H, W] -> [B, classes]`: not velocity networks (training refuses them), but
 # built, scaled and counted by the same factory.
 CLASSIFIERS: dict[str, type[nn.Module]] = {"vit": ViTClassifier}
-FAMILIES: dict[str, type[nn.Module]] = {**ARCHITECTURES, **CLASSIFIERS}
+# Reference priors (`scaleflow.reference`): fitted, not trained, and without scales; built back from a run
+# folder by the same factory.
+FAMILIES: dict[str, type[nn.Module]] = {**ARCHITECTURES, **CLASSIFIERS, **REFERENCE_PRIORS}
 
 SCALES = ("tiny", "small", "base")  # the velocity networks' scales
 CLASSIFIER_SCALES = tuple(VIT_SCALES)  # tiny, small, medium, large, xl
@@ -71,9 +74,9 @@ def default_config(arch: str) -> dict[str, Any]:
 
 
 def list_available_scales() -> dict[str, list[str]]:
-    """`{arch: [scales]}` for every registered family, smallest first."""
+    """`{arch: [scales]}` for every scaled family (networks and classifiers), smallest first."""
     return {arch: [key.split("_", 1)[1] for key in SCALING_CONFIGS if key.split("_", 1)[0] == arch]
-            for arch in FAMILIES}
+            for arch in FAMILIES if arch not in REFERENCE_PRIORS}  # reference priors have no scales
 
 
 def get_scaled_config(arch: str, scale: str) -> dict[str, Any]:

@@ -188,9 +188,9 @@ def log_density(
     noise64 = noise.double()
     log_p = -0.5 * noise64.square().sum(-1) - 0.5 * dim * math.log(2.0 * math.pi) - total
     if standardizer is not None:
-        # dx = std dz per dimension: densities in the original space are smaller by prod(std).
-        std = torch.as_tensor(standardizer.std, dtype=torch.float64, device=out_device)
-        log_p = log_p - std.log().sum()
+        # dx = std dz per dimension (or the whitening's coloring): densities in the original space are smaller
+        # by its |det|.
+        log_p = log_p - standardizer.log_scale
     return LogDensityResult(log_density=log_p, noise=noise, divergence_integral=total, endpoint_logdet=logdet)
 
 

@@ -29,7 +29,7 @@ from scaleflow.training.run import load_run, resolve_device, train
 # nfe_curve is off: it costs more than the evaluation itself and a study compares at one setting.
 EVAL_OPTIONS: dict[str, Any] = {"solver": "heun", "sample_steps": 20, "noise_scale": 1.0, "n_eval": 0, "bootstrap": 100}
 # Training options a trial may not set: the sweep owns the folder; a trial logs nowhere else.
-RESERVED = frozenset({"out", "wandb", "wandb_project", "reflow_source", "init_from"})
+RESERVED = frozenset({"out", "wandb", "wandb_project", "reflow_source"})
 TRAIN_OPTIONS = frozenset(TrainConfig.model_fields) - RESERVED
 
 

@@ -16,6 +16,7 @@ from scaleflow.data.augmentation import Augmentation
 from scaleflow.data.prepare import MIN_HELD_OUT_ROWS, MIN_TRAIN_ROWS, PRDC_NEIGHBOURS
 from scaleflow.flows.registry import FLOWS
 from scaleflow.nets import ARCHITECTURES, SCALES
+from scaleflow.reference.fit import REFERENCE_PRIORS, ReferenceFitError, check_fit_options
 
 
 class ConfigError(ValueError):
@@ -33,13 +34,16 @@ class TrainConfig(BaseModel):
     n_train: Optional[int] = Field(None, ge=MIN_TRAIN_ROWS, description="training rows (nested subsets); None = all")
     n_val: Union[int, float] = Field(0.1, description=f"validation rows: a count, or a fraction ({MIN_HELD_OUT_ROWS} to 1000 rows)")
     n_test: Union[int, float] = Field(0.1, description=f"test rows: a count, or a fraction ({MIN_HELD_OUT_ROWS} to 1000 rows)")
+    categories: Optional[str] = Field(None, description="built-in data only: keep rows of these WordNet categories "
+                                                        "(noun.animal,verb.*; !noun.animal drops them)")
     dedup: bool = Field(False, description="drop near-duplicate rows before splitting")
     dedup_threshold: float = Field(0.95, gt=0, le=1, description="cosine similarity counted as a duplicate")
 
     # model
     # dit small predicting x1: the defaults study's winner, every sample measure near its real-vs-real
     # floor at once on the built-in data (configs/sweeps/defaults-*.yaml; README, "Results")
-    arch: str = Field("dit", description="velocity network family")
+    arch: str = Field("dit", description="velocity network family, or a reference prior (fitted, not trained): "
+                                         "gaussian | gmm | kde | closed-form")
     scale: Optional[str] = Field("small", description="tiny | small | base (None: the family's defaults)")
     model: dict[str, Any] = Field(default_factory=dict, description="overrides of the scale's config")
     prediction: Literal["velocity", "x1"] = Field("x1", description="what the network outputs")
@@ -49,8 +53,15 @@ class TrainConfig(BaseModel):
     sigma: float = Field(0.0, ge=0, description="std of the Gaussian around the path")
     ot_method: Literal["exact", "sinkhorn"] = Field("exact", description="otcfm's transport solver")
     time_sampling: Literal["uniform", "logit-normal"] = Field("uniform", description="distribution of training t")
+    source: Literal["standard", "gaussian"] = Field(
+        "standard", description="where the flow starts: N(0, I) after per-dimension standardization (standard), or a "
+                                "Gaussian fitted to the training rows (Ledoit-Wolf), by whitening the rows (gaussian)")
     reflow_source: Optional[str] = Field(None, description="reflow: the run whose ODE made the pairs")
-    init_from: Optional[str] = Field(None, description="start from this run's EMA weights (same arch and dim)")
+    init_from: Optional[str] = Field(None, description="start from this run's EMA weights (same network and dim), "
+                                                       "or 'builtin': a prior pretrained on the built-in data")
+    init_normalization: Optional[Literal["source", "refit"]] = Field(
+        None, description="with init_from: keep the source run's normalization statistics (source, the default: the "
+                          "network sees the coordinates it learned in) or fit them to these training rows (refit)")
     aug: str = Field("", description="augmentation of data rows: e.g. mixup,noise,dropout or mixup=0.4,noise=0.05 "
                                      "(defaults 0.2, 0.1, 0.1; off at validation)")
 
@@ -67,6 +78,9 @@ class TrainConfig(BaseModel):
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay, warmed up as min(decay, (1+s)/(10+s))")
     val_every: int = Field(100, gt=0, description="steps between validations")
     patience: int = Field(0, ge=0, description="validations without improvement before stopping (0: never)")
+    select_by: Literal["val_loss", "samples"] = Field(
+        "val_loss", description="what picks the best weights (and counts patience): the validation loss, or the "
+                                "memorization-aware worst ratio of EMA samples against the validation rows (samples)")
     checkpoint_every: int = Field(500, gt=0, description="steps between resumable checkpoints")
     log_every: int = Field(25, gt=0, description="steps between metrics.jsonl lines")
     precision: Literal["auto", "fp32", "bf16"] = Field(
@@ -82,8 +96,9 @@ class TrainConfig(BaseModel):
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, value: str) -> str:
-        if value not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {value!r}; available: {', '.join(ARCHITECTURES)}")
+        if value not in ARCHITECTURES and value not in REFERENCE_PRIORS:
+            raise ValueError(f"unknown architecture {value!r}; available: {', '.join(ARCHITECTURES)}, "
+                             f"or a reference prior: {', '.join(REFERENCE_PRIORS)}")
         return value
 
     @field_validator("scale")
@@ -127,8 +142,39 @@ class TrainConfig(BaseModel):
             raise ValueError("give a folder path, not an empty string")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _reference_has_no_scale(cls, values: Any) -> Any:
+        # A reference prior has no scales: unless one is asked for (refused below), its scale is None.
+        if isinstance(values, dict) and values.get("arch") in REFERENCE_PRIORS and "scale" not in values:
+            values = {**values, "scale": None}
+        return values
+
+    @property
+    def is_reference(self) -> bool:
+        """A reference prior (`scaleflow.reference`): fitted to the training rows instead of trained."""
+        return self.arch in REFERENCE_PRIORS
+
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":
+        if self.is_reference:
+            name = self.arch
+            problems = [(self.scale is not None, f"scale: reference prior {name} has no scales (leave --scale out)"),
+                        (self.flow != "icfm" or self.sigma != 0,
+                         f"flow: reference prior {name} is the exact flow of icfm with sigma 0 (leave --flow and --sigma out)"),
+                        (self.prediction != "x1", f"prediction: reference prior {name} predicts x1 in closed form"),
+                        (bool(self.aug), f"aug: reference prior {name} is fitted to the rows as they are"),
+                        (self.source != "standard", f"source: reference prior {name} starts from N(0, I) by definition"),
+                        (self.init_from is not None, f"init_from: reference prior {name} is fitted, not fine-tuned")]
+            for failed, message in problems:
+                if failed:
+                    raise ValueError(message)
+            try:
+                check_fit_options(name, self.model)
+            except ReferenceFitError as err:
+                raise ValueError(f"model: {err}") from None
+        if self.init_normalization is not None and self.init_from is None:
+            raise ValueError("init_normalization goes with init_from (--init RUN)")
         if (self.flow == "reflow") != (self.reflow_source is not None):
             raise ValueError("flow 'reflow' and reflow_source go together (use `scaleflow reflow RUN`)")
         if self.flow == "reflow" and self.aug:

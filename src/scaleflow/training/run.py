@@ -15,6 +15,7 @@ Run folder:
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -26,13 +27,13 @@ from torch import nn
 
 from scaleflow.data.errors import DataError
 from scaleflow.data.loading import check_dimension
-from scaleflow.data.normalization import Standardizer
-from scaleflow.data.prepare import PreparedData, prepare_data
+from scaleflow.data.normalization import Standardizer, Whitener, normalization_from_tensors
+from scaleflow.data.prepare import PreparedData, prepare_data, restandardize
 from scaleflow.data.splits import Splits
 from scaleflow.flows.base import Flow
 from scaleflow.flows.registry import create_flow
 from scaleflow.flows.time_sampling import make_time_sampler
-from scaleflow.nets import count_parameters, create_model
+from scaleflow.nets import count_parameters, create_model, resolve_config
 from scaleflow.sampling.velocity import VelocityField
 from scaleflow.training.config import ConfigError, TrainConfig, make_config
 from scaleflow.files import read_json, read_safetensors, write_json, write_safetensors, write_text
@@ -108,6 +109,54 @@ def _initialize_from(model: nn.Module, source: str) -> None:
         raise ConfigError(f"init_from: {source} holds a different network ({str(err).splitlines()[0]})") from None
 
 
+def _network_name(arch: str, scale: Optional[str], dim: int) -> str:
+    return f"{arch}/{scale or 'custom'} at {dim}-D"
+
+
+def check_transfer_source(config: TrainConfig, model: nn.Module, dim: int) -> dict:
+    """What `init_from` names, checked before anything is written: a run folder whose network is the one this
+    config builds (family, every option, input dimension). Returns its provenance record (for model.json and
+    the summary). ConfigError in one line naming the source and the difference."""
+    source = Path(config.init_from)
+    if not (source / "model.json").is_file():
+        raise ConfigError(f"init_from: {source} is not a run folder (no model.json)")
+    info = read_json(source / "model.json")
+    theirs, ours = info.get("input_dim"), dim
+    if info.get("arch") != config.arch or theirs != ours:
+        raise ConfigError(f"init_from: {source} holds {_network_name(info.get('arch'), info.get('scale'), theirs)}; "
+                          f"this run builds {_network_name(config.arch, config.scale, ours)}: transfer needs the same "
+                          "network and embedding dimension")
+    # Options that change no weight (dropout is a training regularizer) may differ; keys a source written before
+    # an option existed take its default.
+    mine = json.loads(json.dumps(model.config))  # tuples as JSON lists, as model.json holds them
+    theirs = json.loads(json.dumps(resolve_config(info["arch"], None, **info.get("config", {}))))
+    different = sorted(k for k in set(mine) | set(theirs) if "dropout" not in k and mine.get(k) != theirs.get(k))
+    if different:
+        detail = ", ".join(f"{k} {theirs.get(k)!r} vs {mine.get(k)!r}" for k in different[:4])
+        raise ConfigError(f"init_from: {source} holds a different {config.arch} network ({detail}); use its scale and "
+                          "--model-opt")
+    return {"run": str(source.resolve()), "arch": info.get("arch"), "scale": info.get("scale"),
+            "data_source": info.get("data_source"), "normalization": config.init_normalization or "source"}
+
+
+def _keeps_source_normalization(config: TrainConfig) -> bool:
+    return bool(config.init_from) and config.init_normalization != "refit"
+
+
+def _run_normalization(config: TrainConfig, run_dir: Path, resume: bool, data: PreparedData):
+    """The normalization a run trains in when it is not the per-dimension one `prepare_data` fitted: a
+    transferred run's source's (unless refit), or a whitening for `source: gaussian`; None otherwise. A
+    resumed run reads what it saved (its source may be gone)."""
+    if not (_keeps_source_normalization(config) or config.source == "gaussian"):
+        return None
+    saved = run_dir / "normalization.safetensors"
+    if resume and saved.exists():
+        return normalization_from_tensors(read_safetensors(saved))
+    if _keeps_source_normalization(config):
+        return normalization_from_tensors(read_safetensors(Path(config.init_from) / "normalization.safetensors"))
+    return Whitener.fit(data.standardizer.inverse_transform(data.train))
+
+
 def _check_folder(run_dir: Path, resume: bool) -> None:
     """A new run needs a folder without one; a resumed run needs the folder's config (a checkpoint is optional)."""
     if resume and not (run_dir / "config.yaml").exists():
@@ -149,13 +198,27 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
     torch.manual_seed(config.seed)
     # A run killed while writing its header may lack splits.json; its config makes the same splits again.
     splits = _read_splits(run_dir) if resume and (last.exists() or (run_dir / "splits.json").exists()) else None
+    if config.init_from == "builtin":  # the prior pretrained on the built-in data (trained once, cached)
+        from scaleflow.training.pretrained import builtin_prior
+
+        config = config.model_copy(update={"init_from": str(builtin_prior(config, progress))})
     data = data or prepare_data(config.data, config.texts, config.n_train, config.n_val, config.n_test,
-                                config.dedup, config.dedup_threshold, config.seed, splits=splits)
+                                config.dedup, config.dedup_threshold, config.seed, splits=splits,
+                                categories=config.categories)
+    if config.is_reference:
+        return _fit_reference_run(config, run_dir, data, on_start)
     train_rows, val_rows, pairs, pairs_info = data.train.to(device), data.val.to(device), {}, None
     if config.flow == "reflow":
         pairs, pairs_info = _load_reflow_pairs(run_dir, data.dim, device)
         train_rows, val_rows = pairs["x1"], pairs.get("val_x1", val_rows)
     model = build_model(config, data.dim)
+    transfer = check_transfer_source(config, model, data.dim) if config.init_from else None
+    normalization = _run_normalization(config, run_dir, resume, data)
+    if normalization is not None:
+        data = restandardize(data, normalization)
+        train_rows, val_rows = data.train.to(device), data.val.to(device)
+        if config.flow == "reflow":
+            train_rows, val_rows = pairs["x1"], pairs.get("val_x1", val_rows)
     if config.init_from and not (resume and last.exists()):  # a restart (no checkpoint yet) starts where the first did
         _initialize_from(model, config.init_from)
     flow = build_flow(config)
@@ -164,11 +227,12 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
         continuing = resume and last.exists()
         metrics = MetricsLogger(run_dir, config.wandb_project if config.wandb else None, config.model_dump(), resume)
         if not continuing:  # a restart writes the same header again, whole
-            _write_run_header(run_dir, config, model, data, pairs_info)
+            _write_run_header(run_dir, config, model, data, pairs_info, transfer)
         try:
             with stop_on_signals() as stop:
                 trainer = Trainer(config, model, flow, train_rows, val_rows, run_dir, pairs.get("x0"), on_step,
-                                  progress, metrics, val_x0=pairs.get("val_x0"), stop=stop)
+                                  progress, metrics, val_x0=pairs.get("val_x0"), stop=stop,
+                                  to_original=data.standardizer.inverse_transform)
                 if continuing:
                     trainer.load_checkpoint(last)
                 metrics.drop_after(trainer.state.step)  # the steps after the checkpoint are replayed and logged again
@@ -178,8 +242,10 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
         finally:
             metrics.close()
         summary = {
-            "best_val_loss": state.best_val_loss,
+            "best_val_loss": state.best_val_loss,  # with select_by "samples": at the step the samples chose
             "best_step": state.best_step,
+            "selected_by": config.select_by,
+            **({"best_val_worst_ratio": state.best_score} if config.select_by == "samples" else {}),
             "baseline_val_loss": trainer.validation.baseline_loss,
             "final_val_loss": state.history[-1]["val_loss"] if state.history else None,
             "loss_space": config.prediction,
@@ -193,13 +259,53 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
             "dim": data.dim,
             "device": str(device),
             "autocast": str(trainer.autocast).removeprefix("torch.") if trainer.autocast else "fp32",
+            **({"init_from": transfer} if transfer else {}),
+        }
+        write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _fit_reference_run(config: TrainConfig, run_dir: Path, data: PreparedData,
+                       on_start: Optional[Callable[[], None]]) -> dict:
+    """A reference prior's run (`scaleflow.reference`): fitted to the training rows, its one setting chosen
+    on the validation rows, written as any run folder (weights in both model and ema files). Deterministic
+    in the config and data, so `--resume` fits it again."""
+    from scaleflow.flows.draws import make_validation_set, validation_coupling_batch
+    from scaleflow.reference import ReferenceFitError, fit_reference
+
+    with run_lock(run_dir):
+        if on_start is not None:
+            on_start()
+        try:
+            fitted = fit_reference(config.arch, data.train, data.val, config.model, config.seed,
+                                   data.standardizer.inverse_transform)
+        except ReferenceFitError as err:
+            raise ConfigError(f"model: {err}") from None
+        model = fitted.model
+        _write_run_header(run_dir, config, model, data)
+        for name in ("model.safetensors", "ema.safetensors"):
+            write_safetensors(run_dir / name, model.state_dict())
+        # The flow-matching loss of the exact denoiser on the trainer's validation draws: comparable with trained runs'.
+        flow, coupling = build_flow(config), validation_coupling_batch(config.batch_size, len(data.train))
+        draws = make_validation_set(flow, data.val, config.prediction, config.seed, coupling)
+        with torch.no_grad():
+            val_loss = float(sum((model(x, t) - y).square().mean(1).sum() for x, t, y in
+                                 zip(draws.x_t.split(1024), draws.t.split(1024), draws.target.split(1024))) / len(draws.x_t))
+        summary = {
+            "best_val_loss": val_loss, "best_step": 0, "baseline_val_loss": draws.baseline_loss,
+            "final_val_loss": val_loss, "loss_space": config.prediction, "val_on": "validation rows",
+            "steps": 0, "stopped_early": False, "params": count_parameters(model), "wall_seconds": fitted.seconds,
+            "steps_per_second": None, "train_rows": len(data.train), "dim": data.dim, "device": "cpu",
+            "autocast": "fp32", "reference": {"prior": config.arch, "chosen": fitted.chosen,
+                                              "val_log_likelihood": fitted.val_log_likelihood,
+                                              "candidates": fitted.records},
         }
         write_json(run_dir / "summary.json", summary)
     return summary
 
 
 def _write_run_header(run_dir: Path, config: TrainConfig, model: nn.Module, data: PreparedData,
-                      reflow_pairs: Optional[dict[str, str]] = None) -> None:
+                      reflow_pairs: Optional[dict[str, str]] = None, transfer: Optional[dict] = None) -> None:
     """Everything that describes the run before its first step, so even a crashed run can be read."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", config.to_yaml())
@@ -209,6 +315,7 @@ def _write_run_header(run_dir: Path, config: TrainConfig, model: nn.Module, data
         "arch": config.arch, "scale": config.scale, "config": model.config, "input_dim": data.dim,
         "prediction": config.prediction, "flow": config.flow, "params": count_parameters(model),
         "data_source": data.source, **({"reflow_pairs": reflow_pairs} if reflow_pairs is not None else {}),
+        **({"init_from": transfer} if transfer is not None else {}),
     })
 
 
@@ -230,10 +337,27 @@ class Run:
         """The network as a velocity field `v(x: [B, D], t: [B])` in the normalized space."""
         return VelocityField(self.model, self.flow, self.config.prediction)
 
+    def scoring_normalization(self) -> Optional[Standardizer]:
+        """The per-dimension standardization of the run's training rows, where the run trains in another space
+        (a whitening, a source's statistics); None where it is the run's own. Evaluation scores samples in it,
+        so every run's measures (FD, PRDC, memorization) are read in one space, whatever the run trained in."""
+        if not (_keeps_source_normalization(self.config) or self.config.source == "gaussian"):
+            return None
+        data = self.data()
+        return Standardizer.fit(self.standardizer.inverse_transform(data.train))
+
     def data(self) -> PreparedData:
         """The run's train/val/test rows, re-read from its data file with its own splits."""
         data = prepare_data(self.config.data, self.config.texts, splits=self.splits)
         check_dimension(data.train, self.info["input_dim"], what=f"run {self.path}")
+        if _keeps_source_normalization(self.config):  # a source's statistics: nothing of these rows to check
+            return restandardize(data, self.standardizer)
+        changed = not np.allclose(data.standardizer.mean, self.standardizer.mean, atol=1e-5)
+        if self.config.source == "gaussian":  # its whitening (the mean is the rows' own)
+            if changed:
+                raise DataError(f"{self.config.data}: its training rows are not the ones run {self.path} was trained on "
+                                "(the file changed); evaluate with the original file")
+            return restandardize(data, self.standardizer)
         if not (np.allclose(data.standardizer.mean, self.standardizer.mean, atol=1e-5)
                 and np.allclose(data.standardizer.std, self.standardizer.std, atol=1e-5)):
             raise DataError(f"{self.config.data}: its training rows are not the ones run {self.path} was trained on "
@@ -274,13 +398,14 @@ def load_run(path: str | Path, weights: str = "ema", device: str | torch.device 
     model.to(device).eval().requires_grad_(False)
     statistics = read_safetensors(path / "normalization.safetensors")
     shapes = {k: tuple(v.shape) for k, v in statistics.items()}
-    if shapes != {"mean": (info["input_dim"],), "std": (info["input_dim"],)}:
-        raise ConfigError(f"{path / 'normalization.safetensors'}: expected mean and std of {info['input_dim']} "
-                          f"values (the network's input), found {shapes}")
+    d = info["input_dim"]
+    if shapes not in ({"mean": (d,), "std": (d,)}, {"mean": (d,), "whitening": (d, d), "coloring": (d, d)}):
+        raise ConfigError(f"{path / 'normalization.safetensors'}: expected mean and std of {d} values (or a "
+                          f"{d} x {d} whitening and coloring: the network's input), found {shapes}")
     summary_file = path / "summary.json"
     return Run(
         path=path, config=config, model=model, flow=build_flow(config),
-        standardizer=Standardizer.from_tensors(statistics),
+        standardizer=normalization_from_tensors(statistics),
         splits=_read_splits(path),
         summary=read_json(summary_file) if summary_file.exists() else {},
         info=info,

@@ -38,6 +38,9 @@ class TrainingDiverged(ValueError):
     """The loss became NaN or Inf; the message says where and what was kept."""
 
 
+SAMPLE_SCORE_ROWS = 1000  # samples (and at most as many validation rows) behind select_by "samples"
+
+
 class RunWriteError(OSError):
     """A run file could not be written (full or vanished disk); the previous one is intact."""
 
@@ -49,6 +52,7 @@ class TrainState:
     step: int = 0  # steps completed
     best_val_loss: float = math.inf
     best_step: int = -1
+    best_score: float = -math.inf  # select_by "samples": the best worst ratio of samples against validation rows
     bad_validations: int = 0
     wall_seconds: float = 0.0
     history: list[dict] = field(default_factory=list)  # validation records
@@ -67,13 +71,14 @@ class Trainer:
     def __init__(self, config: TrainConfig, model: nn.Module, flow: Flow, train: torch.Tensor, val: torch.Tensor,
                  run_dir: Path, pairs_x0: Optional[torch.Tensor] = None, on_step: Optional[Callable[[int], None]] = None,
                  progress: bool = True, logger: Optional[MetricsLogger] = None, val_x0: Optional[torch.Tensor] = None,
-                 stop: Optional[StopRequest] = None):
+                 stop: Optional[StopRequest] = None, to_original: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         self.cfg, self.flow, self.run_dir, self.on_step, self.progress = config, flow, Path(run_dir), on_step, progress
+        self.to_original = to_original  # select_by "samples": validity's cosines are read in the original space
         self.stop = stop if stop is not None else StopRequest()
         self.device = train.device
         self.model = model.to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.train, self.pairs_x0 = train, pairs_x0
+        self.train, self.val_rows, self.pairs_x0 = train, val, pairs_x0
         self.batch_size = min(config.batch_size, len(train))
         self.steps_per_epoch = len(train) // self.batch_size
         self.augment = Augmentation.parse(config.aug)  # identity (no draws) when off
@@ -229,15 +234,44 @@ class Trainer:
             self.save_checkpoint()
         raise self.stop.interrupted(step, self.cfg.steps, self.checkpoint_path, self.run_dir)
 
+    @torch.no_grad()
+    def sample_score(self, model: nn.Module) -> tuple[float, Optional[str]]:
+        """The memorization-aware worst ratio (`evaluation.ranking`) of `model`'s samples against the validation
+        rows, each measure beside a draw of training rows, and its binding measure. The same noise, real draw
+        and rows at every validation, drawn from generators of their own (the training RNG is untouched, so
+        resuming stays exact). n = min(validation rows, training rows, 1,000); heun, 20 steps, as `eval`."""
+        from scaleflow.evaluation.ranking import worst_ratio
+        from scaleflow.evaluation.scores import point_scores
+        from scaleflow.sampling.sample import generate
+        from scaleflow.sampling.velocity import VelocityField
+
+        n = min(len(self.val_rows), len(self.train), SAMPLE_SCORE_ROWS)
+        was_training = model.training
+        model.eval()
+        samples = generate(VelocityField(model, self.flow, self.cfg.prediction), n, self.train.shape[1], "heun", 20,
+                           self.cfg.seed, self.device).x
+        model.train(was_training)
+        g = torch.Generator().manual_seed(self.cfg.seed + 1)
+        real_draw = self.train[torch.randperm(len(self.train), generator=g)[:n].to(self.device)]
+        score, binding = worst_ratio(point_scores(samples, self.val_rows, real_draw, self.train, self.to_original))
+        return (score if score is not None else -math.inf), binding
+
     def _validate_and_track(self, step: int) -> bool:
-        """Validate EMA and raw weights, keep the best, and say whether patience ran out."""
+        """Validate EMA and raw weights, keep the best (by validation loss, or by the samples' worst ratio with
+        `select_by: samples`), and say whether patience ran out."""
         state = self.state
         val_loss, raw_loss = self.validate(self.ema.shadow), self.validate(self.model)
         record = {"step": step, "val_loss": val_loss, "val_loss_raw": raw_loss}
+        if self.cfg.select_by == "samples":
+            record["val_worst_ratio"], record["val_binding"] = self.sample_score(self.ema.shadow)
+            better = record["val_worst_ratio"] > state.best_score
+        else:
+            better = val_loss < state.best_val_loss
         self.logger.log(record)
         state.history.append(record)
-        if val_loss < state.best_val_loss:
+        if better:
             state.best_val_loss, state.best_step, state.bad_validations = val_loss, step, 0
+            state.best_score = record.get("val_worst_ratio", state.best_score)
             self.save_best()
         else:
             state.bad_validations += 1
