@@ -6,6 +6,9 @@ import sys
 import typer
 from rich.markup import escape
 
+from typer.core import TyperGroup
+
+from scaleflow.cli.ask_tell import optimize_ask, optimize_tell
 from scaleflow.cli.compare import compare
 from scaleflow.cli.demo import demo
 from scaleflow.cli.embed import embed
@@ -18,7 +21,18 @@ from scaleflow.cli.sample import sample
 from scaleflow.cli.sweep import sweep
 from scaleflow.cli.train import train
 
+class ScaleflowGroup(TyperGroup):
+    """`scaleflow optimize ask|tell ...` -> the commands `optimize-ask` / `optimize-tell` (typer cannot give
+    `optimize RUN` subcommands of its own: its positional RUN would take the word)."""
+
+    def parse_args(self, ctx, args):
+        if len(args) >= 2 and args[0] == "optimize" and args[1] in ("ask", "tell"):
+            args = [f"optimize-{args[1]}", *args[2:]]
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
+    cls=ScaleflowGroup,
     name="scaleflow",
     help="Flow matching on embedding vectors: velocity networks, training, sampling, evaluation.",
     no_args_is_help=True,
@@ -35,6 +49,8 @@ app.command("embed")(embed)
 app.command("demo")(demo)
 app.command("sweep")(sweep)
 app.command("optimize")(optimize)
+app.command("optimize-ask", hidden=True)(optimize_ask)
+app.command("optimize-tell", hidden=True)(optimize_tell)
 
 
 @app.callback()

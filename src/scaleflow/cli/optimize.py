@@ -15,7 +15,7 @@ from scaleflow.search.gp import ACQUISITIONS
 from scaleflow.search.guidance import GuidanceConfig
 from scaleflow.search.judge import JUDGE_VERSION
 from scaleflow.search.loop import check_search_folder, run_search, search_folder_lock
-from scaleflow.search.methods import METHODS
+from scaleflow.search.methods import METHODS, build_method
 from scaleflow.search.methods.cmaes import CMAES
 from scaleflow.search.methods.latent_bo import LatentBO
 from scaleflow.search.methods.prior import SEARCH_DIVERSITY, SEARCH_GUIDANCE, SEARCH_OVERSAMPLE
@@ -131,7 +131,10 @@ def optimize(
     """Search embedding space for valid, novel candidates that maximize an objective.
 
     Starts from a few real rows, then repeats: fit a GP to what was scored, draw candidates (guided prior
-    samples, or a baseline's), score them, record them. Resumes where it stopped (kill -9 included)."""
+    samples, or a baseline's), score them, record them. Resumes where it stopped (kill -9 included).
+
+    Scored outside the process (a person, an assay, an LLM, days later)? Ask and tell one round at a time:
+    `scaleflow optimize ask DIR --run RUN --out batch.csv`, then `scaleflow optimize tell DIR scores.csv`."""
     methods = parse_methods(method)
     seed_list = parse_seeds(seeds) if seeds is not None else None
     if budget < 1 or batch < 1 or steps < 1 or oversample < 1:
@@ -179,15 +182,6 @@ def optimize(
                                           "target_texts": problem.target_texts,
                                           "target_of_seed": {s: problem.target_of_seed(s) for s in seed_list},
                                           "targets_cycle": cycled})
-        prior_options = dict(steps=steps, noise_scale=noise_scale)
-        options = {"guided": dict(acquisition=acquisition, guidance=guidance, pca=pca, oversample=oversample,
-                                  diversity=diversity, density_weight=density_weight, **prior_options),
-                   "prior-filtered": dict(acquisition=acquisition, pca=pca, oversample=oversample, **prior_options),
-                   "prior": prior_options,
-                   "bo": dict(oversample=oversample),
-                   "turbo": dict(oversample=oversample, length_init=turbo_length),
-                   "cmaes": dict(oversample=oversample, sigma0=cmaes_sigma),
-                   "latent-bo": dict(oversample=oversample, local_scale=latent_scale)}
         console = Console(stderr=True)
         targets_line = "" if target_set is None else f" ({len(problem.targets)} {target_set} targets)"
         console.print(f"searching {problem.objective_name}{targets_line} over {run}: {', '.join(methods)} x seeds "
@@ -203,7 +197,7 @@ def optimize(
                     def report(m: str, s: int, scored: int, total: int, best, base=done) -> None:
                         bar.update(task, completed=base + scored, description=f"{m} seed {s}",
                                    best="-" if best is None else f"{best:.3f}")
-                    search_method = METHODS[name](**options.get(name, {}))
+                    search_method = build_method(name, settings)
                     run_search(problem, search_method, budget, batch, seed, out, initial, report)
                     done += budget
         summary = summarize_search(out)

@@ -104,7 +104,7 @@ def read_history(store: Ledger, method: str, seed: int, dim: int) -> History:
     return history
 
 
-def _judged(problem: SearchProblem, proposal: Proposal) -> tuple[list[dict], torch.Tensor]:
+def judge_batch(problem: SearchProblem, proposal: Proposal) -> tuple[list[dict], torch.Tensor]:
     """What a batch's records hold that does not depend on its scores, for candidates `proposal.x: [N, D]`:
     one dict of fields per candidate, and `[N]` bool whether each counts (valid and novel)."""
     verdicts = problem.judge(proposal.x)
@@ -124,10 +124,10 @@ def _judged(problem: SearchProblem, proposal: Proposal) -> tuple[list[dict], tor
     return fields, verdicts.counts
 
 
-def _records(fields: list[dict], counts: torch.Tensor, objective: str, method: str, seed: int, step: int, start: int,
+def batch_records(fields: list[dict], counts: torch.Tensor, objective: str, method: str, seed: int, step: int, start: int,
              proposal: Proposal, scores: torch.Tensor, seconds: float, proposed_by: str,
              best_before: Optional[float]) -> list[dict]:
-    """A scored batch's records: `_judged`'s fields with the scores `[N]` and the best so far."""
+    """A scored batch's records: `judge_batch`'s fields with the scores `[N]` and the best so far."""
     best = best_counted(scores, counts)
     best = best_before if best is None else (best if best_before is None else max(best, best_before))
     attempt = secrets.token_hex(4)
@@ -172,25 +172,15 @@ def _search(problem: SearchProblem, method: SearchMethod, budget: int, batch: in
     while len(history) < budget:
         step = history.n_steps
         began = time.perf_counter()
-        if step == 0:
-            proposal, proposed_by = random_rows(problem, history, min(n_initial, budget), seed, 0), INITIAL
-        else:
-            n = min(batch, budget - len(history))
-            # Any draw from torch's global generator (an MC acquisition's base samples, a GP fit's retry)
-            # comes from (seed, step): a resumed search proposes what an uninterrupted one did.
-            with torch.random.fork_rng():
-                torch.manual_seed(noise_seed(seed, step))
-                proposal, proposed_by = method.propose(problem, history, n, seed, step), method.name
-            if proposal.x.shape != (n, problem.dim):
-                raise RuntimeError(f"method {method.name} proposed shape {tuple(proposal.x.shape)}; "
-                                   f"expected ({n}, {problem.dim})")
+        proposal, proposed_by = next_proposal(problem, method, history, seed, min(batch, budget - len(history)),
+                                              min(n_initial, budget))
         took = time.perf_counter() - began
         if step > 0:
             seconds.append(took)
-        fields, counts = _judged(problem, proposal)  # before the objective: a failure here costs no call of it
+        fields, counts = judge_batch(problem, proposal)  # before the objective: a failure here costs no call of it
         # ObjectiveError: every earlier batch is on disk.
         scores = objective(proposal.x, _candidate_texts(problem, proposal))
-        records = _records(fields, counts, objective.name, method.name, seed, step, len(history), proposal, scores,
+        records = batch_records(fields, counts, objective.name, method.name, seed, step, len(history), proposal, scores,
                            took, proposed_by, best)
         store.append_many(records)  # at once: a kill before this line ends pays this batch's objective again
         history.extend(proposal.x, scores, counts, proposal.pool_rows, step, proposed_by)
@@ -198,6 +188,24 @@ def _search(problem: SearchProblem, method: SearchMethod, budget: int, batch: in
         if progress is not None:
             progress(method.name, seed, len(history), budget, best)
     return SearchOutcome(method.name, seed, history, best_counted(history.y, history.counts), seconds)
+
+
+def next_proposal(problem: SearchProblem, method: SearchMethod, history: History, seed: int, n: int,
+                  n_initial: int) -> tuple[Proposal, str]:
+    """The next batch of (method, seed) given what it has scored: at step 0 `n_initial` random pool rows drawn
+    from `seed` alone (every method of a seed starts from them), later `n` candidates of `method`; and who
+    proposed it. A pure function of its arguments: the loop and ask/tell (`search.ask_tell`) propose alike."""
+    step = history.n_steps
+    if step == 0:
+        return random_rows(problem, history, n_initial, seed, 0), INITIAL
+    # Any draw from torch's global generator (an MC acquisition's base samples, a GP fit's retry)
+    # comes from (seed, step): a resumed search proposes what an uninterrupted one did.
+    with torch.random.fork_rng():
+        torch.manual_seed(noise_seed(seed, step))
+        proposal = method.propose(problem, history, n, seed, step)
+    if proposal.x.shape != (n, problem.dim):
+        raise RuntimeError(f"method {method.name} proposed shape {tuple(proposal.x.shape)}; expected ({n}, {problem.dim})")
+    return proposal, method.name
 
 
 def _candidate_texts(problem: SearchProblem, proposal: Proposal) -> Optional[list]:

@@ -144,8 +144,9 @@ def split_targets(held_out: Tensor, judge: CandidateJudge, n_dev: int = N_DEV_TA
 
 def build_problem(run, objective: str = "target", category: str = DEFAULT_CATEGORY,
                   timeout: Optional[float] = None, targets: str = "test") -> SearchProblem:
-    """The search problem over `run` (a loaded `Run`) for `objective`: "target", "category" or a
-    `MODULE:FUNCTION` / `file.py:FUNCTION` spec (see `objectives.load_objective`). `targets` picks the
+    """The search problem over `run` (a loaded `Run`) for `objective`: "target", "category", "external" (scores
+    told from outside, `search.ask_tell`) or a `MODULE:FUNCTION` / `file.py:FUNCTION` spec (see
+    `objectives.load_objective`). `targets` picks the
     target set of the `target` objective: "test" (report on it) or "dev" (tune on it). Its `notes` hold
     what the records are read against: the real held-out rows' log-density quantiles, and the objective's
     facts (for `target`: the set, its rows, the rows of both sets)."""
@@ -207,6 +208,13 @@ def _build_problem(run, objective: str, category: str, timeout: Optional[float],
         make_category, notes = category_objective(run, held_out, category, timeout)
         return SearchProblem(run, reference, held_out, texts, held_texts, judge, f"category:{category}",
                              lambda seed: make_category, notes=notes)
+
+    if objective == "external":  # ask/tell: scores come from outside the process (`search.ask_tell`)
+        def told(x, texts=None):
+            raise ObjectiveError("an external objective is scored by `tell`, not called (use search.ask_tell.Search)")
+
+        return SearchProblem(run, reference, held_out, texts, held_texts, judge, "external",
+                             lambda seed: Objective(told, "external", timeout))
 
     fn = load_objective(objective)
     return SearchProblem(run, reference, held_out, texts, held_texts, judge, objective,

@@ -1,5 +1,38 @@
 """Search methods, one file per family; each registers itself in `METHODS` under its `--method` name."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
 from scaleflow.search.methods import cmaes, latent_bo, prior, raw_bo, real_rows, turbo  # noqa: F401  (registration)
 from scaleflow.search.methods.base import METHODS, History, Proposal, SearchMethod
 
-__all__ = ["METHODS", "History", "Proposal", "SearchMethod"]
+
+def build_method(name: str, settings: Mapping[str, Any]) -> SearchMethod:
+    """Method `name` with the options a search folder's settings (`search.json`, as `scaleflow optimize` and
+    ask/tell write them) give it; settings a method does not take are ignored, missing ones take defaults."""
+    from scaleflow.search.guidance import GuidanceConfig
+
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(METHODS)}")
+    get = lambda key, default=None: settings.get(key, default)  # noqa: E731
+    sampler = {k: settings[k] for k in ("steps", "noise_scale") if k in settings}
+    filtered = {k: settings[k] for k in ("oversample",) if k in settings}
+    guided = {**sampler, **filtered, **{k: settings[k] for k in ("acquisition", "pca", "diversity") if k in settings}}
+    if get("guidance") is not None:
+        guided["guidance"] = GuidanceConfig(**settings["guidance"])
+    if get("density_weight"):
+        guided["density_weight"] = settings["density_weight"]
+    options = {
+        "guided": guided,
+        "prior-filtered": {k: v for k, v in guided.items() if k in ("acquisition", "pca", "oversample", "steps",
+                                                                     "noise_scale")},
+        "prior": sampler,
+        "bo": filtered,
+        "turbo": {**filtered, **({"length_init": settings["turbo_length"]} if "turbo_length" in settings else {})},
+        "cmaes": {**filtered, **({"sigma0": settings["cmaes_sigma"]} if "cmaes_sigma" in settings else {})},
+        "latent-bo": {**filtered, **({"local_scale": settings["latent_scale"]} if "latent_scale" in settings else {})},
+    }
+    return METHODS[name](**options.get(name, {}))
+
+
+__all__ = ["METHODS", "History", "Proposal", "SearchMethod", "build_method"]

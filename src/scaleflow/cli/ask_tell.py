@@ -1,0 +1,192 @@
+"""`scaleflow optimize ask DIR` and `scaleflow optimize tell DIR FILE`: a search scored outside the process, one
+round at a time (`search.ask_tell`). The first `ask` names the prior and the method; the folder keeps them."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from scaleflow.cli.errors import user_errors
+from scaleflow.files import read_json, write_json, write_text
+from scaleflow.search.ask_tell import EXTERNAL, Search, TellError
+from scaleflow.search.gp import ACQUISITIONS
+from scaleflow.search.judge import JUDGE_VERSION
+from scaleflow.search.loop import check_search_folder, read_history, search_folder_lock, search_ledger
+from scaleflow.search.methods import METHODS, build_method
+from scaleflow.search.methods.prior import SEARCH_OVERSAMPLE
+from scaleflow.search.problem import build_problem
+from scaleflow.search.judge import best_counted
+from scaleflow.search.report import SETTINGS_FILE
+from scaleflow.training.config import ConfigError
+from scaleflow.training.run import load_run
+
+ASK_FORMATS = (".csv", ".jsonl")
+CSV_COLUMNS = ("id", "text", "text_is", "counts", "valid", "novel", "nearest_cosine")
+
+
+def _settings(folder: Path, given: dict) -> dict:
+    """The folder's ask/tell settings: written by the first ask (which needs --run), then the folder's; an option
+    given again must agree with them."""
+    path = folder / SETTINGS_FILE
+    if not path.exists():
+        if given.get("run") is None:
+            raise ConfigError(f"{folder}: no search here yet; the first ask needs --run RUN (the prior to search)")
+        settings = {"mode": "ask-tell", "objective": EXTERNAL, "judge": JUDGE_VERSION, "method": "guided", "seed": 0,
+                    "initial": None, "acquisition": "ucb", "oversample": SEARCH_OVERSAMPLE, "steps": 20,
+                    **{k: v for k, v in given.items() if v is not None}}
+        settings["run"] = str(Path(settings["run"]).resolve())
+        return settings
+    saved = read_json(path)
+    if saved.get("mode") != "ask-tell":
+        raise ConfigError(f"{folder}: holds a search of `scaleflow optimize` (its objective is called in process); "
+                          "ask/tell needs a folder of its own")
+    if given.get("run") is not None:
+        given = {**given, "run": str(Path(given["run"]).resolve())}
+    changed = sorted(k for k, v in given.items() if v is not None and saved.get(k) != v)
+    if changed:
+        raise ConfigError(f"{folder}: its search was asked with other settings ({', '.join(changed)} differ, see "
+                          f"{path}); leave them out or use another folder")
+    return saved
+
+
+def _open(folder: Path, settings: dict) -> Search:
+    run = load_run(settings["run"])
+    problem = build_problem(run, EXTERNAL)
+    return Search(problem, build_method(settings["method"], settings), folder, settings["seed"], settings["initial"])
+
+
+def _write_batch(batch: list[dict], out: Path) -> None:
+    if out.suffix == ".jsonl":
+        write_text(out, "".join(json.dumps(c) + "\n" for c in batch))
+        return
+    lines = [list(CSV_COLUMNS)] + [[c.get(k) for k in CSV_COLUMNS] for c in batch]
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(lines)
+    write_text(out, buffer.getvalue())
+
+
+@user_errors
+def optimize_ask(
+    folder: Path = typer.Argument(..., help="search folder (created by the first ask)"),
+    n: int = typer.Option(8, "--n", help="candidates to propose (the pending batch, if one is pending)"),
+    out: Optional[Path] = typer.Option(None, "--out", help=f"write the batch here ({' or '.join(ASK_FORMATS)}; "
+                                       ".jsonl holds the embeddings too)"),
+    run: Optional[Path] = typer.Option(None, "--run", help="the prior's run folder (first ask only)"),
+    method: Optional[str] = typer.Option(None, help=f"proposing method (first ask; default guided): "
+                                         f"{', '.join(m for m in METHODS if m not in ('random', 'retrieval'))}"),
+    seed: Optional[int] = typer.Option(None, help="the search's seed (first ask; default 0)"),
+    initial: Optional[int] = typer.Option(None, help="real rows in the first batch (default: the first --n)"),
+    acquisition: Optional[str] = typer.Option(None, help=f"guided's acquisition: {' | '.join(ACQUISITIONS)}"),
+    oversample: Optional[int] = typer.Option(None, help="candidates drawn per candidate proposed (the free filter)"),
+) -> None:
+    """Propose the next batch of a search scored outside the process; asking again before `tell` gives the same batch."""
+    if n < 1:
+        raise ConfigError(f"--n must be >= 1; got {n}")
+    if out is not None and out.suffix not in ASK_FORMATS:
+        raise ConfigError(f"--out {out}: write the batch as {' or '.join(ASK_FORMATS)}")
+    if method is not None and method not in METHODS:
+        raise ConfigError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    if acquisition is not None and acquisition not in ACQUISITIONS:
+        raise ConfigError(f"--acquisition {acquisition!r}: choose one of {', '.join(ACQUISITIONS)}")
+    check_search_folder(folder)
+    settings = _settings(folder, {"run": str(run) if run else None, "method": method, "seed": seed,
+                                  "initial": initial, "acquisition": acquisition, "oversample": oversample})
+    search = _open(folder, settings)
+    with search_folder_lock(folder):
+        if not (folder / SETTINGS_FILE).exists():
+            write_json(folder / SETTINGS_FILE, settings)
+        batch = search.ask(n)
+    if out is not None:
+        _write_batch(batch, out)
+    table = Table(title=f"{folder}: batch {batch[0]['step']} ({len(batch)} candidates)")
+    for column in ("id", "counts", "text"):
+        table.add_column(column)
+    for c in batch:
+        kind = {"pool row": "", "nearest training text": "(nearest training text) "}.get(c["text_is"] or "", "")
+        table.add_row(c["id"], "yes" if c["counts"] else "no", f"{kind}{c['text'] or '-'}")
+    console = Console(stderr=True)
+    Console().print(table)
+    console.print(f"{'wrote ' + str(out) + '; ' if out else ''}score them, then: scaleflow optimize tell {folder} "
+                  "SCORES.csv (columns id, score; or .jsonl lines {\"id\": ..., \"score\": ...})",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+def read_scores(path: Path) -> dict[str, object]:
+    """id -> score from a .csv (header with id and score) or .jsonl file; ConfigError naming the file."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such scores file")
+    scores: dict[str, object] = {}
+
+    def add(where: str, key, value) -> None:
+        if key is None or str(key).strip() == "":
+            raise ConfigError(f"{path}: {where} has no id")
+        key = str(key).strip()
+        if key in scores:
+            raise ConfigError(f"{path}: {where}: id {key} appears twice")
+        scores[key] = value
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (expected .csv or .jsonl of id and score)") from None
+    if path.suffix == ".jsonl":
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                raise ConfigError(f"{path}: line {number} is not JSON") from None
+            if not isinstance(item, dict) or "score" not in item:
+                raise ConfigError(f"{path}: line {number} needs an object with id and score")
+            add(f"line {number}", item.get("id"), item["score"])
+    elif path.suffix == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        fields = {f.strip().lower() for f in (rows[0].keys() if rows else [])} if rows else set()
+        if not {"id", "score"} <= fields:
+            raise ConfigError(f"{path}: needs a header with the columns id and score")
+        for number, row in enumerate(rows, 2):
+            row = {(k or "").strip().lower(): v for k, v in row.items()}
+            value = (row.get("score") or "").strip()
+            try:
+                number_value: object = float(value)
+            except ValueError:
+                number_value = value
+            add(f"line {number}", row.get("id"), number_value)
+    else:
+        raise ConfigError(f"{path}: give the scores as .csv (columns id, score) or .jsonl")
+    if not scores:
+        raise ConfigError(f"{path}: holds no scores")
+    return scores
+
+
+@user_errors
+def optimize_tell(
+    folder: Path = typer.Argument(..., help="search folder of `scaleflow optimize ask`"),
+    scores: Path = typer.Argument(..., help="the pending batch's scores: .csv (columns id, score) or .jsonl"),
+) -> None:
+    """Record the scores of the pending batch (every candidate of it, once); the next `ask` proposes from them."""
+    if not (folder / SETTINGS_FILE).exists():
+        raise ConfigError(f"{folder}: no ask/tell search here (start one with scaleflow optimize ask {folder} --run RUN)")
+    values = read_scores(scores)
+    check_search_folder(folder)
+    settings = _settings(folder, {})
+    search = _open(folder, settings)
+    try:
+        records = search.tell(values)
+    except TellError as err:
+        raise ConfigError(f"{scores}: {err}; nothing was recorded") from None
+    history = read_history(search_ledger(folder), settings["method"], settings["seed"], search.problem.dim)
+    best = best_counted(history.y, history.counts)
+    Console(stderr=True).print(
+        f"recorded {len(records)} scores (batch {records[0]['step']}); {len(history)} scored so far, best counted "
+        f"{'-' if best is None or not math.isfinite(best) else f'{best:.4g}'}; next: scaleflow optimize ask {folder}",
+        markup=False, highlight=False, soft_wrap=True)

@@ -1,0 +1,159 @@
+"""Ask/tell: the search loop for objectives scored outside the process (an LLM judge, an assay, a person),
+one round at a time, possibly days apart.
+
+`ask(n)` proposes the next batch exactly as `run_search` would (`loop.next_proposal`), judges it, and keeps it
+as the folder's pending batch (`pending.json`, written atomically, under the folder's lock); asking again
+before telling returns the same batch. `tell(scores)` takes one score per pending candidate, by id, checks
+them all (every id of the batch, once, finite scores) before writing anything, then records the batch in
+`search.jsonl` as the loop records a scored batch and clears the pending one. So the records, and every later
+proposal, are those `scaleflow optimize` makes for the same scores; a kill between ask and tell loses
+nothing (the pending batch is on disk); a refused tell records nothing and keeps the batch pending.
+
+Candidate ids are `s{seed}-b{step}-{i}`. Texts: a pool row's own text; for a generated point, the nearest
+training rows' texts, which are neighbours, not decodings (`text_is` says which).
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Mapping, Optional
+
+import torch
+
+from scaleflow.files import read_json, write_json
+from scaleflow.search.judge import best_counted
+from scaleflow.search.loop import batch_records, judge_batch, next_proposal, read_history, search_folder_lock, search_ledger
+from scaleflow.search.methods.base import Proposal, SearchMethod
+from scaleflow.search.problem import SearchProblem
+from scaleflow.training.config import ConfigError
+
+PENDING_FILE = "pending.json"
+EXTERNAL = "external"  # the objective's name in the records: scores came from `tell`
+
+
+class TellError(ConfigError):
+    """Scores that cannot be recorded (an unknown, missing or repeated id, a score that is not a finite number,
+    nothing pending); the message says which, and nothing was recorded."""
+
+
+def candidate_id(seed: int, step: int, i: int) -> str:
+    return f"s{seed}-b{step}-{i}"
+
+
+class Search:
+    """Ask/tell over a search problem and a folder (module docstring).
+
+    Args:
+        problem: the prior, its judge and pool (`search.problem.build_problem(run, "external")`).
+        method: the proposing method (`search.methods.build_method`).
+        folder: where `search.jsonl` and the pending batch live (one writer at a time: its lock).
+        seed: the search's seed (its initial rows and every draw).
+        n_initial: real pool rows in the first batch (default: the first `ask`'s n).
+        objective_name: the objective's name in the records.
+
+    Example (scores computed in Python here; usually they come back days later):
+        search = Search(problem, build_method("guided", {}), "searches/by-hand")
+        batch = search.ask(8)                     # [{"id", "embedding", "text", "text_is", "valid", ...}]
+        search.tell({c["id"]: my_score(c["text"]) for c in batch})
+    """
+
+    def __init__(self, problem: SearchProblem, method: SearchMethod, folder: str | Path, seed: int = 0,
+                 n_initial: Optional[int] = None, objective_name: str = EXTERNAL):
+        self.problem, self.method, self.folder, self.seed = problem, method, Path(folder), seed
+        self.n_initial, self.objective_name = n_initial, objective_name
+
+    @property
+    def pending_path(self) -> Path:
+        return self.folder / PENDING_FILE
+
+    def pending(self) -> Optional[dict]:
+        """The batch asked and not yet told (as written to `pending.json`), or None. A pending file whose batch is
+        already in `search.jsonl` (a kill between recording it and removing the file) is removed here."""
+        if not self.pending_path.exists():
+            return None
+        pending = read_json(self.pending_path)
+        history = read_history(search_ledger(self.folder), pending.get("method"), pending.get("seed"), self.problem.dim)
+        if history.n_steps > pending.get("step", -1):
+            self.pending_path.unlink()
+            return None
+        if (pending.get("method"), pending.get("seed")) != (self.method.name, self.seed):
+            raise ConfigError(f"{self.pending_path}: the pending batch is {pending.get('method')} seed "
+                              f"{pending.get('seed')}, not {self.method.name} seed {self.seed}; tell its scores first")
+        return pending
+
+    def ask(self, n: int) -> list[dict]:
+        """The next `n` candidates (the pending ones if a batch is pending): one dict each with `id`,
+        `embedding` (original space), `text`, `text_is` ("pool row", "nearest training text" or None),
+        `valid`, `novel`, `counts`, `nearest_cosine`, `nearest_texts`, `step`."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1; got {n}")
+        with search_folder_lock(self.folder):
+            pending = self.pending()
+            if pending is None:
+                pending = self._propose(n)
+                write_json(self.pending_path, pending)  # atomic: a kill leaves the batch whole or absent
+            return pending["candidates"]
+
+    def _propose(self, n: int) -> dict:
+        history = read_history(search_ledger(self.folder), self.method.name, self.seed, self.problem.dim)
+        began = time.perf_counter()
+        proposal, proposed_by = next_proposal(self.problem, self.method, history, self.seed, n, self.n_initial or n)
+        took = time.perf_counter() - began
+        fields, counts = judge_batch(self.problem, proposal)
+        step = history.n_steps
+        candidates = []
+        for i, f in enumerate(fields):
+            row = proposal.pool_rows[i]
+            own = row is not None and self.problem.pool_texts is not None
+            text = self.problem.pool_texts[row] if own else (f["nearest_texts"][0][1] if f["nearest_texts"] else None)
+            candidates.append({"id": candidate_id(self.seed, step, i), "step": step, "text": text,
+                               "text_is": "pool row" if own else ("nearest training text" if text is not None else None),
+                               "counts": bool(counts[i]), **f, "pool_row": row,
+                               "embedding": [float(v) for v in proposal.x[i].tolist()]})
+        return {"method": self.method.name, "seed": self.seed, "step": step, "start": len(history),
+                "proposed_by": proposed_by, "seconds": took, "info": proposal.info, "candidates": candidates,
+                "best_before": best_counted(history.y, history.counts)}
+
+    def tell(self, scores: Mapping[str, float]) -> list[dict]:
+        """Record the pending batch with `scores` (id -> score, one per pending candidate); returns its records.
+
+        Raises:
+            TellError: nothing pending, an id not in the batch, a candidate without a score, or a score that is
+                not a finite number; nothing is recorded and the batch stays pending.
+        """
+        with search_folder_lock(self.folder):
+            pending = self.pending()
+            if pending is None:
+                raise TellError(f"{self.folder}: no batch is pending (ask for one first)")
+            ids = [c["id"] for c in pending["candidates"]]
+            unknown = [i for i in scores if i not in ids]
+            if unknown:
+                raise TellError(f"{len(unknown)} id(s) not in the pending batch {ids[0]}..{ids[-1]}: "
+                                f"{', '.join(map(str, unknown[:5]))} (already scored, or from another batch)")
+            missing = [i for i in ids if i not in scores]
+            if missing:
+                raise TellError(f"the pending batch has {len(ids)} candidates; no score for {', '.join(missing[:5])}"
+                                f"{' ...' if len(missing) > 5 else ''} (tell every score of the batch at once)")
+            values = []
+            for i in ids:
+                value = scores[i]
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    number = math.nan
+                if isinstance(value, bool) or not math.isfinite(number):
+                    raise TellError(f"score of {i}: {value!r} is not a finite number")
+                values.append(number)
+            candidates = pending["candidates"]
+            x = torch.tensor([c["embedding"] for c in candidates], dtype=torch.float32)
+            proposal = Proposal(x, [c["pool_row"] for c in candidates], pending["info"])
+            fields = [{k: c[k] for k in ("valid", "novel", "nearest_cosine", "nearest_distance", "log_density",
+                                         "nearest_texts")} for c in candidates]
+            counts = torch.tensor([c["counts"] for c in candidates])
+            records = batch_records(fields, counts, self.objective_name, self.method.name, self.seed, pending["step"],
+                               pending["start"], proposal, torch.tensor(values, dtype=torch.float64),
+                               pending["seconds"], pending["proposed_by"], pending["best_before"])
+            search_ledger(self.folder).append_many(records)
+            self.pending_path.unlink()  # after the records: a kill in between is noticed by `pending` (never twice)
+            return records
