@@ -37,3 +37,21 @@ def test_val_loss_selection_is_the_default(data, tmp_path):
 
 def test_selection_by_samples_resumes_bit_for_bit(data, tmp_path):
     crash_resume_and_compare(make_config({**OPTIONS, "data": data}), tmp_path, 27)
+
+
+def test_scoring_samples_leaves_the_training_generator_alone(data, tmp_path):
+    """Resuming stays exact only if validation draws nothing from the generator training uses."""
+    import torch
+
+    from scaleflow.flows.registry import create_flow
+    from scaleflow.nets import create_model
+    from scaleflow.training.trainer import Trainer
+
+    config = make_config({**OPTIONS, "data": data})
+    rows = torch.randn(120, 8)
+    trainer = Trainer(config, create_model("mlp", "tiny", input_dim=8, hidden_dim=32), create_flow("icfm"),
+                      rows[:80], rows[80:], tmp_path, progress=False)
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    score, binding = trainer.sample_score(trainer.model)
+    assert torch.equal(torch.get_rng_state(), before) and binding is not None

@@ -15,7 +15,7 @@ from scaleflow.training import pretrained
 from scaleflow.training.config import ConfigError, make_config
 from scaleflow.training.run import load_run, train
 
-from crash_helpers import crash_resume_and_compare
+from crash_helpers import Crash, crash_at, crash_resume_and_compare
 
 OPTIONS = dict(arch="mlp", scale="tiny", model={"hidden_dim": 32}, steps=30, batch_size=32, val_every=10,
                checkpoint_every=10, log_every=5, n_val=40, n_test=40, warmup_steps=5, lr=1e-2, device="cpu")
@@ -110,3 +110,40 @@ def test_init_builtin_pretrains_once_and_reuses(tmp_path, monkeypatch):
     second = train(make_config(options), tmp_path / "ft2", progress=False)
     assert second["init_from"]["run"] == str(folder) and (folder / "summary.json").stat().st_mtime_ns == stamp
     assert make_config(options).init_from == "builtin"
+
+
+def test_a_fine_tuning_run_resumes_after_its_source_moved(source, target_data, tmp_path):
+    """The weights come from the checkpoint and the statistics from the run's own folder: the source is not
+    needed to resume (given by a relative path, too)."""
+    import os
+    import shutil
+
+    copy = tmp_path / "src"
+    shutil.copytree(source, copy)
+    config = make_config({**OPTIONS, "data": target_data, "init_from": "src"})
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with pytest.raises(Crash):
+            train(config, tmp_path / "ft", progress=False, on_step=crash_at(23))
+    finally:
+        os.chdir(here)
+    assert json.loads((tmp_path / "ft" / "model.json").read_text())["init_from"]["run"] == str(copy.resolve())
+    shutil.rmtree(copy)
+    summary = train(make_config({**OPTIONS, "data": target_data, "init_from": str(copy)}), tmp_path / "ft",
+                    resume=True, progress=False)
+    assert summary["steps"] == 30 and summary["init_from"]["run"] == str(copy.resolve())
+
+
+def test_init_builtin_refuses_another_dimension_before_pretraining(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "builtin_prior", lambda *a, **k: pytest.fail("pretrained before checking"))
+    config = make_config({**OPTIONS, "data": _rows(tmp_path / "e.npy", dim=8), "init_from": "builtin"})
+    with pytest.raises(ConfigError, match="384-D all-MiniLM-L6-v2 embeddings; this run's rows are 8-D"):
+        train(config, tmp_path / "ft", progress=False)
+    assert not (tmp_path / "ft").exists()
+
+
+def test_a_gaussian_source_with_init_needs_refit():
+    with pytest.raises(ConfigError, match="--init-normalization refit"):
+        make_config({"source": "gaussian", "init_from": "runs/x"})
+    assert make_config({"source": "gaussian", "init_from": "runs/x", "init_normalization": "refit"}).source == "gaussian"

@@ -23,6 +23,8 @@ from scaleflow.search.methods.prior import SEARCH_OVERSAMPLE
 from scaleflow.search.problem import build_problem
 from scaleflow.search.judge import best_counted
 from scaleflow.search.report import SETTINGS_FILE
+from scaleflow.search.text_hooks import load_hooks
+from scaleflow.cli.optimize import DECODER_HELP, ENCODER_HELP, ROUNDTRIP_HELP
 from scaleflow.training.config import ConfigError
 from scaleflow.training.run import load_run
 
@@ -57,7 +59,9 @@ def _settings(folder: Path, given: dict) -> dict:
 
 def _open(folder: Path, settings: dict) -> Search:
     run = load_run(settings["run"])
-    problem = build_problem(run, EXTERNAL)
+    hooks = load_hooks(settings.get("decoder"), settings.get("encoder"), settings.get("min_roundtrip"),
+                       dim=run.info["input_dim"])
+    problem = build_problem(run, EXTERNAL, hooks=hooks)
     return Search(problem, build_method(settings["method"], settings), folder, settings["seed"], settings["initial"])
 
 
@@ -86,6 +90,9 @@ def optimize_ask(
     initial: Optional[int] = typer.Option(None, help="real rows in the first batch (default: the first --n)"),
     acquisition: Optional[str] = typer.Option(None, help=f"guided's acquisition: {' | '.join(ACQUISITIONS)}"),
     oversample: Optional[int] = typer.Option(None, help="candidates drawn per candidate proposed (the free filter)"),
+    decoder: Optional[str] = typer.Option(None, "--decoder", help=DECODER_HELP),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help=ENCODER_HELP),
+    min_roundtrip: Optional[float] = typer.Option(None, "--min-roundtrip", help=ROUNDTRIP_HELP),
 ) -> None:
     """Propose the next batch of a search scored outside the process; asking again before `tell` gives the same batch."""
     if n < 1:
@@ -98,7 +105,8 @@ def optimize_ask(
         raise ConfigError(f"--acquisition {acquisition!r}: choose one of {', '.join(ACQUISITIONS)}")
     check_search_folder(folder)
     settings = _settings(folder, {"run": str(run) if run else None, "method": method, "seed": seed,
-                                  "initial": initial, "acquisition": acquisition, "oversample": oversample})
+                                  "initial": initial, "acquisition": acquisition, "oversample": oversample,
+                                  "decoder": decoder, "encoder": encoder, "min_roundtrip": min_roundtrip})
     search = _open(folder, settings)
     with search_folder_lock(folder):
         if not (folder / SETTINGS_FILE).exists():

@@ -22,8 +22,15 @@ from scaleflow.search.methods.prior import SEARCH_DIVERSITY, SEARCH_GUIDANCE, SE
 from scaleflow.search.methods.turbo import TuRBO, TurboState
 from scaleflow.search.problem import DEFAULT_CATEGORY, TARGET_SETS, build_problem
 from scaleflow.search.report import SETTINGS_FILE, summarize_search
+from scaleflow.search.text_hooks import load_hooks
 from scaleflow.training.config import ConfigError
 from scaleflow.training.run import load_run
+
+DECODER_HELP = ("decode candidates to the texts the objective gets and the records hold: sonar (extra [sonar], "
+                "1024-D) or MODULE:FUNCTION, f(x: [N, D]) -> N strings (default: none; texts are nearest rows')")
+ENCODER_HELP = ("re-encode the decoded texts and record each candidate's round-trip cosine: sonar or MODULE:FUNCTION, "
+                "f(texts) -> [N, D]")
+ROUNDTRIP_HELP = "count only candidates whose round-trip cosine reaches this (needs --decoder and --encoder)"
 
 # Settings that later versions added: a folder whose search.json lacks one was judged, or its targets chosen, by
 # other rules, so it is refused rather than extended.
@@ -127,6 +134,9 @@ def optimize(
     steps: int = typer.Option(20, help="sampler steps (euler)"),
     noise_scale: float = typer.Option(1.0, "--noise-scale", help="temperature of the starting noise"),
     objective_timeout: float = typer.Option(600.0, "--objective-timeout", help="seconds one objective call may take"),
+    decoder: Optional[str] = typer.Option(None, "--decoder", help=DECODER_HELP),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help=ENCODER_HELP),
+    min_roundtrip: Optional[float] = typer.Option(None, "--min-roundtrip", help=ROUNDTRIP_HELP),
 ) -> None:
     """Search embedding space for valid, novel candidates that maximize an objective.
 
@@ -169,10 +179,13 @@ def optimize(
                 "oversample": oversample, "diversity": diversity,
                 **({"density_weight": density_weight} if density_weight else {}), "steps": steps,
                 "noise_scale": noise_scale, "cmaes_sigma": cmaes_sigma, "turbo_length": turbo_length,
-                "latent_scale": latent_scale}
+                "latent_scale": latent_scale,
+                **{k: v for k, v in (("decoder", decoder), ("encoder", encoder), ("min_roundtrip", min_roundtrip))
+                   if v is not None}}
     check_search_folder(out)  # refuse a busy folder before the slow loading; creates nothing
     loaded = load_run(run)
-    problem = build_problem(loaded, objective, category, objective_timeout, targets=target_set or "test")
+    hooks = load_hooks(decoder, encoder, min_roundtrip, dim=loaded.info["input_dim"])
+    problem = build_problem(loaded, objective, category, objective_timeout, targets=target_set or "test", hooks=hooks)
     # One writer per search folder: the settings, problem.json and every batch under one lock.
     with search_folder_lock(out):
         _check_settings(out, settings)

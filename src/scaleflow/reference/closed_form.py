@@ -3,8 +3,8 @@
 
 The exact flow to the training rows themselves (a KDE of bandwidth 0) predicts
 `E[x1 | x_t = x] = sum_i w_i(x, t) x_i`, with `w = softmax_i(-||x - t x_i||^2 / (2 (1 - t)^2))`, and
-returns training rows only. The smoothed model (their sigma-CFDM) perturbs the rows inside the weights,
-`x_i -> x_i + sigma eps`, and averages the weights over the perturbations:
+returns training rows only. The smoothed model (their sigma-CFDM) perturbs the query inside the weights,
+`x -> x + sigma eps`, and averages the weights over the perturbations:
 
     w_bar_i(x, t) = mean_m softmax_i((t x.x_i - t^2 ||x_i||^2 / 2 + sigma t eps_m.x_i) / (1 - t)^2),
 
@@ -12,7 +12,8 @@ while the prediction stays a weighted mean of the true rows, so samples are bary
 training rows: novel, yet on the data. As in their estimator the `M` perturbations are fresh for every
 point and every evaluation (shared ones pull every sample towards the same few rows: measured on the
 built-in data at 1K rows, recall fell to 0.03 of its floor). They are drawn from a generator seeded by
-the inputs, so the field is a deterministic function of `(x, t)`: a run's samples reproduce, and
+the batch of inputs, so the field is a deterministic function of the batch `(x, t)` (a point's prediction
+can change with the batch it is evaluated in): a run's samples reproduce for the same call, and
 guidance differentiates through the weights (the perturbations do not depend on x). `sigma` is chosen on
 the validation rows (`reference.fit`). Its density is the flow's: `search.log_density` integrates it.
 """

@@ -105,15 +105,17 @@ class Search:
         candidates = []
         for i, f in enumerate(fields):
             row = proposal.pool_rows[i]
-            own = row is not None and self.problem.pool_texts is not None
-            text = self.problem.pool_texts[row] if own else (f["nearest_texts"][0][1] if f["nearest_texts"] else None)
-            candidates.append({"id": candidate_id(self.seed, step, i), "step": step, "text": text,
-                               "text_is": "pool row" if own else ("nearest training text" if text is not None else None),
-                               "counts": bool(counts[i]), **f, "pool_row": row,
+            text, text_is = f.get("text"), f.get("text_is")
+            if text is None:  # no decoder: a pool row's own text, else its nearest training row's (a neighbour)
+                own = row is not None and self.problem.pool_texts is not None
+                text = self.problem.pool_texts[row] if own else (f["nearest_texts"][0][1] if f["nearest_texts"] else None)
+                text_is = "pool row" if own else ("nearest training text" if text is not None else None)
+            candidates.append({**f, "id": candidate_id(self.seed, step, i), "step": step, "text": text,
+                               "text_is": text_is, "counts": bool(counts[i]), "pool_row": row,
                                "embedding": [float(v) for v in proposal.x[i].tolist()]})
         return {"method": self.method.name, "seed": self.seed, "step": step, "start": len(history),
-                "proposed_by": proposed_by, "seconds": took, "info": proposal.info, "candidates": candidates,
-                "best_before": best_counted(history.y, history.counts)}
+                "proposed_by": proposed_by, "seconds": took, "info": proposal.info, "fields": fields,
+                "candidates": candidates, "best_before": best_counted(history.y, history.counts)}
 
     def tell(self, scores: Mapping[str, float]) -> list[dict]:
         """Record the pending batch with `scores` (id -> score, one per pending candidate); returns its records.
@@ -148,8 +150,7 @@ class Search:
             candidates = pending["candidates"]
             x = torch.tensor([c["embedding"] for c in candidates], dtype=torch.float32)
             proposal = Proposal(x, [c["pool_row"] for c in candidates], pending["info"])
-            fields = [{k: c[k] for k in ("valid", "novel", "nearest_cosine", "nearest_distance", "log_density",
-                                         "nearest_texts")} for c in candidates]
+            fields = pending["fields"]
             counts = torch.tensor([c["counts"] for c in candidates])
             records = batch_records(fields, counts, self.objective_name, self.method.name, self.seed, pending["step"],
                                pending["start"], proposal, torch.tensor(values, dtype=torch.float64),

@@ -99,7 +99,7 @@ def read_history(store: Ledger, method: str, seed: int, dim: int) -> History:
     for step, batch in sorted(by_step.items()):
         history.extend(torch.tensor([r["embedding"] for r in batch], dtype=torch.float32),
                        torch.tensor([r["score"] for r in batch], dtype=torch.float64),
-                       torch.tensor([r["valid"] and r["novel"] for r in batch]),
+                       torch.tensor([r["valid"] and r["novel"] and r.get("roundtrip_ok", True) for r in batch]),
                        [r.get("pool_row") for r in batch], step, batch[0]["proposed_by"])
     return history
 
@@ -110,6 +110,12 @@ def judge_batch(problem: SearchProblem, proposal: Proposal) -> tuple[list[dict],
     verdicts = problem.judge(proposal.x)
     log_density = problem.log_density(proposal.x)
     texts = problem.reference_texts
+    counts = verdicts.counts.clone()
+    hooks = problem.hooks
+    decoded = hooks.decode(proposal.x)
+    roundtrip = hooks.roundtrip(proposal.x, decoded) if decoded is not None else None
+    if roundtrip is not None and hooks.min_roundtrip is not None:
+        counts &= roundtrip >= hooks.min_roundtrip  # a text that no longer means its candidate does not count
     fields = []
     for i in range(len(proposal.x)):
         nearest = [[round(float(c), 4), texts[int(r)] if texts is not None else int(r)]
@@ -121,7 +127,15 @@ def judge_batch(problem: SearchProblem, proposal: Proposal) -> tuple[list[dict],
             "log_density": round(float(log_density[i]), 3),
             "nearest_texts": nearest,
         })
-    return fields, verdicts.counts
+        if decoded is not None:  # the text the objective is given: a pool row's own, else the decoding
+            own = proposal.pool_rows[i] is not None and problem.pool_texts is not None
+            fields[-1].update(text=problem.pool_texts[proposal.pool_rows[i]] if own else decoded[i],
+                              text_is="pool row" if own else "decoded")
+        if roundtrip is not None:
+            fields[-1]["roundtrip_cosine"] = round(float(roundtrip[i]), 6)
+            if hooks.min_roundtrip is not None:
+                fields[-1]["roundtrip_ok"] = bool(roundtrip[i] >= hooks.min_roundtrip)
+    return fields, counts
 
 
 def batch_records(fields: list[dict], counts: torch.Tensor, objective: str, method: str, seed: int, step: int, start: int,
@@ -179,7 +193,7 @@ def _search(problem: SearchProblem, method: SearchMethod, budget: int, batch: in
             seconds.append(took)
         fields, counts = judge_batch(problem, proposal)  # before the objective: a failure here costs no call of it
         # ObjectiveError: every earlier batch is on disk.
-        scores = objective(proposal.x, _candidate_texts(problem, proposal))
+        scores = objective(proposal.x, candidate_texts(problem, proposal, fields))
         records = batch_records(fields, counts, objective.name, method.name, seed, step, len(history), proposal, scores,
                            took, proposed_by, best)
         store.append_many(records)  # at once: a kill before this line ends pays this batch's objective again
@@ -208,8 +222,11 @@ def next_proposal(problem: SearchProblem, method: SearchMethod, history: History
     return proposal, method.name
 
 
-def _candidate_texts(problem: SearchProblem, proposal: Proposal) -> Optional[list]:
-    """Texts of candidates that are pool rows (None for generated points); None when the data has none."""
+def candidate_texts(problem: SearchProblem, proposal: Proposal, fields: list[dict]) -> Optional[list]:
+    """The texts the objective is given: with a decoder, each candidate's (`judge_batch`'s "text": a pool row's
+    own, else its decoding); without, pool rows' texts (None for generated points); None when there are none."""
+    if fields and "text" in fields[0]:
+        return [f["text"] for f in fields]
     if problem.pool_texts is None:
         return None
     return [problem.pool_texts[row] if row is not None else None for row in proposal.pool_rows]

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from scaleflow.search.judge import CandidateJudge
 from scaleflow.search.log_density import log_density
+from scaleflow.search.text_hooks import TextHooks
 from scaleflow.search.objectives import Objective, ObjectiveError, cosine_to, load_objective
 
 BUILTIN_OBJECTIVES = ("target", "category")
@@ -48,6 +49,7 @@ class SearchProblem:
         objective_name: "target", "category" or the `MODULE:FUNCTION` given.
         targets: `[T, D]` target rows of the `target` objective (else empty), with `target_texts`.
         target_set: which set `targets` is ("dev" or "test"; None for other objectives).
+        hooks: the decoder and encoder of candidates (`search.text_hooks`; none by default).
     """
 
     run: object
@@ -62,6 +64,7 @@ class SearchProblem:
     target_texts: Optional[list[str]] = None
     notes: dict = field(default_factory=dict)
     target_set: Optional[str] = None
+    hooks: TextHooks = field(default_factory=TextHooks)  # decoder, encoder, round-trip rule (search.text_hooks)
 
     @property
     def dim(self) -> int:
@@ -143,7 +146,8 @@ def split_targets(held_out: Tensor, judge: CandidateJudge, n_dev: int = N_DEV_TA
 
 
 def build_problem(run, objective: str = "target", category: str = DEFAULT_CATEGORY,
-                  timeout: Optional[float] = None, targets: str = "test") -> SearchProblem:
+                  timeout: Optional[float] = None, targets: str = "test",
+                  hooks: Optional[TextHooks] = None) -> SearchProblem:
     """The search problem over `run` (a loaded `Run`) for `objective`: "target", "category", "external" (scores
     told from outside, `search.ask_tell`) or a `MODULE:FUNCTION` / `file.py:FUNCTION` spec (see
     `objectives.load_objective`). `targets` picks the
@@ -153,6 +157,8 @@ def build_problem(run, objective: str = "target", category: str = DEFAULT_CATEGO
     if targets not in TARGET_SETS:
         raise ValueError(f"target set {targets!r}: choose {' or '.join(TARGET_SETS)}")
     problem = _build_problem(run, objective, category, timeout, targets)
+    if hooks is not None:
+        problem.hooks = hooks
     sample = problem.pool[torch.randperm(len(problem.pool), generator=torch.Generator().manual_seed(0))[:REAL_LOG_DENSITY_ROWS]]
     quantiles = torch.quantile(problem.log_density(sample), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64))
     problem.notes["real_log_density_q05_q50_q95"] = [round(float(q), 2) for q in quantiles]

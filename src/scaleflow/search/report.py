@@ -26,6 +26,11 @@ SETTINGS_FILE = "search.json"
 INITIAL = "initial"
 
 
+
+def counts(record: dict) -> bool:
+    """Whether a recorded candidate counts: valid, novel, and its text's round trip good enough where required."""
+    return bool(record["valid"] and record["novel"] and record.get("roundtrip_ok", True))
+
 def whole_batches(records: list[dict]) -> dict[tuple[str, int], list[dict]]:
     """(method, seed) -> its records of whole batches, in candidate order (a torn batch is dropped, a
     repeated one taken from its last whole copy)."""
@@ -51,7 +56,7 @@ def best_so_far(records: list[dict]) -> list[Optional[float]]:
     """Per evaluation, the best score among candidates that count so far (None before the first)."""
     best, curve = None, []
     for r in records:
-        if r["valid"] and r["novel"] and (best is None or r["score"] > best):
+        if counts(r) and (best is None or r["score"] > best):
             best = r["score"]
         curve.append(best)
     return curve
@@ -129,10 +134,11 @@ def summarize_search(folder: str | Path, budget: Optional[int] = None) -> Search
             "batch_cosine": _mean_or_none([batch_diversity(r) for r in seeds.values()]),
             "seconds_per_batch": _seconds_per_batch(seeds),
         })
-        counted = sorted((r for records in seeds.values() for r in records if r["valid"] and r["novel"]),
+        counted = sorted((r for records in seeds.values() for r in records if counts(r)),
                          key=lambda r: -r["score"])[:5]
         best_candidates[method] = [{k: r[k] for k in ("seed", "index", "score", "nearest_cosine", "nearest_texts",
-                                                      "pool_row")} for r in counted]
+                                                      "pool_row", "text", "text_is", "roundtrip_cosine") if k in r}
+                                   for r in counted]
     _leads(rows)
     write_json(folder / "summary.json", {
         "budget": budget, "budget_source": source,
@@ -181,7 +187,7 @@ def _share(records: list[dict], key: str) -> Optional[float]:
     if not records:
         return None
     if key == "counts":
-        return float(np.mean([r["valid"] and r["novel"] for r in records]))
+        return float(np.mean([counts(r) for r in records]))
     return float(np.mean([r[key] for r in records]))
 
 

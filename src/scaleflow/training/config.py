@@ -175,6 +175,14 @@ class TrainConfig(BaseModel):
                 raise ValueError(f"model: {err}") from None
         if self.init_normalization is not None and self.init_from is None:
             raise ValueError("init_normalization goes with init_from (--init RUN)")
+        if (self.source == "gaussian" and self.init_from is not None and self.init_normalization != "refit"
+                and self.flow != "reflow"):  # reflow keeps its source's whitening: the same rows
+            raise ValueError("source: gaussian fits its own whitening, and --init keeps the source run's normalization; "
+                             "add --init-normalization refit (or leave --source out: a gaussian-source run passes its "
+                             "whitening on)")
+        if self.select_by == "samples" and self.flow == "reflow":
+            raise ValueError("select_by: samples scores samples against real rows; reflow trains and validates on its "
+                             "source's generated pairs (use select_by val_loss)")
         if (self.flow == "reflow") != (self.reflow_source is not None):
             raise ValueError("flow 'reflow' and reflow_source go together (use `scaleflow reflow RUN`)")
         if self.flow == "reflow" and self.aug:

@@ -38,6 +38,19 @@ def pretrain_categories(config: TrainConfig) -> Optional[str]:
     return text[1:] if text.startswith("!") else "!" + text
 
 
+def check_builtin_transfer(config: TrainConfig, dim: int) -> None:
+    """Refuse, before any pretraining, a run whose rows cannot take the built-in prior: another dimension
+    (the built-in rows are 384-D all-MiniLM-L6-v2 embeddings), or the built-in rows themselves without
+    `--categories` (`pretrain_categories`)."""
+    from scaleflow.data.builtin import load_builtin
+
+    builtin_dim = load_builtin()[0].shape[1]
+    if dim != builtin_dim:
+        raise ConfigError(f"init_from: builtin is a prior over the built-in {builtin_dim}-D all-MiniLM-L6-v2 "
+                          f"embeddings; this run's rows are {dim}-D")
+    pretrain_categories(config)
+
+
 def pretrain_config(config: TrainConfig) -> TrainConfig:
     """The pretraining config for fine-tuning run `config`: its network (arch, scale, options, prediction,
     flow) on the built-in rows outside its data, the default recipe otherwise."""

@@ -53,6 +53,7 @@ def reflow(source: str | Path, out: str | Path, n_pairs: Optional[int] = None, s
     # Validate the new run's options before writing anything into `out`.
     config = make_config({
         **run.config.model_dump(), "flow": "reflow", "reflow_source": str(source), "init_from": str(source),
+        "select_by": "val_loss",
         "out": str(out), "device": run_device, **overrides,
     })
     n = n_pairs if n_pairs is not None else run.summary.get("train_rows") or len(run.splits.train)

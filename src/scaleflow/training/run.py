@@ -122,6 +122,9 @@ def check_transfer_source(config: TrainConfig, model: nn.Module, dim: int) -> di
         raise ConfigError(f"init_from: {source} is not a run folder (no model.json)")
     info = read_json(source / "model.json")
     theirs, ours = info.get("input_dim"), dim
+    if info.get("prediction", config.prediction) != config.prediction:
+        raise ConfigError(f"init_from: {source} predicts {info.get('prediction')}, this run {config.prediction}: the "
+                          "network's output would mean something else (use --prediction of the source)")
     if info.get("arch") != config.arch or theirs != ours:
         raise ConfigError(f"init_from: {source} holds {_network_name(info.get('arch'), info.get('scale'), theirs)}; "
                           f"this run builds {_network_name(config.arch, config.scale, ours)}: transfer needs the same "
@@ -137,6 +140,16 @@ def check_transfer_source(config: TrainConfig, model: nn.Module, dim: int) -> di
                           "--model-opt")
     return {"run": str(source.resolve()), "arch": info.get("arch"), "scale": info.get("scale"),
             "data_source": info.get("data_source"), "normalization": config.init_normalization or "source"}
+
+
+def _scoring_maps(data: PreparedData, normalization) -> dict:
+    """The Trainer's `to_original` and `to_scoring` (select_by "samples" scores where `eval` does): for a run
+    trained in its own per-dimension space, that space; else the per-dimension standardization of its rows."""
+    if normalization is None:
+        return {"to_original": data.standardizer.inverse_transform, "to_scoring": None}
+    scoring = Standardizer.fit(normalization.inverse_transform(data.train))
+    return {"to_original": scoring.inverse_transform,
+            "to_scoring": lambda x: scoring.transform(normalization.inverse_transform(x))}
 
 
 def _keeps_source_normalization(config: TrainConfig) -> bool:
@@ -186,7 +199,7 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
     # The run's config names its data by absolute path: `eval` and `sample` work from any folder.
     config = config.model_copy(update={
         key: str(Path(value).expanduser().resolve())
-        for key in ("data", "texts") if (value := getattr(config, key)) is not None and value != "builtin"
+        for key in ("data", "texts", "init_from") if (value := getattr(config, key)) is not None and value != "builtin"
     })
     last = run_dir / CHECKPOINT
     # Every check before the first write: a refused run leaves no folder and touches none.
@@ -195,24 +208,28 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
     device = resolve_device(config.device)
     if config.wandb:
         require_wandb()
-    torch.manual_seed(config.seed)
     # A run killed while writing its header may lack splits.json; its config makes the same splits again.
     splits = _read_splits(run_dir) if resume and (last.exists() or (run_dir / "splits.json").exists()) else None
-    if config.init_from == "builtin":  # the prior pretrained on the built-in data (trained once, cached)
-        from scaleflow.training.pretrained import builtin_prior
-
-        config = config.model_copy(update={"init_from": str(builtin_prior(config, progress))})
     data = data or prepare_data(config.data, config.texts, config.n_train, config.n_val, config.n_test,
                                 config.dedup, config.dedup_threshold, config.seed, splits=splits,
                                 categories=config.categories)
+    if config.init_from == "builtin":  # the prior pretrained on the built-in data (trained once, cached)
+        from scaleflow.training.pretrained import builtin_prior, check_builtin_transfer
+
+        check_builtin_transfer(config, data.dim)  # before the pretraining: a dimension that cannot transfer
+        config = config.model_copy(update={"init_from": str(builtin_prior(config, progress))})
+    torch.manual_seed(config.seed)  # after any pretraining, which seeds the global generator itself
     if config.is_reference:
-        return _fit_reference_run(config, run_dir, data, on_start)
+        return _fit_reference_run(config, run_dir, data, on_start, resume)
     train_rows, val_rows, pairs, pairs_info = data.train.to(device), data.val.to(device), {}, None
     if config.flow == "reflow":
         pairs, pairs_info = _load_reflow_pairs(run_dir, data.dim, device)
         train_rows, val_rows = pairs["x1"], pairs.get("val_x1", val_rows)
     model = build_model(config, data.dim)
-    transfer = check_transfer_source(config, model, data.dim) if config.init_from else None
+    transfer = None
+    if config.init_from:  # a resumed run keeps the provenance it recorded (its source may be gone since)
+        recorded = read_json(run_dir / "model.json").get("init_from") if resume and (run_dir / "model.json").exists() else None
+        transfer = recorded or check_transfer_source(config, model, data.dim)
     normalization = _run_normalization(config, run_dir, resume, data)
     if normalization is not None:
         data = restandardize(data, normalization)
@@ -232,7 +249,7 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
             with stop_on_signals() as stop:
                 trainer = Trainer(config, model, flow, train_rows, val_rows, run_dir, pairs.get("x0"), on_step,
                                   progress, metrics, val_x0=pairs.get("val_x0"), stop=stop,
-                                  to_original=data.standardizer.inverse_transform)
+                                  **_scoring_maps(data, normalization))
                 if continuing:
                     trainer.load_checkpoint(last)
                 metrics.drop_after(trainer.state.step)  # the steps after the checkpoint are replayed and logged again
@@ -266,21 +283,22 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
 
 
 def _fit_reference_run(config: TrainConfig, run_dir: Path, data: PreparedData,
-                       on_start: Optional[Callable[[], None]]) -> dict:
+                       on_start: Optional[Callable[[], None]], resume: bool) -> dict:
     """A reference prior's run (`scaleflow.reference`): fitted to the training rows, its one setting chosen
     on the validation rows, written as any run folder (weights in both model and ema files). Deterministic
     in the config and data, so `--resume` fits it again."""
     from scaleflow.flows.draws import make_validation_set, validation_coupling_batch
     from scaleflow.reference import ReferenceFitError, fit_reference
 
+    if on_start is not None:
+        on_start()
+    try:  # before the folder is made: a fit that fails leaves nothing behind
+        fitted = fit_reference(config.arch, data.train, data.val, config.model, config.seed,
+                               data.standardizer.inverse_transform)
+    except (ReferenceFitError, ValueError, np.linalg.LinAlgError) as err:  # e.g. more components than rows
+        raise ConfigError(f"model: {config.arch} could not be fitted to these rows: {' '.join(str(err).split())}") from None
     with run_lock(run_dir):
-        if on_start is not None:
-            on_start()
-        try:
-            fitted = fit_reference(config.arch, data.train, data.val, config.model, config.seed,
-                                   data.standardizer.inverse_transform)
-        except ReferenceFitError as err:
-            raise ConfigError(f"model: {err}") from None
+        _check_folder(run_dir, resume)  # again: another process may have changed the folder meanwhile
         model = fitted.model
         _write_run_header(run_dir, config, model, data)
         for name in ("model.safetensors", "ema.safetensors"):

@@ -71,9 +71,12 @@ class Trainer:
     def __init__(self, config: TrainConfig, model: nn.Module, flow: Flow, train: torch.Tensor, val: torch.Tensor,
                  run_dir: Path, pairs_x0: Optional[torch.Tensor] = None, on_step: Optional[Callable[[int], None]] = None,
                  progress: bool = True, logger: Optional[MetricsLogger] = None, val_x0: Optional[torch.Tensor] = None,
-                 stop: Optional[StopRequest] = None, to_original: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+                 stop: Optional[StopRequest] = None, to_original: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                 to_scoring: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         self.cfg, self.flow, self.run_dir, self.on_step, self.progress = config, flow, Path(run_dir), on_step, progress
-        self.to_original = to_original  # select_by "samples": validity's cosines are read in the original space
+        # select_by "samples" scores as `eval` does: in `to_scoring`'s space (the per-dimension standardization,
+        # for a run trained in another; None: the run's own), validity's cosines in the original space.
+        self.to_original, self.to_scoring = to_original, to_scoring
         self.stop = stop if stop is not None else StopRequest()
         self.device = train.device
         self.model = model.to(self.device)
@@ -170,6 +173,8 @@ class Trainer:
             "state": self.state.__dict__, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            # On a GPU, dropout (mlp_dropout) draws its masks from the device's generator: saved too.
+            **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}),
         })
         self._checkpointed = self.state.step
 
@@ -193,6 +198,8 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["torch_rng"].cpu())  # map_location moved it; the CPU RNG wants it back
+        if self.device.type == "cuda" and "cuda_rng" in ckpt:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), self.device)
         self.state = TrainState(**ckpt["state"])
         self._checkpointed = self.state.step
 
@@ -253,7 +260,10 @@ class Trainer:
         model.train(was_training)
         g = torch.Generator().manual_seed(self.cfg.seed + 1)
         real_draw = self.train[torch.randperm(len(self.train), generator=g)[:n].to(self.device)]
-        score, binding = worst_ratio(point_scores(samples, self.val_rows, real_draw, self.train, self.to_original))
+        rows = (samples, self.val_rows, real_draw, self.train)
+        if self.to_scoring is not None:
+            rows = tuple(self.to_scoring(x) for x in rows)
+        score, binding = worst_ratio(point_scores(*rows, self.to_original))
         return (score if score is not None else -math.inf), binding
 
     def _validate_and_track(self, step: int) -> bool:
