@@ -37,6 +37,8 @@ def test_result_holds_every_recorded_field(two_trials):
     assert result["metrics"]["fd"]["excess"] == pytest.approx(result["metrics"]["fd"]["value"]
                                                               - result["metrics"]["fd"]["floor"])
     assert result["eval_settings"]["steps"] == 4 and result["eval_settings"]["seed"] == 3
+    reference = result["reference"]  # the reference priors beside the trial, for a study's reference lines
+    assert set(reference["priors"]) == {"gaussian", "gmm", "kde"} and reference["n"] == result["eval_settings"]["n_generated"]
     layer = next(iter(result["weights"].values()))
     assert {"effective_rank", "stable_rank", "sparsity", "count"} <= set(layer)
     assert result["timing"]["trained_here"] is True and result["timing"]["eval_seconds"] > 0

@@ -145,6 +145,8 @@ class TrainTask:
                                                   "steps", "stopped_early", "loss_space", "wall_seconds",
                                                   "steps_per_second", "train_rows", "dim", "device")},
             "metrics": _metric_entries(report),
+            # The reference priors on the same rows (fitted once per data and split, cached): a study's reference lines
+            "reference": report.get("reference"),
             "eval_settings": report["settings"],
             "weights": weight_statistics(run.model)["by_layer_type"],
             "timing": {"train_seconds": round(summary["wall_seconds"], 2), "trained_here": trained_here,
