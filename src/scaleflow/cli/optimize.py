@@ -278,10 +278,12 @@ def _print_table(console: Console, rows: list[dict], budget: Optional[int] = Non
                "compared. lead: over the best other method, mean of per-seed differences with its paired 95% "
                "interval (every method of a seed shares its target and initial rows). any: best score of any "
                "candidate, invalid ones included; counted: share of generated candidates that are valid and novel; "
-               "cosine: mean pairwise cosine within a batch" + (f". {note}" if note else ""))
+               "cosine: mean pairwise cosine within a batch; 4-diverse: the best score 4 counted candidates pairwise "
+               "below cosine 0.7 all reach (mean over the seeds that have 4)" + (f". {note}" if note else ""))
     table = Table(title=f"best score of a valid, novel candidate (mean, 95% interval over seeds; budget {budget})",
                   caption=caption)
-    for column in ("method", "seeds", "evals", "best", "interval", "lead", "any", "counted", "cosine", "s/batch"):
+    for column in ("method", "seeds", "evals", "best", "interval", "lead", "any", "counted", "cosine", "4-diverse",
+                   "s/batch"):
         table.add_column(column, justify="left" if column in ("method", "lead") else "right")
 
     def order(row: dict) -> tuple:
@@ -296,5 +298,5 @@ def _print_table(console: Console, rows: list[dict], budget: Optional[int] = Non
             best, shown = "not compared", "budget not met"
         table.add_row(row["method"], str(len(row["seeds"])), _evaluations(row, budget), best, shown, _lead(row),
                       _fmt(row["best_any"]), _fmt(row["counted_share"], 2), _fmt(row["batch_cosine"], 2),
-                      _fmt(row["seconds_per_batch"], 2))
+                      _fmt(row.get("k_diverse_best")), _fmt(row["seconds_per_batch"], 2))
     console.print(table)

@@ -80,6 +80,38 @@ def batch_diversity(records: list[dict]) -> Optional[float]:
     return float(np.mean(values)) if values else None
 
 
+DIVERSE_K, DIVERSE_MAX_COSINE = 4, 0.7  # "k-diverse best": k candidates, pairwise below this cosine
+
+
+def k_diverse_best(records: list[dict], k: int = DIVERSE_K, max_cosine: float = DIVERSE_MAX_COSINE) -> Optional[float]:
+    """The best score that `k` counted candidates, pairwise below cosine `max_cosine`, all reach: the largest
+    s such that k candidates scoring >= s are pairwise that different (None if no k such candidates exist).
+
+    Exact: candidates are added best first, and after each one a depth-first search looks for k pairwise
+    different candidates that include it (the first time such a set exists, its worst score is the answer)."""
+    rows = sorted((r for r in records if counts(r)), key=lambda r: -r["score"])
+    if len(rows) < k:
+        return None
+    x = np.asarray([r["embedding"] for r in rows], dtype=np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True).clip(1e-30)
+    apart = (x @ x.T) < max_cosine  # [N, N]: pairs different enough
+
+    def extend(chosen: list[int], options: list[int]) -> bool:
+        if len(chosen) == k:
+            return True
+        for position, j in enumerate(options):
+            if len(chosen) + len(options) - position < k:
+                return False
+            if extend(chosen + [j], [o for o in options[position + 1:] if apart[j, o]]):
+                return True
+        return False
+
+    for newest in range(k - 1, len(rows)):
+        if extend([newest], [j for j in range(newest) if apart[newest, j]]):
+            return float(rows[newest]["score"])
+    return None
+
+
 @dataclass
 class SearchSummary:
     """Per method (rows of `methods`), the budget they were held to, and the paths written."""
@@ -132,6 +164,9 @@ def summarize_search(folder: str | Path, budget: Optional[int] = None) -> Search
             "valid_share": _share(generated, "valid"), "novel_share": _share(generated, "novel"),
             "counted_share": _share(generated, "counts"),
             "batch_cosine": _mean_or_none([batch_diversity(r) for r in seeds.values()]),
+            # k candidates a user can take, pairwise below cosine 0.7, all at least this good (mean over seeds)
+            "k_diverse_best": _mean_or_none([k_diverse_best(r) for r in seeds.values()]),
+            "k_diverse_best_per_seed": {s: k_diverse_best(r) for s, r in sorted(seeds.items())},
             "seconds_per_batch": _seconds_per_batch(seeds),
         })
         counted = sorted((r for records in seeds.values() for r in records if counts(r)),
