@@ -84,3 +84,13 @@ def test_hook_errors_are_one_line():
     broken = TextHooks(encoder=lambda texts: torch.zeros(1, 2), encoder_name="m:g")
     with pytest.raises(ObjectiveError, match=r"--encoder m:g: must return finite embeddings of shape \[3, 2\]"):
         broken.roundtrip(torch.zeros(3, 2), ["a", "b", "c"])
+
+
+def test_a_log_density_minimum_no_real_row_meets_leaves_nothing_counted(make_problem, tmp_path):
+    problem = dataclasses.replace(make_problem(), min_log_density=1e9)
+    outcome = run_search(problem, build_method("prior", {}), 16, 8, 0, tmp_path)
+    records = search_ledger(tmp_path).records()
+    assert outcome.best is None and not outcome.history.counts.any()
+    assert all(r["log_density_ok"] is False for r in records)
+    loose = dataclasses.replace(make_problem(), min_log_density=-1e9)
+    assert run_search(loose, build_method("prior", {}), 8, 8, 0, tmp_path / "loose").history.counts.any()

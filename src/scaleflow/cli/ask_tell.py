@@ -24,7 +24,7 @@ from scaleflow.search.problem import build_problem
 from scaleflow.search.judge import best_counted
 from scaleflow.search.report import SETTINGS_FILE
 from scaleflow.search.text_hooks import load_hooks
-from scaleflow.cli.optimize import DECODER_HELP, ENCODER_HELP, ROUNDTRIP_HELP
+from scaleflow.cli.optimize import DECODER_HELP, ENCODER_HELP, LOG_DENSITY_HELP, ROUNDTRIP_HELP
 from scaleflow.training.config import ConfigError
 from scaleflow.training.run import load_run
 
@@ -61,7 +61,7 @@ def _open(folder: Path, settings: dict) -> Search:
     run = load_run(settings["run"])
     hooks = load_hooks(settings.get("decoder"), settings.get("encoder"), settings.get("min_roundtrip"),
                        dim=run.info["input_dim"])
-    problem = build_problem(run, EXTERNAL, hooks=hooks)
+    problem = build_problem(run, EXTERNAL, hooks=hooks, min_log_density=settings.get("min_log_density"))
     return Search(problem, build_method(settings["method"], settings), folder, settings["seed"], settings["initial"])
 
 
@@ -93,6 +93,7 @@ def optimize_ask(
     decoder: Optional[str] = typer.Option(None, "--decoder", help=DECODER_HELP),
     encoder: Optional[str] = typer.Option(None, "--encoder", help=ENCODER_HELP),
     min_roundtrip: Optional[float] = typer.Option(None, "--min-roundtrip", help=ROUNDTRIP_HELP),
+    min_log_density: Optional[float] = typer.Option(None, "--min-log-density", help=LOG_DENSITY_HELP),
 ) -> None:
     """Propose the next batch of a search scored outside the process; asking again before `tell` gives the same batch."""
     if n < 1:
@@ -106,7 +107,8 @@ def optimize_ask(
     check_search_folder(folder)
     settings = _settings(folder, {"run": str(run) if run else None, "method": method, "seed": seed,
                                   "initial": initial, "acquisition": acquisition, "oversample": oversample,
-                                  "decoder": decoder, "encoder": encoder, "min_roundtrip": min_roundtrip})
+                                  "decoder": decoder, "encoder": encoder, "min_roundtrip": min_roundtrip,
+                                  "min_log_density": min_log_density})
     search = _open(folder, settings)
     with search_folder_lock(folder):
         if not (folder / SETTINGS_FILE).exists():

@@ -33,6 +33,7 @@ from scaleflow.search.methods.base import History, Proposal, SearchMethod, noise
 from scaleflow.search.methods.real_rows import random_rows
 from scaleflow.search.problem import SearchProblem
 from scaleflow.search.report import INITIAL, SEARCH_FILE, whole_batches
+from scaleflow.search.report import counts as record_counts
 from scaleflow.storage.folder_lock import FolderBusy, check_not_busy, folder_lock
 from scaleflow.storage.ledger import Ledger
 from scaleflow.training.config import ConfigError
@@ -99,7 +100,7 @@ def read_history(store: Ledger, method: str, seed: int, dim: int) -> History:
     for step, batch in sorted(by_step.items()):
         history.extend(torch.tensor([r["embedding"] for r in batch], dtype=torch.float32),
                        torch.tensor([r["score"] for r in batch], dtype=torch.float64),
-                       torch.tensor([r["valid"] and r["novel"] and r.get("roundtrip_ok", True) for r in batch]),
+                       torch.tensor([record_counts(r) for r in batch]),
                        [r.get("pool_row") for r in batch], step, batch[0]["proposed_by"])
     return history
 
@@ -116,6 +117,8 @@ def judge_batch(problem: SearchProblem, proposal: Proposal) -> tuple[list[dict],
     roundtrip = hooks.roundtrip(proposal.x, decoded) if decoded is not None else None
     if roundtrip is not None and hooks.min_roundtrip is not None:
         counts &= roundtrip >= hooks.min_roundtrip  # a text that no longer means its candidate does not count
+    if problem.min_log_density is not None:  # a candidate the prior finds too unlikely does not count
+        counts &= log_density >= problem.min_log_density
     fields = []
     for i in range(len(proposal.x)):
         nearest = [[round(float(c), 4), texts[int(r)] if texts is not None else int(r)]
@@ -131,6 +134,8 @@ def judge_batch(problem: SearchProblem, proposal: Proposal) -> tuple[list[dict],
             own = proposal.pool_rows[i] is not None and problem.pool_texts is not None
             fields[-1].update(text=problem.pool_texts[proposal.pool_rows[i]] if own else decoded[i],
                               text_is="pool row" if own else "decoded")
+        if problem.min_log_density is not None:
+            fields[-1]["log_density_ok"] = bool(log_density[i] >= problem.min_log_density)
         if roundtrip is not None:
             fields[-1]["roundtrip_cosine"] = round(float(roundtrip[i]), 6)
             if hooks.min_roundtrip is not None:

@@ -50,6 +50,8 @@ class SearchProblem:
         targets: `[T, D]` target rows of the `target` objective (else empty), with `target_texts`.
         target_set: which set `targets` is ("dev" or "test"; None for other objectives).
         hooks: the decoder and encoder of candidates (`search.text_hooks`; none by default).
+        min_log_density: the least log-density under the prior (original space) a candidate needs to count
+            (`--min-log-density`; None: recorded, not required).
     """
 
     run: object
@@ -65,6 +67,7 @@ class SearchProblem:
     notes: dict = field(default_factory=dict)
     target_set: Optional[str] = None
     hooks: TextHooks = field(default_factory=TextHooks)  # decoder, encoder, round-trip rule (search.text_hooks)
+    min_log_density: Optional[float] = None  # a candidate below this log-density under the prior does not count
 
     @property
     def dim(self) -> int:
@@ -147,7 +150,7 @@ def split_targets(held_out: Tensor, judge: CandidateJudge, n_dev: int = N_DEV_TA
 
 def build_problem(run, objective: str = "target", category: str = DEFAULT_CATEGORY,
                   timeout: Optional[float] = None, targets: str = "test",
-                  hooks: Optional[TextHooks] = None) -> SearchProblem:
+                  hooks: Optional[TextHooks] = None, min_log_density: Optional[float] = None) -> SearchProblem:
     """The search problem over `run` (a loaded `Run`) for `objective`: "target", "category", "external" (scores
     told from outside, `search.ask_tell`) or a `MODULE:FUNCTION` / `file.py:FUNCTION` spec (see
     `objectives.load_objective`). `targets` picks the
@@ -159,6 +162,7 @@ def build_problem(run, objective: str = "target", category: str = DEFAULT_CATEGO
     problem = _build_problem(run, objective, category, timeout, targets)
     if hooks is not None:
         problem.hooks = hooks
+    problem.min_log_density = min_log_density
     sample = problem.pool[torch.randperm(len(problem.pool), generator=torch.Generator().manual_seed(0))[:REAL_LOG_DENSITY_ROWS]]
     quantiles = torch.quantile(problem.log_density(sample), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64))
     problem.notes["real_log_density_q05_q50_q95"] = [round(float(q), 2) for q in quantiles]

@@ -28,8 +28,10 @@ INITIAL = "initial"
 
 
 def counts(record: dict) -> bool:
-    """Whether a recorded candidate counts: valid, novel, and its text's round trip good enough where required."""
-    return bool(record["valid"] and record["novel"] and record.get("roundtrip_ok", True))
+    """Whether a recorded candidate counts: valid, novel, and where required its text's round trip good enough
+    (`--min-roundtrip`) and its log-density under the prior high enough (`--min-log-density`)."""
+    return bool(record["valid"] and record["novel"] and record.get("roundtrip_ok", True)
+                and record.get("log_density_ok", True))
 
 def whole_batches(records: list[dict]) -> dict[tuple[str, int], list[dict]]:
     """(method, seed) -> its records of whole batches, in candidate order (a torn batch is dropped, a
