@@ -140,6 +140,9 @@ def optimize(
     encoder: Optional[str] = typer.Option(None, "--encoder", help=ENCODER_HELP),
     min_roundtrip: Optional[float] = typer.Option(None, "--min-roundtrip", help=ROUNDTRIP_HELP),
     min_log_density: Optional[float] = typer.Option(None, "--min-log-density", help=LOG_DENSITY_HELP),
+    refit_every: int = typer.Option(1, "--refit-every", help="guided and prior-filtered: fit the GP's "
+                                    "hyperparameters every K steps, conditioning on new scores in between (1: every "
+                                    "step)"),
 ) -> None:
     """Search embedding space for valid, novel candidates that maximize an objective.
 
@@ -150,9 +153,9 @@ def optimize(
     `scaleflow optimize ask DIR --run RUN --out batch.csv`, then `scaleflow optimize tell DIR scores.csv`."""
     methods = parse_methods(method)
     seed_list = parse_seeds(seeds) if seeds is not None else None
-    if budget < 1 or batch < 1 or steps < 1 or oversample < 1:
-        raise ConfigError(f"--budget, --batch, --steps and --oversample must be >= 1; got {budget}, {batch}, "
-                          f"{steps}, {oversample}")
+    if budget < 1 or batch < 1 or steps < 1 or oversample < 1 or refit_every < 1:
+        raise ConfigError(f"--budget, --batch, --steps, --oversample and --refit-every must be >= 1; got {budget}, "
+                          f"{batch}, {steps}, {oversample}, {refit_every}")
     if initial is not None and not 1 <= initial <= budget:
         raise ConfigError(f"--initial {initial}: must be between 1 and --budget ({budget})")
     initial = min(initial or batch, budget)
@@ -180,7 +183,8 @@ def optimize(
                 else None, "targets": target_set, "judge": JUDGE_VERSION, "budget": budget, "batch": batch,
                 "initial": initial, "acquisition": acquisition, "guidance": guidance.as_dict(), "pca": pca,
                 "oversample": oversample, "diversity": diversity,
-                **({"density_weight": density_weight} if density_weight else {}), "steps": steps,
+                **({"density_weight": density_weight} if density_weight else {}),
+                **({"refit_every": refit_every} if refit_every != 1 else {}), "steps": steps,
                 "noise_scale": noise_scale, "cmaes_sigma": cmaes_sigma, "turbo_length": turbo_length,
                 "latent_scale": latent_scale,
                 **{k: v for k, v in (("decoder", decoder), ("encoder", encoder), ("min_roundtrip", min_roundtrip),

@@ -78,11 +78,22 @@ class Surrogate:
         return variance.clamp_min(0).sqrt() / self.score_std
 
 
-def fit_gp(x: Tensor, y: Tensor, projection: Optional[Projection] = None) -> Surrogate:
+def gp_hyperparameters(surrogate: "Surrogate") -> dict:
+    """The fitted kernel, mean and noise of a surrogate (not its data or its transforms' statistics), for
+    `fit_gp(..., hyperparameters=...)`."""
+    model = surrogate.model
+    return {part: {k: v.detach().clone() for k, v in getattr(model, part).state_dict().items()}
+            for part in ("covar_module", "mean_module", "likelihood")}
+
+
+def fit_gp(x: Tensor, y: Tensor, projection: Optional[Projection] = None,
+           hyperparameters: Optional[dict] = None) -> Surrogate:
     """Fit a `SingleTaskGP` to scores `y: [N]` of embeddings `x: [N, D]` (original space).
 
     Marginal-likelihood fit with BoTorch's `fit_gpytorch_mll` (L-BFGS); its warnings about fits that
-    stopped early are kept quiet (a slightly unconverged GP still ranks points)."""
+    stopped early are kept quiet (a slightly unconverged GP still ranks points). With `hyperparameters`
+    (`gp_hyperparameters` of an earlier fit) nothing is fitted: the GP takes them and conditions on `x, y`
+    (the input normalization and outcome standardization are still this data's)."""
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
     from botorch.models.transforms import Normalize, Standardize
@@ -97,6 +108,11 @@ def fit_gp(x: Tensor, y: Tensor, projection: Optional[Projection] = None) -> Sur
     inputs = projection(train_x) if projection is not None else train_x
     model = SingleTaskGP(inputs, train_y.unsqueeze(-1), input_transform=Normalize(d=inputs.shape[1]),
                          outcome_transform=Standardize(m=1))
+    if hyperparameters is not None:
+        for part, state in hyperparameters.items():
+            getattr(model, part).load_state_dict(state)
+        model.eval()
+        return Surrogate(model, train_x, train_y, projection)
     # A fit that stops early is retried from hyperparameters drawn from their priors with torch's global
     # generator: seeded here, a resumed search fits what an uninterrupted one did.
     with warnings.catch_warnings(), torch.random.fork_rng():

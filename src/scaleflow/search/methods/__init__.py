@@ -17,7 +17,8 @@ def build_method(name: str, settings: Mapping[str, Any]) -> SearchMethod:
     get = lambda key, default=None: settings.get(key, default)  # noqa: E731
     sampler = {k: settings[k] for k in ("steps", "noise_scale") if k in settings}
     filtered = {k: settings[k] for k in ("oversample",) if k in settings}
-    guided = {**sampler, **filtered, **{k: settings[k] for k in ("acquisition", "pca", "diversity") if k in settings}}
+    guided = {**sampler, **filtered, **{k: settings[k] for k in ("acquisition", "pca", "diversity", "refit_every")
+                                        if k in settings}}
     if get("guidance") is not None:
         guided["guidance"] = GuidanceConfig(**settings["guidance"])
     if get("density_weight"):
@@ -25,7 +26,7 @@ def build_method(name: str, settings: Mapping[str, Any]) -> SearchMethod:
     options = {
         "guided": guided,
         "prior-filtered": {k: v for k, v in guided.items() if k in ("acquisition", "pca", "oversample", "steps",
-                                                                     "noise_scale")},
+                                                                     "noise_scale", "refit_every")},
         "prior": sampler,
         "bo": filtered,
         "turbo": {**filtered, **({"length_init": settings["turbo_length"]} if "turbo_length" in settings else {})},

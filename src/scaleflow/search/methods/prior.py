@@ -2,14 +2,17 @@
 control), and guided by the GP (the method of this project)."""
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
 from scaleflow.sampling.sample import generate
 from scaleflow.search.density_penalty import DensityPenaltyGuide
-from scaleflow.search.gp import ACQUISITIONS, Projection, Surrogate, acquisition_values, fit_gp, make_guide
+from scaleflow.search.gp import (ACQUISITIONS, Projection, Surrogate, acquisition_values, fit_gp, gp_hyperparameters,
+                                 make_guide)
 from scaleflow.search.guidance import DiversityGuide, GuidanceConfig, GuidedVelocity
 from scaleflow.search.methods.base import History, Proposal, noise_seed, register
 from scaleflow.search.methods.common import OVERSAMPLE, counted_first, filter_info
@@ -73,13 +76,15 @@ class FilteredPrior:
     noise_scale: float = 1.0
     pca: int | None = None
     oversample: int = SEARCH_OVERSAMPLE
+    refit_every: int = 1
     name: str = "prior-filtered"
 
     def __post_init__(self) -> None:
         _check(self.acquisition, self.oversample)
+        self._hyperparameters: dict = {}
 
     def propose(self, problem, history: History, n: int, seed: int, step: int) -> Proposal:
-        surrogate = _fit_surrogate(problem, history, self.pca)
+        surrogate = _fit_surrogate(problem, history, self.pca, self.refit_every, self._hyperparameters)
         draws = n * self.oversample
         batch = generate(problem.run.velocity, draws, problem.dim, self.solver, self.steps, noise_seed(seed, step),
                          batch_size=draws, noise_scale=self.noise_scale)
@@ -88,10 +93,29 @@ class FilteredPrior:
         return Proposal(x, [None] * n, info)
 
 
-def _fit_surrogate(problem, history: History, pca: int | None):
-    """The GP on everything scored, on the top-`pca` principal directions of the training rows if asked."""
+def _fit_surrogate(problem, history: History, pca: int | None, refit_every: int = 1,
+                   cache: Optional[dict] = None):
+    """The GP on everything scored, on the top-`pca` principal directions of the training rows if asked.
+
+    `refit_every` k > 1: the hyperparameters are fitted at steps 1, 1 + k, 1 + 2k, ... on what was scored
+    before them, and the steps between condition a GP with those on everything scored (no fit: the fit is
+    most of a batch's time). The anchor fit is a pure function of the history, so a resumed search recomputes
+    it (once; `cache` keeps it between steps of one process) and proposes what an uninterrupted one did."""
     projection = Projection.fit(problem.reference, pca) if pca else None
-    return fit_gp(history.x, history.y, projection)
+    step = history.n_steps
+    if refit_every <= 1 or step <= 1:
+        return fit_gp(history.x, history.y, projection)
+    anchor = 1 + ((step - 1) // refit_every) * refit_every
+    if anchor == step:
+        return fit_gp(history.x, history.y, projection)
+    n_anchor = sum(s < anchor for s in history.steps)
+    key = (anchor, n_anchor, hashlib.sha256(history.y[:n_anchor].numpy().tobytes()
+                                            + history.x[:n_anchor].numpy().tobytes()).hexdigest())
+    cache = {} if cache is None else cache
+    if key not in cache:
+        cache.clear()  # one anchor at a time
+        cache[key] = gp_hyperparameters(fit_gp(history.x[:n_anchor], history.y[:n_anchor], projection))
+    return fit_gp(history.x, history.y, projection, hyperparameters=cache[key])
 
 
 def _check(acquisition: str, oversample: int) -> None:
@@ -130,13 +154,17 @@ class GuidedPrior:
     oversample: int = SEARCH_OVERSAMPLE
     diversity: float = SEARCH_DIVERSITY
     density_weight: float = 0.0
+    refit_every: int = 1
     name: str = "guided"
 
     def __post_init__(self) -> None:
         _check(self.acquisition, self.oversample)
+        if self.refit_every < 1:
+            raise ValueError(f"refit_every must be >= 1; got {self.refit_every}")
+        self._hyperparameters: dict = {}
 
     def propose(self, problem, history: History, n: int, seed: int, step: int) -> Proposal:
-        surrogate = _fit_surrogate(problem, history, self.pca)
+        surrogate = _fit_surrogate(problem, history, self.pca, self.refit_every, self._hyperparameters)
         draws = n * self.oversample
         guide = make_guide(surrogate, self.acquisition, draws, seed=noise_seed(seed, step))
         if self.diversity > 0:
