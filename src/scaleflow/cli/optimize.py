@@ -22,6 +22,7 @@ from scaleflow.search.methods.prior import SEARCH_DIVERSITY, SEARCH_GUIDANCE, SE
 from scaleflow.search.methods.turbo import TuRBO, TurboState
 from scaleflow.search.problem import DEFAULT_CATEGORY, TARGET_SETS, build_problem
 from scaleflow.search.report import SETTINGS_FILE, summarize_search
+from scaleflow.search.constraints import parse_constraint
 from scaleflow.search.text_hooks import load_hooks
 from scaleflow.training.config import ConfigError
 from scaleflow.training.run import load_run
@@ -140,6 +141,9 @@ def optimize(
     encoder: Optional[str] = typer.Option(None, "--encoder", help=ENCODER_HELP),
     min_roundtrip: Optional[float] = typer.Option(None, "--min-roundtrip", help=ROUNDTRIP_HELP),
     min_log_density: Optional[float] = typer.Option(None, "--min-log-density", help=LOG_DENSITY_HELP),
+    constraint: list[str] = typer.Option([], "--constraint", help="MODULE:FUNCTION>=VALUE or <=VALUE (repeatable): "
+                                         "an outcome measured for every scored candidate; one that violates it does "
+                                         "not count; guided models it with a GP of its own"),
     refit_every: int = typer.Option(1, "--refit-every", help="guided and prior-filtered: fit the GP's "
                                     "hyperparameters every K steps, conditioning on new scores in between (1: every "
                                     "step)"),
@@ -184,7 +188,8 @@ def optimize(
                 "initial": initial, "acquisition": acquisition, "guidance": guidance.as_dict(), "pca": pca,
                 "oversample": oversample, "diversity": diversity,
                 **({"density_weight": density_weight} if density_weight else {}),
-                **({"refit_every": refit_every} if refit_every != 1 else {}), "steps": steps,
+                **({"refit_every": refit_every} if refit_every != 1 else {}),
+                **({"constraints": list(constraint)} if constraint else {}), "steps": steps,
                 "noise_scale": noise_scale, "cmaes_sigma": cmaes_sigma, "turbo_length": turbo_length,
                 "latent_scale": latent_scale,
                 **{k: v for k, v in (("decoder", decoder), ("encoder", encoder), ("min_roundtrip", min_roundtrip),
@@ -192,8 +197,9 @@ def optimize(
     check_search_folder(out)  # refuse a busy folder before the slow loading; creates nothing
     loaded = load_run(run)
     hooks = load_hooks(decoder, encoder, min_roundtrip, dim=loaded.info["input_dim"])
+    constraints = [parse_constraint(text, objective_timeout) for text in constraint]
     problem = build_problem(loaded, objective, category, objective_timeout, targets=target_set or "test", hooks=hooks,
-                            min_log_density=min_log_density)
+                            min_log_density=min_log_density, constraints=constraints)
     # One writer per search folder: the settings, problem.json and every batch under one lock.
     with search_folder_lock(out):
         _check_settings(out, settings)

@@ -28,6 +28,7 @@ from typing import Callable, ContextManager, Optional
 
 import torch
 
+from scaleflow.search.constraints import measure_constraints
 from scaleflow.search.judge import best_counted
 from scaleflow.search.methods.base import History, Proposal, SearchMethod, noise_seed
 from scaleflow.search.methods.real_rows import random_rows
@@ -101,7 +102,8 @@ def read_history(store: Ledger, method: str, seed: int, dim: int) -> History:
         history.extend(torch.tensor([r["embedding"] for r in batch], dtype=torch.float32),
                        torch.tensor([r["score"] for r in batch], dtype=torch.float64),
                        torch.tensor([record_counts(r) for r in batch]),
-                       [r.get("pool_row") for r in batch], step, batch[0]["proposed_by"])
+                       [r.get("pool_row") for r in batch], step, batch[0]["proposed_by"],
+                       torch.tensor([r.get("constraint_values", []) for r in batch], dtype=torch.float64))
     return history
 
 
@@ -198,15 +200,31 @@ def _search(problem: SearchProblem, method: SearchMethod, budget: int, batch: in
             seconds.append(took)
         fields, counts = judge_batch(problem, proposal)  # before the objective: a failure here costs no call of it
         # ObjectiveError: every earlier batch is on disk.
-        scores = objective(proposal.x, candidate_texts(problem, proposal, fields))
+        texts = candidate_texts(problem, proposal, fields)
+        scores = objective(proposal.x, texts)
+        constraint_values, counts = apply_constraints(problem, proposal, texts, fields, counts)
         records = batch_records(fields, counts, objective.name, method.name, seed, step, len(history), proposal, scores,
-                           took, proposed_by, best)
+                                took, proposed_by, best)
         store.append_many(records)  # at once: a kill before this line ends pays this batch's objective again
-        history.extend(proposal.x, scores, counts, proposal.pool_rows, step, proposed_by)
+        history.extend(proposal.x, scores, counts, proposal.pool_rows, step, proposed_by, constraint_values)
         best = records[-1]["best_so_far"]
         if progress is not None:
             progress(method.name, seed, len(history), budget, best)
     return SearchOutcome(method.name, seed, history, best_counted(history.y, history.counts), seconds)
+
+
+def apply_constraints(problem: SearchProblem, proposal: Proposal, texts: Optional[list], fields: list[dict],
+                      counts: torch.Tensor) -> tuple[Optional[torch.Tensor], torch.Tensor]:
+    """Measure the problem's outcome constraints (`search.constraints`) at a scored batch: their values go into
+    the records' fields (`constraint_values`, `constraints_ok`), and a candidate that violates one does not
+    count. Returns the values `[N, C]` (None without constraints) and the counts."""
+    if not problem.constraints:
+        return None, counts
+    values, ok = measure_constraints(problem.constraints, proposal.x, texts)
+    for i, f in enumerate(fields):
+        f["constraint_values"] = [float(v) for v in values[i]]
+        f["constraints_ok"] = bool(ok[i])
+    return values, counts & ok
 
 
 def next_proposal(problem: SearchProblem, method: SearchMethod, history: History, seed: int, n: int,

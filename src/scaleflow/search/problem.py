@@ -68,6 +68,7 @@ class SearchProblem:
     target_set: Optional[str] = None
     hooks: TextHooks = field(default_factory=TextHooks)  # decoder, encoder, round-trip rule (search.text_hooks)
     min_log_density: Optional[float] = None  # a candidate below this log-density under the prior does not count
+    constraints: list = field(default_factory=list)  # outcome constraints (search.constraints), measured after scoring
 
     @property
     def dim(self) -> int:
@@ -150,7 +151,8 @@ def split_targets(held_out: Tensor, judge: CandidateJudge, n_dev: int = N_DEV_TA
 
 def build_problem(run, objective: str = "target", category: str = DEFAULT_CATEGORY,
                   timeout: Optional[float] = None, targets: str = "test",
-                  hooks: Optional[TextHooks] = None, min_log_density: Optional[float] = None) -> SearchProblem:
+                  hooks: Optional[TextHooks] = None, min_log_density: Optional[float] = None,
+                  constraints: Optional[list] = None) -> SearchProblem:
     """The search problem over `run` (a loaded `Run`) for `objective`: "target", "category", "external" (scores
     told from outside, `search.ask_tell`) or a `MODULE:FUNCTION` / `file.py:FUNCTION` spec (see
     `objectives.load_objective`). `targets` picks the
@@ -163,6 +165,7 @@ def build_problem(run, objective: str = "target", category: str = DEFAULT_CATEGO
     if hooks is not None:
         problem.hooks = hooks
     problem.min_log_density = min_log_density
+    problem.constraints = list(constraints or [])
     sample = problem.pool[torch.randperm(len(problem.pool), generator=torch.Generator().manual_seed(0))[:REAL_LOG_DENSITY_ROWS]]
     quantiles = torch.quantile(problem.log_density(sample), torch.tensor([0.05, 0.5, 0.95], dtype=torch.float64))
     problem.notes["real_log_density_q05_q50_q95"] = [round(float(q), 2) for q in quantiles]

@@ -29,9 +29,10 @@ INITIAL = "initial"
 
 def counts(record: dict) -> bool:
     """Whether a recorded candidate counts: valid, novel, and where required its text's round trip good enough
-    (`--min-roundtrip`) and its log-density under the prior high enough (`--min-log-density`)."""
+    (`--min-roundtrip`), its log-density under the prior high enough (`--min-log-density`) and its outcome
+    constraints met (`--constraint`)."""
     return bool(record["valid"] and record["novel"] and record.get("roundtrip_ok", True)
-                and record.get("log_density_ok", True))
+                and record.get("log_density_ok", True) and record.get("constraints_ok", True))
 
 def whole_batches(records: list[dict]) -> dict[tuple[str, int], list[dict]]:
     """(method, seed) -> its records of whole batches, in candidate order (a torn batch is dropped, a

@@ -21,6 +21,7 @@ class History:
         pool_rows: per candidate, its row in the problem's pool, or None (a generated point).
         steps: per candidate, the step (batch) that proposed it; 0 is the initial design.
         methods: per candidate, the method that proposed it ("initial" for the initial design).
+        constraints: `[m, C]` float64 measured values of the problem's C outcome constraints (C = 0: none).
     """
 
     x: Tensor
@@ -29,6 +30,7 @@ class History:
     pool_rows: list[Optional[int]] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
+    constraints: Optional[Tensor] = None
 
     @classmethod
     def empty(cls, dim: int) -> "History":
@@ -38,7 +40,12 @@ class History:
         return int(self.x.shape[0])
 
     def extend(self, x: Tensor, y: Tensor, counts: Tensor, pool_rows: list[Optional[int]], step: int,
-               method: str) -> None:
+               method: str, constraints: Optional[Tensor] = None) -> None:
+        values = torch.zeros(len(x), 0, dtype=torch.float64) if constraints is None else constraints.double().cpu()
+        if self.constraints is None or len(self) == 0:  # the first batch sets the number of constraints
+            self.constraints = values
+        else:
+            self.constraints = torch.cat([self.constraints, values])
         self.x = torch.cat([self.x, x.detach().float().cpu()])
         self.y = torch.cat([self.y, y.detach().double().cpu()])
         self.counts = torch.cat([self.counts, counts.detach().bool().cpu()])

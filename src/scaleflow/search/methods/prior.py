@@ -10,6 +10,7 @@ from typing import Optional
 import torch
 
 from scaleflow.sampling.sample import generate
+from scaleflow.search.constraints import FeasibilityGuide
 from scaleflow.search.density_penalty import DensityPenaltyGuide
 from scaleflow.search.gp import (ACQUISITIONS, Projection, Surrogate, acquisition_values, fit_gp, gp_hyperparameters,
                                  make_guide)
@@ -167,6 +168,11 @@ class GuidedPrior:
         surrogate = _fit_surrogate(problem, history, self.pca, self.refit_every, self._hyperparameters)
         draws = n * self.oversample
         guide = make_guide(surrogate, self.acquisition, draws, seed=noise_seed(seed, step))
+        constrained = getattr(problem, "constraints", None)
+        if constrained and history.constraints is not None and history.constraints.shape[1] == len(constrained):
+            # One GP per outcome constraint; the guide climbs the acquisition and the log-probability they hold.
+            models = [fit_gp(history.x, history.constraints[:, j]) for j in range(len(constrained))]
+            guide = FeasibilityGuide(guide, models, constrained)
         if self.diversity > 0:
             guide = DiversityGuide(guide, self.diversity)
         if self.density_weight > 0:
