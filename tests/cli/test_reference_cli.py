@@ -92,3 +92,10 @@ def test_optimize_guides_a_reference_prior(reference_runs, cli, tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "search" / "search.jsonl").read_text().splitlines()]
     assert {r["method"] for r in lines} == {"guided", "prior"}
     assert all(np.isfinite(r["score"]) for r in lines)
+
+
+def test_training_options_are_refused_for_a_reference_prior(data_files, cli, user_error, tmp_path):
+    data, _ = data_files
+    user_error(cli(["train", "--data", data, "--arch", "kde", "--steps", "100", "--lr", "0.1", "--out", tmp_path / "r"]),
+               "--lr, --steps: reference prior kde is fitted, not trained")
+    assert not (tmp_path / "r").exists()

@@ -14,11 +14,11 @@ def test_train_init_fine_tunes_and_records_the_source(text_run, data_files, make
 
     wide = [a if a != "hidden_dim=16" else "hidden_dim=24" for a in tiny]
     user_error(cli(["train", "--data", other, *wide, "--out", tmp_path / "x", "--init", text_run]),
-               "init_from", "different mlp network (hidden_dim 16 vs 24)")
+               "--init:", "different mlp network (hidden_dim 16 vs 24)")
     narrow, _ = make_data(tmp_path / "narrow", dim=6, texts=False)
     user_error(cli(["train", "--data", narrow, *tiny, "--out", tmp_path / "y", "--init", text_run]),
-               "init_from", "at 8-D; this run builds mlp/tiny at 6-D")
+               "--init:", "at 8-D; this run builds mlp/tiny at 6-D")
     user_error(cli(["train", "--data", other, *tiny, "--out", tmp_path / "z", "--init-normalization", "refit"]),
-               "init_normalization goes with init_from")
+               "--init-normalization: only with --init, the run to start from")
     assert not any((tmp_path / name).exists() for name in ("x", "y", "z"))
     user_error(cli(["train", "--out", tmp_path / "ft", "--resume", "--init", text_run]), "drop --init")

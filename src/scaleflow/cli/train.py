@@ -1,6 +1,7 @@
 """`scaleflow train`: train a velocity network on embeddings; every option overrides --config."""
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import Optional
@@ -10,7 +11,7 @@ import yaml
 from rich.console import Console
 
 from scaleflow.cli.errors import user_errors
-from scaleflow.training.config import ConfigError, TrainConfig, make_config
+from scaleflow.training.config import TRAINING_ONLY, ConfigError, TrainConfig, make_config
 from scaleflow.training.run import ModelOptionError
 from scaleflow.training.run import train as run_training
 
@@ -33,6 +34,15 @@ def parse_model_options(pairs: list[str]) -> dict:
     return options
 
 
+def _flag_names(err: ConfigError) -> ConfigError:
+    """A config error about `init_from` / `init_normalization` named as the user typed it (`--init`, ...)."""
+    text = str(err)
+    for key, flag in (("init_normalization", "--init-normalization"), ("init_from", "--init"),
+                      ("select_by", "--select-by")):
+        text = re.sub(rf"(?<![-\w]){key}\b", flag, text)
+    return ConfigError(text)
+
+
 @user_errors
 def train(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options; command-line options override it."),
@@ -44,7 +54,8 @@ def train(
     categories: Optional[str] = typer.Option(None, "--categories", help=_help("categories")),
     dedup: Optional[bool] = typer.Option(None, "--dedup/--no-dedup", help=_help("dedup")),
     dedup_threshold: Optional[float] = typer.Option(None, help=_help("dedup_threshold")),
-    arch: Optional[str] = typer.Option(None, help=_help("arch") + ": mlp | dit | unet | mamba"),
+    arch: Optional[str] = typer.Option(None, help="velocity network: mlp | dit | unet | mamba, or a reference prior "
+                                       "(fitted, not trained): gaussian | gmm | kde | closed-form [default: dit]"),
     scale: Optional[str] = typer.Option(None, help=_help("scale")),
     model_opt: list[str] = typer.Option([], "--model-opt", help="network option KEY=VALUE overriding the scale (repeatable)"),
     prediction: Optional[str] = typer.Option(None, help=_help("prediction") + ": velocity | x1"),
@@ -100,7 +111,14 @@ def train(
             raise ConfigError(f"--resume continues {out} with its own config; drop {flags}")
         cfg, settings_file = make_config(yaml_path=saved), saved
     else:
-        cfg = make_config(options, yaml_path=config)
+        try:
+            cfg = make_config(options, yaml_path=config)
+        except ConfigError as err:
+            raise _flag_names(err) from None
+        trained = sorted(k for k in TRAINING_ONLY if options.get(k) is not None)
+        if cfg.is_reference and trained:  # typed, so meant: refused rather than ignored
+            flags = ", ".join("--" + k.replace("_", "-") for k in trained)
+            raise ConfigError(f"{flags}: reference prior {cfg.arch} is fitted, not trained; leave {flags} out")
     console = Console(stderr=True)
     run_dir = Path(out or cfg.out or Path("runs") / cfg.run_name())
     say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731 (paths as typed)
@@ -115,6 +133,10 @@ def train(
         where = ([f"--model-opt {' '.join(model_opt)}"] if model_opt else []) + (
             [f"{settings_file} (model:)"] if from_file else [])
         raise ConfigError(f"{' / '.join(where)}: {str(err).removeprefix('model: ')}" if where else str(err)) from None
+    except ConfigError as err:
+        if type(err) is not ConfigError:  # a subclass (a busy folder, ...) says what it says
+            raise
+        raise _flag_names(err) from None
     if "reference" in summary:
         fit = summary["reference"]
         chosen = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fit["chosen"].items())

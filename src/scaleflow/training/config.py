@@ -6,6 +6,7 @@ reproduces it.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -17,6 +18,11 @@ from scaleflow.data.prepare import MIN_HELD_OUT_ROWS, MIN_TRAIN_ROWS, PRDC_NEIGH
 from scaleflow.flows.registry import FLOWS
 from scaleflow.nets import ARCHITECTURES, SCALES
 from scaleflow.reference.fit import REFERENCE_PRIORS, ReferenceFitError, check_fit_options
+
+
+# Options that only a trained network uses: a reference prior refuses them rather than ignore them.
+TRAINING_ONLY = frozenset({"steps", "optimizer", "lr", "warmup_steps", "min_lr_ratio", "grad_clip", "ema_decay",
+                           "val_every", "patience", "select_by", "checkpoint_every", "log_every", "precision"})
 
 
 class ConfigError(ValueError):
@@ -174,7 +180,7 @@ class TrainConfig(BaseModel):
             except ReferenceFitError as err:
                 raise ValueError(f"model: {err}") from None
         if self.init_normalization is not None and self.init_from is None:
-            raise ValueError("init_normalization goes with init_from (--init RUN)")
+            raise ValueError("init_normalization: only with init_from, the run to start from")
         if (self.source == "gaussian" and self.init_from is not None and self.init_normalization != "refit"
                 and self.flow != "reflow"):  # reflow keeps its source's whitening: the same rows
             raise ValueError("source: gaussian fits its own whitening, and --init keeps the source run's normalization; "
@@ -207,6 +213,9 @@ def validation_message(err: ValidationError, where: str, model: Optional[type[Ba
         message = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             message = f"unknown {kind}; known: {', '.join(model.model_fields)}"
+        if option == whole and re.match(r"^[a-z_]+: ", message):  # a whole-config rule naming its option itself
+            problems.append(message)
+            continue
         problems.append(f"{option}: {message}")
     return f"{where}{'; '.join(problems)}"
 
