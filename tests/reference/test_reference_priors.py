@@ -138,3 +138,28 @@ def test_fit_reference_refuses_unknown_priors_and_options():
         fit_reference("vae", rows, rows)
     with pytest.raises(ReferenceFitError, match="unknown option.*bandwidth.*for gaussian"):
         fit_reference("gaussian", rows, rows, {"bandwidth": 1.0})
+
+
+def test_mixture_sampler_draws_each_component_by_its_weight():
+    model, weights, means, covariances = mixture()
+    draws = model.sample(30_000, torch.Generator().manual_seed(9)).double()
+    densities = torch.stack([torch.as_tensor(multivariate_normal(m.numpy(), c.numpy()).logpdf(draws.numpy()))
+                             for m, c in zip(means, covariances)], 1) + weights.log()
+    component = densities.argmax(1)  # far-apart components: the most likely one is the one drawn from
+    shares = torch.bincount(component, minlength=3).double() / len(draws)
+    assert torch.allclose(shares, weights, atol=0.02)
+    for k in range(3):
+        assert torch.allclose(draws[component == k].mean(0), means[k], atol=0.1)
+
+
+@pytest.mark.parametrize("t", [0.2, 0.6, 0.95])
+def test_kde_denoiser_equals_the_isotropic_mixture_it_is(t):
+    rows = torch.randn(12, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(10))
+    kde = KernelDensityPrior(3, 12, bandwidth=0.3)
+    kde.rows.copy_(rows)
+    as_mixture = GaussianMixturePrior(3, 12)
+    as_mixture.set_components(torch.ones(12), rows, 0.09 * torch.eye(3, dtype=torch.float64).expand(12, 3, 3))
+    x = torch.randn(9, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
+    tt = torch.full((9,), t, dtype=torch.float64)
+    assert torch.allclose(kde(x, tt), as_mixture(x, tt), atol=1e-9)
+    assert torch.allclose(kde.log_prob(x), as_mixture.log_prob(x), atol=1e-9)
