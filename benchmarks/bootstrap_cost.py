@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,15 +38,7 @@ from scaleflow.evaluation.prdc import prdc_indicators
 from scaleflow.evaluation.ranking import ranked_ratios, worst_ratio
 from scaleflow.evaluation.scores import mean_ci, neighbour_metrics, score_samples
 from scaleflow.evaluation.validity import validity
-
-
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        began = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times), out
+from timing import timed  # benchmarks/timing.py, next to this script
 
 
 def conditional_intervals(samples, test, real, to_original, n_boot: int, k: int = 5) -> None:

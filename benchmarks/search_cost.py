@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 
@@ -25,15 +23,7 @@ from scaleflow.search.methods.base import History, noise_seed
 from scaleflow.search.methods.real_rows import random_rows
 from scaleflow.search.problem import build_problem
 from scaleflow.training.run import load_run
-
-
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        began = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times), out
+from timing import timed  # benchmarks/timing.py, next to this script
 
 
 def main() -> None:

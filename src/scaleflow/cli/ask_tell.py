@@ -3,6 +3,7 @@ round at a time (`search.ask_tell`). The first `ask` names the prior and the met
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -17,11 +18,10 @@ from scaleflow.files import read_json, write_json, write_text
 from scaleflow.search.ask_tell import EXTERNAL, Search, TellError
 from scaleflow.search.gp import ACQUISITIONS
 from scaleflow.search.judge import JUDGE_VERSION
-from scaleflow.search.loop import check_search_folder, read_history, search_folder_lock, search_ledger
+from scaleflow.search.loop import check_search_folder, search_folder_lock
 from scaleflow.search.methods import METHODS, build_method
 from scaleflow.search.methods.prior import SEARCH_OVERSAMPLE
 from scaleflow.search.problem import build_problem
-from scaleflow.search.judge import best_counted
 from scaleflow.search.report import SETTINGS_FILE
 from scaleflow.search.text_hooks import load_hooks
 from scaleflow.cli.optimize import DECODER_HELP, ENCODER_HELP, LOG_DENSITY_HELP, ROUNDTRIP_HELP
@@ -70,8 +70,6 @@ def _write_batch(batch: list[dict], out: Path) -> None:
         write_text(out, "".join(json.dumps(c) + "\n" for c in batch))
         return
     lines = [list(CSV_COLUMNS)] + [[c.get(k) for k in CSV_COLUMNS] for c in batch]
-    import io
-
     buffer = io.StringIO()
     csv.writer(buffer).writerows(lines)
     write_text(out, buffer.getvalue())
@@ -194,9 +192,8 @@ def optimize_tell(
         records = search.tell(values)
     except TellError as err:
         raise ConfigError(f"{scores}: {err}; nothing was recorded") from None
-    history = read_history(search_ledger(folder), settings["method"], settings["seed"], search.problem.dim)
-    best = best_counted(history.y, history.counts)
+    best, scored = records[-1]["best_so_far"], records[-1]["index"] + 1  # the records carry both
     Console(stderr=True).print(
-        f"recorded {len(records)} scores (batch {records[0]['step']}); {len(history)} scored so far, best counted "
+        f"recorded {len(records)} scores (batch {records[0]['step']}); {scored} scored so far, best counted "
         f"{'-' if best is None or not math.isfinite(best) else f'{best:.4g}'}; next: scaleflow optimize ask {folder}",
         markup=False, highlight=False, soft_wrap=True)

@@ -30,6 +30,11 @@ def _resource(name: str):
     return resources.files("scaleflow.data").joinpath("builtin", BUILTIN_DATASETS[name])
 
 
+def is_builtin(source: str) -> bool:
+    """Whether a `--data` value names built-in data (`builtin` or `builtin:<name>`)."""
+    return source == "builtin" or source.startswith("builtin:")
+
+
 def load_builtin(name: str = "wordnet-minilm") -> tuple[np.ndarray, list[str]]:
     """Load a built-in dataset.
 

@@ -10,7 +10,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from scaleflow.data.builtin import BUILTIN_DATASETS, load_builtin, load_builtin_categories
+from scaleflow.data.builtin import BUILTIN_DATASETS, is_builtin, load_builtin, load_builtin_categories
 from scaleflow.data.dedup import near_duplicate_mask
 from scaleflow.data.errors import DataError
 from scaleflow.data.loading import EmbeddingSet, load_embeddings
@@ -67,7 +67,7 @@ class PreparedData:
 
 def load_source(data: str, texts: Optional[str] = None) -> EmbeddingSet:
     """`"builtin"`, `"builtin:<name>"` or a path -> validated `EmbeddingSet`."""
-    if data == "builtin" or data.startswith("builtin:"):
+    if is_builtin(data):
         name = data.partition(":")[2] or next(iter(BUILTIN_DATASETS))
         embeddings, builtin_texts = load_builtin(name)
         return EmbeddingSet(embeddings=embeddings, texts=builtin_texts, source=f"builtin:{name}")
@@ -78,7 +78,7 @@ def category_mask(data: str, categories: str) -> np.ndarray:
     """`[N]` bool: the rows of built-in data `data` whose WordNet lexicographer category matches `categories`, a
     comma-separated list of names ("noun.animal") or prefixes ("verb.*"); a leading "!" keeps every row but
     those ("!noun.animal,noun.plant"). DataError (naming the option) for other data or a name that matches nothing."""
-    if not (data == "builtin" or data.startswith("builtin:")):
+    if not is_builtin(data):
         raise DataError(f"--categories: only the built-in data has categories; got --data {data}")
     labels = np.asarray(load_builtin_categories(data.partition(":")[2] or next(iter(BUILTIN_DATASETS))))
     text = categories.strip()

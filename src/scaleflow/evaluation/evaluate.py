@@ -120,7 +120,7 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
     to_original = run.standardizer.inverse_transform  # the statistics the run was trained and samples with
     # Sample measures in one space for every run: the per-dimension standardization of the training rows
     # (a run trained in a whitening or a source's statistics is mapped into it; `Run.scoring_normalization`).
-    scoring = run.scoring_normalization() if hasattr(run, "scoring_normalization") else None
+    scoring = run.scoring_normalization(data)
     s_generated, s_test, s_real, s_train, s_val, s_to_original = generated, test, real_draw, train, val, to_original
     if scoring is not None:
         move = lambda x: scoring.transform(to_original(x))  # noqa: E731

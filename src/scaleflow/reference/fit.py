@@ -9,7 +9,8 @@
   the validation rows (it has no closed-form density): `evaluation.scores.point_scores`.
 
 Every candidate is recorded (`FitResult.records`) with its score, so the choice can be read back.
-All rows are in the run's normalized space.
+All rows are in the run's normalized space. Options are checked once, by `check_fit_options` (which
+`fit_reference` and the config call); the fitters check only what depends on the rows.
 """
 from __future__ import annotations
 
@@ -120,8 +121,6 @@ def fit_gaussian(train: torch.Tensor, val: torch.Tensor, covariance: Optional[st
     from sklearn.covariance import OAS, LedoitWolf
 
     estimators = {"ledoit-wolf": LedoitWolf, "oas": OAS}
-    if covariance is not None and covariance not in estimators:
-        raise ReferenceFitError(f"covariance: {covariance!r} is not one of {', '.join(estimators)}")
     x = train.double().cpu().numpy()
     best, records = None, []
     for name in [covariance] if covariance else list(estimators):
@@ -142,10 +141,8 @@ def fit_gmm(train: torch.Tensor, val: torch.Tensor, n_components: Optional[int] 
     x = train.double().cpu().numpy()
     components = [n_components] if n_components is not None else [k for k in GMM_COMPONENTS if k <= len(x) // 2]
     regs = [reg_covar] if reg_covar is not None else list(GMM_REG_COVAR)
-    if any(not isinstance(k, int) or k < 1 or k > len(x) for k in components):
-        raise ReferenceFitError(f"n_components: {n_components!r} must be a whole number from 1 to the {len(x)} training rows")
-    if any(not r > 0 for r in regs):
-        raise ReferenceFitError(f"reg_covar: {reg_covar!r} must be > 0 (a full covariance of few rows is singular)")
+    if any(k > len(x) for k in components):
+        raise ReferenceFitError(f"n_components: {n_components!r} is more than the {len(x)} training rows")
     best, records = None, []
 
     def fit(k: int, reg: float) -> None:
@@ -181,8 +178,6 @@ def kde_log_likelihoods(squared: torch.Tensor, n_rows: int, dim: int, bandwidth:
 
 def fit_kde(train: torch.Tensor, val: torch.Tensor, bandwidth: Optional[float] = None) -> FitResult:
     dim = train.shape[1]
-    if bandwidth is not None and not bandwidth > 0:
-        raise ReferenceFitError(f"bandwidth: {bandwidth!r} must be > 0")
     squared = torch.cat([squared_distances(block, train) for block in val.split(1024)])
     # The grid's unit: the validation rows' typical nearest-row distance per dimension.
     spacing = float(squared.min(1).values.median().sqrt()) / math.sqrt(dim)
@@ -196,7 +191,7 @@ def fit_kde(train: torch.Tensor, val: torch.Tensor, bandwidth: Optional[float] =
     return FitResult(model, {"bandwidth": best["bandwidth"]}, records, best["val_log_likelihood"])
 
 
-def _closed_form(train: torch.Tensor, smoothing: float, n_noise: int, seed: int) -> ClosedFormPrior:
+def _closed_form(train: torch.Tensor, smoothing: float, n_noise: int) -> ClosedFormPrior:
     dim = train.shape[1]
     model = ClosedFormPrior(dim, len(train), smoothing, n_noise)
     model.rows.copy_(train.double())
@@ -211,19 +206,15 @@ def fit_closed_form(train: torch.Tensor, val: torch.Tensor, smoothing: Optional[
     from scaleflow.evaluation.scores import point_scores
 
     n_noise = CLOSED_FORM_NOISE if n_noise is None else n_noise
-    if not isinstance(n_noise, int) or n_noise < 1:
-        raise ReferenceFitError(f"n_noise: {n_noise!r} must be a whole number >= 1")
-    if smoothing is not None and not smoothing >= 0:
-        raise ReferenceFitError(f"smoothing: {smoothing!r} must be >= 0")
     grid = [smoothing] if smoothing is not None else list(CLOSED_FORM_SMOOTHING)
     if len(grid) == 1:
-        return FitResult(_closed_form(train, grid[0], n_noise, seed), {"smoothing": grid[0], "n_noise": n_noise})
+        return FitResult(_closed_form(train, grid[0], n_noise), {"smoothing": grid[0], "n_noise": n_noise})
     n = min(SELECTION_ROWS, len(val), len(train))
     g = torch.Generator().manual_seed(seed + 1)
     real_draw = train[torch.randperm(len(train), generator=g)[:n]]
     best, records = None, []
     for sigma in grid:
-        model = _closed_form(train, sigma, n_noise, seed)
+        model = _closed_form(train, sigma, n_noise)
         samples = sample_reference(model, n, seed)
         scores = point_scores(samples, val, real_draw, train, to_original)
         ratio, binding = worst_ratio(scores)

@@ -16,10 +16,11 @@ from torch import nn
 LOG_2PI = math.log(2 * math.pi)
 
 
-def squared_distances(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """`[B, N]` squared Euclidean distances (float64, matmul form clamped at 0)."""
+def squared_distances(x: torch.Tensor, rows: torch.Tensor, t: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """`[B, N]` squared Euclidean distances `||x - t x_i||^2` from `x: [B, D]` to the rows shrunk by `t` (a number
+    or `[B, 1]`; 1: the rows themselves), float64, matmul form clamped at 0."""
     x, rows = x.to(torch.float64), rows.to(torch.float64)
-    return ((x * x).sum(1, keepdim=True) - 2 * x @ rows.T + (rows * rows).sum(1)).clamp_min(0)
+    return ((x * x).sum(1, keepdim=True) - 2 * t * (x @ rows.T) + t ** 2 * (rows * rows).sum(1)).clamp_min(0)
 
 
 class KernelDensityPrior(nn.Module):
@@ -36,7 +37,7 @@ class KernelDensityPrior(nn.Module):
         t = t.to(torch.float64).reshape(-1, 1)
         h2 = self.bandwidth ** 2
         c = (1 - t) ** 2 + t ** 2 * h2  # [B, 1]
-        weights = torch.softmax(-_scaled_distances(x, self.rows, t) / (2 * c), dim=1)  # rows' posterior at time t
+        weights = torch.softmax(-squared_distances(x, self.rows, t) / (2 * c), dim=1)  # rows' posterior at time t
         gain = t * h2 / c
         out = (1 - gain * t) * (weights @ self.rows) + gain * x.to(torch.float64)
         return out.to(x.dtype)
@@ -54,8 +55,3 @@ class KernelDensityPrior(nn.Module):
         noise = torch.randn(n, self.input_dim, dtype=torch.float64, generator=generator)
         return (self.rows.cpu()[picks] + self.bandwidth * noise).float().to(self.rows.device)
 
-
-def _scaled_distances(x: torch.Tensor, rows: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """`[B, N]` squared distances from `x` to the rows shrunk to time t, `||x - t x_i||^2` (t: `[B, 1]`)."""
-    x = x.to(torch.float64)
-    return ((x * x).sum(1, keepdim=True) - 2 * t * (x @ rows.T) + t ** 2 * (rows * rows).sum(1)).clamp_min(0)

@@ -24,7 +24,7 @@ import torch
 from scaleflow.files import read_json, write_json
 from scaleflow.search.judge import best_counted
 from scaleflow.search.loop import batch_records, judge_batch, next_proposal, read_history, search_folder_lock, search_ledger
-from scaleflow.search.methods.base import Proposal, SearchMethod
+from scaleflow.search.methods.base import History, Proposal, SearchMethod
 from scaleflow.search.problem import SearchProblem
 from scaleflow.training.config import ConfigError
 
@@ -67,17 +67,27 @@ class Search:
     def pending_path(self) -> Path:
         return self.folder / PENDING_FILE
 
-    def pending(self) -> Optional[dict]:
+    def history(self, method: Optional[str] = None, seed: Optional[int] = None) -> History:
+        """What this search (or `method`, `seed` in the same folder) has recorded."""
+        return read_history(search_ledger(self.folder), method or self.method.name,
+                            self.seed if seed is None else seed, self.problem.dim)
+
+    def pending(self, history: Optional[History] = None) -> Optional[dict]:
         """The batch asked and not yet told (as written to `pending.json`), or None. A pending file whose batch is
-        already in `search.jsonl` (a kill between recording it and removing the file) is removed here."""
+        already in `search.jsonl` (a kill between recording it and removing the file) is removed here.
+        `history`: this search's, when the caller has read it already."""
         if not self.pending_path.exists():
             return None
         pending = read_json(self.pending_path)
-        history = read_history(search_ledger(self.folder), pending.get("method"), pending.get("seed"), self.problem.dim)
+        mine = (pending.get("method"), pending.get("seed")) == (self.method.name, self.seed)
+        if not mine:
+            history = self.history(pending.get("method"), pending.get("seed"))
+        elif history is None:
+            history = self.history()
         if history.n_steps > pending.get("step", -1):
             self.pending_path.unlink()
             return None
-        if (pending.get("method"), pending.get("seed")) != (self.method.name, self.seed):
+        if not mine:
             raise ConfigError(f"{self.pending_path}: the pending batch is {pending.get('method')} seed "
                               f"{pending.get('seed')}, not {self.method.name} seed {self.seed}; tell its scores first")
         return pending
@@ -89,14 +99,14 @@ class Search:
         if n < 1:
             raise ValueError(f"n must be >= 1; got {n}")
         with search_folder_lock(self.folder):
-            pending = self.pending()
+            history = self.history()  # read once: for the pending batch's check and the proposal
+            pending = self.pending(history)
             if pending is None:
-                pending = self._propose(n)
+                pending = self._propose(n, history)
                 write_json(self.pending_path, pending)  # atomic: a kill leaves the batch whole or absent
             return pending["candidates"]
 
-    def _propose(self, n: int) -> dict:
-        history = read_history(search_ledger(self.folder), self.method.name, self.seed, self.problem.dim)
+    def _propose(self, n: int, history: History) -> dict:
         began = time.perf_counter()
         proposal, proposed_by = next_proposal(self.problem, self.method, history, self.seed, n, self.n_initial or n)
         took = time.perf_counter() - began

@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from scaleflow.data.builtin import load_builtin_categories
+from scaleflow.data.builtin import is_builtin, load_builtin_categories
 from scaleflow.search.category_classifier import train_category_classifier
 from scaleflow.search.objectives import Objective, ObjectiveError
 
@@ -21,7 +21,7 @@ def category_objective(run, held_out: torch.Tensor, category: str,
     classifier trained on the run's held-out rows `held_out: [K, D]` (validation then test split, original
     space); and notes for the records (the classifier's held-out accuracy, the category's row counts)."""
     source = run.config.data
-    if not (source == "builtin" or source.startswith("builtin:")):
+    if not is_builtin(source):
         raise ObjectiveError(f"--objective category needs a run trained on the built-in data (its rows carry "
                              f"WordNet categories); {run.path} was trained on {source}")
     name = source.partition(":")[2] or "wordnet-minilm"

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from scaleflow.data.builtin import builtin_metadata, is_builtin
 from scaleflow.files import cache_root
 from scaleflow.training.config import ConfigError, TrainConfig, make_config
 from scaleflow.training.lock import RunFolderBusy
@@ -22,14 +23,10 @@ from scaleflow.training.lock import RunFolderBusy
 PRETRAIN_RECIPE = {"data": "builtin", "steps": 3000, "seed": 0}
 
 
-def _is_builtin(data: str) -> bool:
-    return data == "builtin" or data.startswith("builtin:")
-
-
 def pretrain_categories(config: TrainConfig) -> Optional[str]:
     """The built-in rows the prior for `config` pretrains on: all of them for other data; for a run on built-in
     categories, every other category (the run's own rows, held-out ones included, are never seen)."""
-    if not _is_builtin(config.data):
+    if not is_builtin(config.data):
         return None
     if not config.categories:
         raise ConfigError("init_from: builtin pretrains on the built-in rows, which are this run's data (its test rows "
@@ -42,9 +39,7 @@ def check_builtin_transfer(config: TrainConfig, dim: int) -> None:
     """Refuse, before any pretraining, a run whose rows cannot take the built-in prior: another dimension
     (the built-in rows are 384-D all-MiniLM-L6-v2 embeddings), or the built-in rows themselves without
     `--categories` (`pretrain_categories`)."""
-    from scaleflow.data.builtin import load_builtin
-
-    builtin_dim = load_builtin()[0].shape[1]
+    builtin_dim = int(builtin_metadata()["dim"])  # read from the file's metadata: no rows loaded
     if dim != builtin_dim:
         raise ConfigError(f"init_from: builtin is a prior over the built-in {builtin_dim}-D all-MiniLM-L6-v2 "
                           f"embeddings; this run's rows are {dim}-D")
@@ -70,8 +65,6 @@ def builtin_prior(config: TrainConfig, progress: bool = True) -> Path:
     """The run folder of the built-in prior for `config`'s network, trained first when it is not there yet."""
     from scaleflow.training.run import train
 
-    if config.is_reference:
-        raise ConfigError("init_from: a reference prior is fitted, not fine-tuned")
     folder = builtin_prior_folder(config)
     while not (folder / "summary.json").exists():
         pretrain = pretrain_config(config)

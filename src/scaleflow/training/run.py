@@ -147,20 +147,31 @@ def _scoring_maps(data: PreparedData, normalization) -> dict:
     trained in its own per-dimension space, that space; else the per-dimension standardization of its rows."""
     if normalization is None:
         return {"to_original": data.standardizer.inverse_transform, "to_scoring": None}
-    scoring = Standardizer.fit(normalization.inverse_transform(data.train))
+    scoring = scoring_standardizer(normalization, data.train)
     return {"to_original": scoring.inverse_transform,
             "to_scoring": lambda x: scoring.transform(normalization.inverse_transform(x))}
+
+
+def scoring_standardizer(normalization, train_rows: torch.Tensor) -> Standardizer:
+    """The per-dimension standardization of a run's training rows `[N, D]` given in its `normalization`: the
+    space sample measures are read in for a run that trains in another (`_own_normalization`)."""
+    return Standardizer.fit(normalization.inverse_transform(train_rows))
 
 
 def _keeps_source_normalization(config: TrainConfig) -> bool:
     return bool(config.init_from) and config.init_normalization != "refit"
 
 
+def _own_normalization(config: TrainConfig) -> bool:
+    """Whether the run trains in a normalization other than its rows' per-dimension one: a transferred run's
+    source's (unless refit), or a whitening (`source: gaussian`)."""
+    return _keeps_source_normalization(config) or config.source == "gaussian"
+
+
 def _run_normalization(config: TrainConfig, run_dir: Path, resume: bool, data: PreparedData):
-    """The normalization a run trains in when it is not the per-dimension one `prepare_data` fitted: a
-    transferred run's source's (unless refit), or a whitening for `source: gaussian`; None otherwise. A
-    resumed run reads what it saved (its source may be gone)."""
-    if not (_keeps_source_normalization(config) or config.source == "gaussian"):
+    """The normalization a run trains in when it is not the per-dimension one `prepare_data` fitted
+    (`_own_normalization`); None otherwise. A resumed run reads what it saved (its source may be gone)."""
+    if not _own_normalization(config):
         return None
     saved = run_dir / "normalization.safetensors"
     if resume and saved.exists():
@@ -287,7 +298,8 @@ def _fit_reference_run(config: TrainConfig, run_dir: Path, data: PreparedData,
     """A reference prior's run (`scaleflow.reference`): fitted to the training rows, its one setting chosen
     on the validation rows, written as any run folder (weights in both model and ema files). Deterministic
     in the config and data, so `--resume` fits it again."""
-    from scaleflow.flows.draws import make_validation_set, validation_coupling_batch
+    from scaleflow.evaluation.evaluate import heldout_loss_per_row
+    from scaleflow.flows.draws import validation_coupling_batch
     from scaleflow.reference import ReferenceFitError, fit_reference
 
     if on_start is not None:
@@ -304,13 +316,11 @@ def _fit_reference_run(config: TrainConfig, run_dir: Path, data: PreparedData,
         for name in ("model.safetensors", "ema.safetensors"):
             write_safetensors(run_dir / name, model.state_dict())
         # The flow-matching loss of the exact denoiser on the trainer's validation draws: comparable with trained runs'.
-        flow, coupling = build_flow(config), validation_coupling_batch(config.batch_size, len(data.train))
-        draws = make_validation_set(flow, data.val, config.prediction, config.seed, coupling)
-        with torch.no_grad():
-            val_loss = float(sum((model(x, t) - y).square().mean(1).sum() for x, t, y in
-                                 zip(draws.x_t.split(1024), draws.t.split(1024), draws.target.split(1024))) / len(draws.x_t))
+        losses, baseline = heldout_loss_per_row(model, build_flow(config), data.val, config.prediction, config.seed,
+                                                validation_coupling_batch(config.batch_size, len(data.train)))
+        val_loss = float(losses.mean())
         summary = {
-            "best_val_loss": val_loss, "best_step": 0, "baseline_val_loss": draws.baseline_loss,
+            "best_val_loss": val_loss, "best_step": 0, "baseline_val_loss": baseline,
             "final_val_loss": val_loss, "loss_space": config.prediction, "val_on": "validation rows",
             "steps": 0, "stopped_early": False, "params": count_parameters(model), "wall_seconds": fitted.seconds,
             "steps_per_second": None, "train_rows": len(data.train), "dim": data.dim, "device": "cpu",
@@ -355,14 +365,12 @@ class Run:
         """The network as a velocity field `v(x: [B, D], t: [B])` in the normalized space."""
         return VelocityField(self.model, self.flow, self.config.prediction)
 
-    def scoring_normalization(self) -> Optional[Standardizer]:
-        """The per-dimension standardization of the run's training rows, where the run trains in another space
-        (a whitening, a source's statistics); None where it is the run's own. Evaluation scores samples in it,
-        so every run's measures (FD, PRDC, memorization) are read in one space, whatever the run trained in."""
-        if not (_keeps_source_normalization(self.config) or self.config.source == "gaussian"):
-            return None
-        data = self.data()
-        return Standardizer.fit(self.standardizer.inverse_transform(data.train))
+    def scoring_normalization(self, data: PreparedData) -> Optional[Standardizer]:
+        """The per-dimension standardization of the run's training rows (`data`: its `data()`), where the run
+        trains in another space (a whitening, a source's statistics); None where it is the run's own.
+        Evaluation scores samples in it, so every run's measures (FD, PRDC, memorization) are read in one
+        space, whatever the run trained in."""
+        return scoring_standardizer(self.standardizer, data.train) if _own_normalization(self.config) else None
 
     def data(self) -> PreparedData:
         """The run's train/val/test rows, re-read from its data file with its own splits."""
@@ -370,17 +378,12 @@ class Run:
         check_dimension(data.train, self.info["input_dim"], what=f"run {self.path}")
         if _keeps_source_normalization(self.config):  # a source's statistics: nothing of these rows to check
             return restandardize(data, self.standardizer)
-        changed = not np.allclose(data.standardizer.mean, self.standardizer.mean, atol=1e-5)
-        if self.config.source == "gaussian":  # its whitening (the mean is the rows' own)
-            if changed:
-                raise DataError(f"{self.config.data}: its training rows are not the ones run {self.path} was trained on "
-                                "(the file changed); evaluate with the original file")
-            return restandardize(data, self.standardizer)
+        whitened = self.config.source == "gaussian"  # its whitening: the mean is the rows' own, the std is not kept
         if not (np.allclose(data.standardizer.mean, self.standardizer.mean, atol=1e-5)
-                and np.allclose(data.standardizer.std, self.standardizer.std, atol=1e-5)):
+                and (whitened or np.allclose(data.standardizer.std, self.standardizer.std, atol=1e-5))):
             raise DataError(f"{self.config.data}: its training rows are not the ones run {self.path} was trained on "
                             "(the file changed); evaluate with the original file")
-        return data
+        return restandardize(data, self.standardizer) if whitened else data
 
 
 def _read_splits(run_dir: Path) -> Splits:

@@ -77,6 +77,7 @@ class Trainer:
         # select_by "samples" scores as `eval` does: in `to_scoring`'s space (the per-dimension standardization,
         # for a run trained in another; None: the run's own), validity's cosines in the original space.
         self.to_original, self.to_scoring = to_original, to_scoring
+        self._score_rows: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
         self.stop = stop if stop is not None else StopRequest()
         self.device = train.device
         self.model = model.to(self.device)
@@ -252,19 +253,28 @@ class Trainer:
         from scaleflow.sampling.sample import generate
         from scaleflow.sampling.velocity import VelocityField
 
-        n = min(len(self.val_rows), len(self.train), SAMPLE_SCORE_ROWS)
+        val, real_draw, train = self._scoring_rows()
         was_training = model.training
         model.eval()
-        samples = generate(VelocityField(model, self.flow, self.cfg.prediction), n, self.train.shape[1], "heun", 20,
-                           self.cfg.seed, self.device).x
+        samples = generate(VelocityField(model, self.flow, self.cfg.prediction), len(real_draw), self.train.shape[1],
+                           "heun", 20, self.cfg.seed, self.device).x
         model.train(was_training)
-        g = torch.Generator().manual_seed(self.cfg.seed + 1)
-        real_draw = self.train[torch.randperm(len(self.train), generator=g)[:n].to(self.device)]
-        rows = (samples, self.val_rows, real_draw, self.train)
         if self.to_scoring is not None:
-            rows = tuple(self.to_scoring(x) for x in rows)
-        score, binding = worst_ratio(point_scores(*rows, self.to_original))
+            samples = self.to_scoring(samples)
+        score, binding = worst_ratio(point_scores(samples, val, real_draw, train, self.to_original))
         return (score if score is not None else -math.inf), binding
+
+    def _scoring_rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`sample_score`'s validation rows, real draw (n = min(validation rows, training rows, 1,000) training
+        rows from a generator of its own) and training rows, in the scoring space: the same at every validation,
+        so made once."""
+        if self._score_rows is None:
+            n = min(len(self.val_rows), len(self.train), SAMPLE_SCORE_ROWS)
+            g = torch.Generator().manual_seed(self.cfg.seed + 1)
+            real_draw = self.train[torch.randperm(len(self.train), generator=g)[:n].to(self.device)]
+            rows = (self.val_rows, real_draw, self.train)
+            self._score_rows = tuple(self.to_scoring(x) for x in rows) if self.to_scoring is not None else rows
+        return self._score_rows
 
     def _validate_and_track(self, step: int) -> bool:
         """Validate EMA and raw weights, keep the best (by validation loss, or by the samples' worst ratio with
