@@ -14,7 +14,7 @@ from scaleflow.search.loop import run_search
 from scaleflow.search.methods import METHODS
 from scaleflow.search.methods import prior as prior_module
 from scaleflow.search.methods.base import History, noise_seed
-from scaleflow.search.methods.common import counted_first, greedy_counted
+from scaleflow.search.methods.common import counted_first, diverse_counted_first, greedy_counted
 from scaleflow.search.methods.prior import FilteredPrior, GuidedPrior, filter_by_acquisition
 from scaleflow.search.methods.real_rows import random_rows
 from scaleflow.search.loop import search_ledger
@@ -72,6 +72,25 @@ def test_counted_first():
     assert counted_first(counts, values, 5).tolist() == [2, 4, 1, 0, 3]  # then the others, by value
     inf = torch.tensor([float("-inf"), 0.0], dtype=torch.float64)
     assert counted_first(torch.tensor([True, False]), inf, 1).tolist() == [0]  # -inf that counts beats 0 that does not
+
+
+def test_diverse_counted_first_spreads_the_batch_over_counted_candidates():
+    # Candidates 0-2 point the same way, 3 is orthogonal to them, 4 opposite; 5 does not count.
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.05], [0.99, -0.05], [0.0, 1.0], [-1.0, 0.0], [0.7, 0.7]])
+    counts = torch.tensor([True, True, True, True, True, False])
+    values = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0, 9.0], dtype=torch.float64)
+    # Without a spread: best first (the uncounted 5 last).
+    assert diverse_counted_first(counts, values, x, 3, 1.0).tolist() == [0, 1, 2]
+    # With one: 1 and 2 are near copies of 0, so 3 and 4 come next; the top-up follows counted_first's order.
+    assert diverse_counted_first(counts, values, x, 3, 0.5).tolist() == [0, 3, 4]
+    assert diverse_counted_first(counts, values, x, 5, 0.5).tolist() == [0, 3, 4, 1, 2]
+    # A counted near copy still goes before a diverse candidate that does not count.
+    assert diverse_counted_first(counts, values, x, 6, 0.5).tolist() == [0, 3, 4, 1, 2, 5]
+    # The chosen ones are pairwise below the threshold where that is possible.
+    chosen = diverse_counted_first(counts, values, x, 3, 0.5)
+    unit = torch.nn.functional.normalize(x[chosen], dim=1)
+    similarity = unit @ unit.T
+    assert float((similarity - torch.eye(3)).max()) < 0.5
 
 
 class PointValue:
@@ -153,11 +172,11 @@ def test_guided_filter_ranks_by_the_chosen_acquisition(coin_problem, monkeypatch
     calls = []
     original = prior_module.filter_by_acquisition
 
-    def spy(problem, surrogate, name, x, n, seed):
+    def spy(problem, surrogate, name, x, n, seed, max_cosine):
         calls.append(name)
-        out = original(problem, surrogate, name, x, n, seed)
+        out = original(problem, surrogate, name, x, n, seed, max_cosine)
         values = acquisition_values(surrogate, name, x, seed)
-        assert torch.equal(out[0], x[counted_first(problem.judge(x).counts, values, n)])
+        assert torch.equal(out[0], x[diverse_counted_first(problem.judge(x).counts, values, x, n, max_cosine)])
         return out
 
     monkeypatch.setattr(prior_module, "filter_by_acquisition", spy)

@@ -20,7 +20,7 @@ from scaleflow.search.gp import ACQUISITIONS
 from scaleflow.search.judge import JUDGE_VERSION
 from scaleflow.search.loop import check_search_folder, search_folder_lock
 from scaleflow.search.methods import METHODS, build_method
-from scaleflow.search.methods.prior import SEARCH_OVERSAMPLE
+from scaleflow.search.methods.prior import SEARCH_MAX_BATCH_COSINE, SEARCH_OVERSAMPLE
 from scaleflow.search.problem import build_problem
 from scaleflow.search.report import SETTINGS_FILE
 from scaleflow.search.text_hooks import load_hooks
@@ -41,6 +41,7 @@ def _settings(folder: Path, given: dict) -> dict:
             raise ConfigError(f"{folder}: no search here yet; the first ask needs --run RUN (the prior to search)")
         settings = {"mode": "ask-tell", "objective": EXTERNAL, "judge": JUDGE_VERSION, "method": "guided", "seed": 0,
                     "initial": None, "acquisition": "ucb", "oversample": SEARCH_OVERSAMPLE, "steps": 20,
+                    "max_batch_cosine": SEARCH_MAX_BATCH_COSINE,
                     **{k: v for k, v in given.items() if v is not None}}
         settings["run"] = str(Path(settings["run"]).resolve())
         return settings
@@ -88,6 +89,9 @@ def optimize_ask(
     initial: Optional[int] = typer.Option(None, help="real rows in the first batch (default: the first --n)"),
     acquisition: Optional[str] = typer.Option(None, help=f"guided's acquisition: {' | '.join(ACQUISITIONS)}"),
     oversample: Optional[int] = typer.Option(None, help="candidates drawn per candidate proposed (the free filter)"),
+    max_batch_cosine: Optional[float] = typer.Option(None, "--max-batch-cosine", help="the filter's spread: a "
+                                                     "candidate only below this cosine to the batch's better ones "
+                                                     f"(first ask; default {SEARCH_MAX_BATCH_COSINE:g}; 1: none)"),
     decoder: Optional[str] = typer.Option(None, "--decoder", help=DECODER_HELP),
     encoder: Optional[str] = typer.Option(None, "--encoder", help=ENCODER_HELP),
     min_roundtrip: Optional[float] = typer.Option(None, "--min-roundtrip", help=ROUNDTRIP_HELP),
@@ -102,9 +106,12 @@ def optimize_ask(
         raise ConfigError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     if acquisition is not None and acquisition not in ACQUISITIONS:
         raise ConfigError(f"--acquisition {acquisition!r}: choose one of {', '.join(ACQUISITIONS)}")
+    if max_batch_cosine is not None and not -1 < max_batch_cosine <= 1:
+        raise ConfigError(f"--max-batch-cosine must be in (-1, 1] (1: no spread); got {max_batch_cosine}")
     check_search_folder(folder)
     settings = _settings(folder, {"run": str(run) if run else None, "method": method, "seed": seed,
                                   "initial": initial, "acquisition": acquisition, "oversample": oversample,
+                                  "max_batch_cosine": max_batch_cosine,
                                   "decoder": decoder, "encoder": encoder, "min_roundtrip": min_roundtrip,
                                   "min_log_density": min_log_density})
     search = _open(folder, settings)

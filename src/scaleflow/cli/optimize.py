@@ -18,7 +18,8 @@ from scaleflow.search.loop import check_search_folder, run_search, search_folder
 from scaleflow.search.methods import METHODS, build_method
 from scaleflow.search.methods.cmaes import CMAES
 from scaleflow.search.methods.latent_bo import LatentBO
-from scaleflow.search.methods.prior import SEARCH_DIVERSITY, SEARCH_GUIDANCE, SEARCH_OVERSAMPLE
+from scaleflow.search.methods.prior import (SEARCH_DIVERSITY, SEARCH_GUIDANCE, SEARCH_MAX_BATCH_COSINE,
+                                           SEARCH_OVERSAMPLE)
 from scaleflow.search.methods.turbo import TuRBO, TurboState
 from scaleflow.search.problem import DEFAULT_CATEGORY, TARGET_SETS, build_problem
 from scaleflow.search.report import SETTINGS_FILE, summarize_search
@@ -126,6 +127,9 @@ def optimize(
                                    "dropped before scoring, at no evaluation; 1: no filter)"),
     diversity: float = typer.Option(SEARCH_DIVERSITY, help="weight of the term that pushes the candidates of a "
                                     "guided batch apart (0: none; see README)"),
+    max_batch_cosine: float = typer.Option(SEARCH_MAX_BATCH_COSINE, "--max-batch-cosine", help="guided and "
+                                           "prior-filtered: the filter takes a candidate only below this cosine to "
+                                           "the batch's better ones, topping up when too few are (1: no spread)"),
     density_weight: float = typer.Option(0.0, "--density-weight", help="add this weight x the prior's "
                                          "log-density to the guide of --method guided (0: off)"),
     cmaes_sigma: float = typer.Option(CMAES.sigma0, "--cmaes-sigma", help="CMA-ES initial step size (normalized "
@@ -166,6 +170,8 @@ def optimize(
     for flag, value in (("--diversity", diversity), ("--density-weight", density_weight)):
         if not (value >= 0 and value < float("inf")):
             raise ConfigError(f"{flag} must be >= 0 and finite; got {value}")
+    if not -1 < max_batch_cosine <= 1:
+        raise ConfigError(f"--max-batch-cosine must be in (-1, 1] (1: no spread); got {max_batch_cosine}")
     if acquisition not in ACQUISITIONS:
         raise ConfigError(f"--acquisition {acquisition!r}: choose one of {', '.join(ACQUISITIONS)}")
     if pca is not None and pca < 1:
@@ -189,6 +195,7 @@ def optimize(
                 "oversample": oversample, "diversity": diversity,
                 **({"density_weight": density_weight} if density_weight else {}),
                 **({"refit_every": refit_every} if refit_every != 1 else {}),
+                **({"max_batch_cosine": max_batch_cosine} if max_batch_cosine < 1 else {}),
                 **({"constraints": list(constraint)} if constraint else {}), "steps": steps,
                 "noise_scale": noise_scale, "cmaes_sigma": cmaes_sigma, "turbo_length": turbo_length,
                 "latent_scale": latent_scale,

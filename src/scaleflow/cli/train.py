@@ -86,6 +86,7 @@ def train(
                                        "embedding dimension) and fine-tune with this run's schedule; 'builtin': a prior "
                                        "pretrained on the built-in data (384-D MiniLM), trained once and cached"),
     init_normalization: Optional[str] = typer.Option(None, "--init-normalization", help=_help("init_normalization") + ": source | refit"),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help=_help("recipe") + ": auto | none"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint (from step 0 if it stopped before one)"),
     wandb: Optional[bool] = typer.Option(None, "--wandb/--no-wandb", help=_help("wandb")),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
@@ -123,9 +124,11 @@ def train(
     run_dir = Path(out or cfg.out or Path("runs") / cfg.run_name())
     say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731 (paths as typed)
     # The header once every check has passed (config, data, folder), so a refused run prints only its error.
-    announce = lambda: say(  # noqa: E731
-        f"fitting reference prior {cfg.arch} on {cfg.data} -> {run_dir}" if cfg.is_reference
-        else f"training {cfg.arch}/{cfg.scale} with {cfg.flow} on {cfg.data} -> {run_dir}")
+    def announce() -> None:
+        if cfg.is_reference:
+            return say(f"fitting reference prior {cfg.arch} on {cfg.data} -> {run_dir}")
+        resolved = make_config(yaml_path=run_dir / "config.yaml")  # as written: after the data-size recipe
+        say(f"training {resolved.arch}/{resolved.scale} with {resolved.flow} on {cfg.data} -> {run_dir}")
     try:
         summary = run_training(cfg, run_dir, resume=resume, progress=not quiet, on_start=announce)
     except ModelOptionError as err:  # name where the network options came from: the command line, a file, or both

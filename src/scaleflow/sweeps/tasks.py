@@ -84,7 +84,8 @@ def _check_same_training(config: TrainConfig, run_dir: Path) -> None:
     silently as if it were the new one."""
     saved = make_config(yaml_path=run_dir / "config.yaml").model_dump(mode="json", exclude={"out"})
     wanted = config.model_dump(mode="json", exclude={"out"})
-    differing = sorted(k for k in wanted if saved.get(k) != wanted[k] and k not in ("data", "texts"))
+    # "recipe" is how the values were chosen, not a value: a folder from before the option has none.
+    differing = sorted(k for k in wanted if saved.get(k) != wanted[k] and k not in ("data", "texts", "recipe"))
     if differing:
         raise ConfigError(f"{run_dir}: trained with other values of {', '.join(differing)} than this trial resolves "
                           "(the defaults changed?); use another --runs folder")
@@ -129,7 +130,8 @@ class TrainTask:
         Returns its result record (JSON-ready)."""
         train_options, settings = split_options(options)
         run_dir = Path(self.runs) / trial_id(train_options)  # the training options alone name the run
-        config = make_config({**train_options, "out": str(run_dir)})
+        # A trial is what its spec says: the data-size recipe only where the spec asks for it (recipe: auto).
+        config = make_config({"recipe": "none", **train_options, "out": str(run_dir)})
         summary, trained_here = _train_once(config, run_dir, self.poll_seconds)
         trained = time.perf_counter()
         device = resolve_device(config.device)

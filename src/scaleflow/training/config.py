@@ -87,6 +87,9 @@ class TrainConfig(BaseModel):
     select_by: Literal["val_loss", "samples"] = Field(
         "val_loss", description="what picks the best weights (and counts patience): the validation loss, or the "
                                 "memorization-aware worst ratio of EMA samples against the validation rows (samples)")
+    recipe: Literal["auto", "none"] = Field(
+        "auto", description="auto: options the user leaves unset follow the data-size recipe for the number of "
+                            "training rows (training/recipes.py; printed when one applies); none: the plain defaults")
     checkpoint_every: int = Field(500, gt=0, description="steps between resumable checkpoints")
     log_every: int = Field(25, gt=0, description="steps between metrics.jsonl lines")
     precision: Literal["auto", "fp32", "bf16"] = Field(

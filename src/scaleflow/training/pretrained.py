@@ -20,7 +20,8 @@ from scaleflow.training.config import ConfigError, TrainConfig, make_config
 from scaleflow.training.lock import RunFolderBusy
 
 # What is pretrained: the defaults' recipe on all built-in rows; only the network follows the fine-tuned run.
-PRETRAIN_RECIPE = {"data": "builtin", "steps": 3000, "seed": 0}
+# The plain defaults at every size (recipe none): the source does not change with how many rows it has.
+PRETRAIN_RECIPE = {"data": "builtin", "steps": 3000, "seed": 0, "recipe": "none"}
 
 
 def pretrain_categories(config: TrainConfig) -> Optional[str]:
@@ -56,7 +57,8 @@ def pretrain_config(config: TrainConfig) -> TrainConfig:
 
 def builtin_prior_folder(config: TrainConfig) -> Path:
     """Where the built-in prior for `config`'s network lives (a digest of its pretraining config)."""
-    pretrain = pretrain_config(config).model_dump(exclude={"out", "device", "wandb", "wandb_project"})
+    # "recipe" is left out so that priors pretrained before the option existed are found again.
+    pretrain = pretrain_config(config).model_dump(exclude={"out", "device", "wandb", "wandb_project", "recipe"})
     digest = hashlib.sha256(json.dumps(pretrain, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return cache_root() / "pretrained" / f"builtin-{config.arch}-{config.scale or 'custom'}-{digest}"
 

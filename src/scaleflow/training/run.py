@@ -16,6 +16,7 @@ Run folder:
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -39,6 +40,8 @@ from scaleflow.training.config import ConfigError, TrainConfig, make_config
 from scaleflow.files import read_json, read_safetensors, write_json, write_safetensors, write_text
 from scaleflow.training.lock import check_not_busy, run_lock
 from scaleflow.training.logger import MetricsLogger, require_wandb
+from scaleflow.training.recipes import apply_recipe
+from scaleflow.training.recipes import describe as describe_recipe
 from scaleflow.training.signals import stop_on_signals
 from scaleflow.training.trainer import Trainer
 
@@ -224,6 +227,9 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
     data = data or prepare_data(config.data, config.texts, config.n_train, config.n_val, config.n_test,
                                 config.dedup, config.dedup_threshold, config.seed, splits=splits,
                                 categories=config.categories)
+    # The data-size recipe (training/recipes.py) fills the options the user left unset; a resumed run's
+    # config.yaml sets every option, so it keeps what its first start chose.
+    config, recipe = apply_recipe(config, len(data.train))
     if config.init_from == "builtin":  # the prior pretrained on the built-in data (trained once, cached)
         from scaleflow.training.pretrained import builtin_prior, check_builtin_transfer
 
@@ -241,6 +247,8 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
     if config.init_from:  # a resumed run keeps the provenance it recorded (its source may be gone since)
         recorded = read_json(run_dir / "model.json").get("init_from") if resume and (run_dir / "model.json").exists() else None
         transfer = recorded or check_transfer_source(config, model, data.dim)
+    if resume and (run_dir / "model.json").exists():  # what its first start chose (its config now sets every option)
+        recipe = read_json(run_dir / "model.json").get("recipe")
     normalization = _run_normalization(config, run_dir, resume, data)
     if normalization is not None:
         data = restandardize(data, normalization)
@@ -255,7 +263,9 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
         continuing = resume and last.exists()
         metrics = MetricsLogger(run_dir, config.wandb_project if config.wandb else None, config.model_dump(), resume)
         if not continuing:  # a restart writes the same header again, whole
-            _write_run_header(run_dir, config, model, data, pairs_info, transfer)
+            _write_run_header(run_dir, config, model, data, pairs_info, transfer, recipe)
+            if recipe is not None and not resume:  # once, when it is chosen
+                print(describe_recipe(recipe), file=sys.stderr)
         try:
             with stop_on_signals() as stop:
                 trainer = Trainer(config, model, flow, train_rows, val_rows, run_dir, pairs.get("x0"), on_step,
@@ -288,6 +298,7 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
             "device": str(device),
             "autocast": str(trainer.autocast).removeprefix("torch.") if trainer.autocast else "fp32",
             **({"init_from": transfer} if transfer else {}),
+            **({"recipe": recipe} if recipe else {}),
         }
         write_json(run_dir / "summary.json", summary)
     return summary
@@ -333,7 +344,8 @@ def _fit_reference_run(config: TrainConfig, run_dir: Path, data: PreparedData,
 
 
 def _write_run_header(run_dir: Path, config: TrainConfig, model: nn.Module, data: PreparedData,
-                      reflow_pairs: Optional[dict[str, str]] = None, transfer: Optional[dict] = None) -> None:
+                      reflow_pairs: Optional[dict[str, str]] = None, transfer: Optional[dict] = None,
+                      recipe: Optional[dict] = None) -> None:
     """Everything that describes the run before its first step, so even a crashed run can be read."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", config.to_yaml())
@@ -344,6 +356,7 @@ def _write_run_header(run_dir: Path, config: TrainConfig, model: nn.Module, data
         "prediction": config.prediction, "flow": config.flow, "params": count_parameters(model),
         "data_source": data.source, **({"reflow_pairs": reflow_pairs} if reflow_pairs is not None else {}),
         **({"init_from": transfer} if transfer is not None else {}),
+        **({"recipe": recipe} if recipe is not None else {}),
     })
 
 

@@ -21,12 +21,15 @@ def build_method(name: str, settings: Mapping[str, Any]) -> SearchMethod:
                                         if k in settings}}
     if get("guidance") is not None:
         guided["guidance"] = GuidanceConfig(**settings["guidance"])
+    # Absent means off (1.0): folders written before the spread existed ran without it.
+    guided["max_batch_cosine"] = float(get("max_batch_cosine", 1.0))
     if get("density_weight"):
         guided["density_weight"] = settings["density_weight"]
     options = {
         "guided": guided,
         "prior-filtered": {k: v for k, v in guided.items() if k in ("acquisition", "pca", "oversample", "steps",
-                                                                     "noise_scale", "refit_every")},
+                                                                     "noise_scale", "refit_every",
+                                                                     "max_batch_cosine")},
         "prior": sampler,
         "bo": filtered,
         "turbo": {**filtered, **({"length_init": settings["turbo_length"]} if "turbo_length" in settings else {})},

@@ -27,6 +27,30 @@ def counted_first(counts: torch.Tensor, values: torch.Tensor, n: int) -> torch.T
     return order[:n]
 
 
+def diverse_counted_first(counts: torch.Tensor, values: torch.Tensor, x: torch.Tensor, n: int,
+                          max_cosine: float) -> torch.Tensor:
+    """`counted_first` with a spread: indices `[min(n, N)]` of candidates `x: [N, D]` chosen greedily, best
+    `values` first among those that count, each taken only if its cosine to every one already taken is below
+    `max_cosine`; when too few are that far apart, the rest of `counted_first`'s order tops the batch up (so
+    a counted candidate still goes before an uncounted one). `max_cosine >= 1`: plain `counted_first`.
+
+    Scored candidates of one batch are then several different answers, not one answer several times; the
+    oversampled pool the filter chooses from is what makes the spread cheap."""
+    order = counted_first(counts, values, len(values))
+    if max_cosine >= 1:
+        return order[:n]
+    unit = torch.nn.functional.normalize(x.to(torch.float64), dim=1)
+    chosen: list[int] = []
+    for i in order.tolist():
+        if len(chosen) == n or not counts[i]:
+            break
+        if not chosen or float((unit[chosen] @ unit[i]).max()) < max_cosine:
+            chosen.append(i)
+    taken = set(chosen)
+    chosen += [i for i in order.tolist() if i not in taken][:n - len(chosen)]
+    return torch.tensor(chosen, dtype=torch.long)
+
+
 def filter_info(counts: torch.Tensor, chosen: torch.Tensor) -> dict:
     """What the filter did, for the records: candidates drawn, how many of them count, and how many of the
     chosen do."""

@@ -16,7 +16,7 @@ from scaleflow.search.gp import (ACQUISITIONS, Projection, Surrogate, acquisitio
                                  make_guide)
 from scaleflow.search.guidance import DiversityGuide, GuidanceConfig, GuidedVelocity
 from scaleflow.search.methods.base import History, Proposal, noise_seed, register
-from scaleflow.search.methods.common import OVERSAMPLE, counted_first, filter_info
+from scaleflow.search.methods.common import OVERSAMPLE, diverse_counted_first, filter_info
 
 DEFAULT_SOLVER, DEFAULT_STEPS = "euler", 20
 # The guided search's own settings, chosen on the built-in `target` objective (README, "Guided search"): a
@@ -29,6 +29,8 @@ SEARCH_OVERSAMPLE = OVERSAMPLE
 # times); weight 1 brought that to 0.78 at no measurable cost in the best score (0.763 [0.729, 0.797] against
 # 0.784 [0.736, 0.832], 3 targets, 96 evaluations); weights 3 and 10 gave 0.56 and 0.33 at -0.10 and -0.21.
 SEARCH_DIVERSITY = 1.0
+# The filter's spread (`common.diverse_counted_first`): off (1.0) until measured (README, "Diverse batches").
+SEARCH_MAX_BATCH_COSINE = 1.0
 
 
 @register("prior")
@@ -48,13 +50,15 @@ class PriorSamples:
 
 
 def filter_by_acquisition(problem, surrogate: Surrogate, acquisition: str, x: torch.Tensor, n: int,
-                          seed: int) -> tuple[torch.Tensor, dict]:
+                          seed: int, max_cosine: float = 1.0) -> tuple[torch.Tensor, dict]:
     """The free filter of the prior's samplers: of candidates `x: [N, D]` (original space), the `n` to
     score: those the judge counts first, each group ranked by `acquisition` on `surrogate`
-    (`gp.acquisition_values`; `seed` seeds a Thompson draw). Returns `[n, D]` and what the filter did."""
+    (`gp.acquisition_values`; `seed` seeds a Thompson draw), each counted one taken only below cosine
+    `max_cosine` to those taken before it (`common.diverse_counted_first`; 1: no spread). Returns `[n, D]`
+    and what the filter did."""
     counts = problem.judge(x).counts
     values = acquisition_values(surrogate, acquisition, x, seed)
-    chosen = counted_first(counts, values, n)
+    chosen = diverse_counted_first(counts, values, x, n, max_cosine)
     best = float(values[chosen].max())
     return x[chosen], {**filter_info(counts, chosen), "best_acquisition": best if math.isfinite(best) else None}
 
@@ -78,10 +82,11 @@ class FilteredPrior:
     pca: int | None = None
     oversample: int = SEARCH_OVERSAMPLE
     refit_every: int = 1
+    max_batch_cosine: float = 1.0
     name: str = "prior-filtered"
 
     def __post_init__(self) -> None:
-        _check(self.acquisition, self.oversample)
+        _check(self.acquisition, self.oversample, self.max_batch_cosine)
         self._hyperparameters: dict = {}
 
     def propose(self, problem, history: History, n: int, seed: int, step: int) -> Proposal:
@@ -90,7 +95,7 @@ class FilteredPrior:
         batch = generate(problem.run.velocity, draws, problem.dim, self.solver, self.steps, noise_seed(seed, step),
                          batch_size=draws, noise_scale=self.noise_scale)
         x, info = filter_by_acquisition(problem, surrogate, self.acquisition, problem.to_original(batch.x).float(), n,
-                                        noise_seed(seed, step))
+                                        noise_seed(seed, step), self.max_batch_cosine)
         return Proposal(x, [None] * n, info)
 
 
@@ -119,7 +124,9 @@ def _fit_surrogate(problem, history: History, pca: int | None, refit_every: int 
     return fit_gp(history.x, history.y, projection, hyperparameters=cache[key])
 
 
-def _check(acquisition: str, oversample: int) -> None:
+def _check(acquisition: str, oversample: int, max_batch_cosine: float) -> None:
+    if not -1 < max_batch_cosine <= 1:
+        raise ValueError(f"max_batch_cosine must be in (-1, 1] (1: no spread); got {max_batch_cosine}")
     if acquisition not in ACQUISITIONS:
         raise ValueError(f"unknown acquisition {acquisition!r}; choose one of {', '.join(ACQUISITIONS)}")
     if oversample < 1:
@@ -144,6 +151,8 @@ class GuidedPrior:
         oversample: candidates drawn per candidate scored.
         diversity: weight of the batch's diversity term (`guidance.DiversityGuide`; 0: none).
         density_weight: weight of the prior's log-density in the guide (`density_penalty`; 0: none).
+        max_batch_cosine: the filter takes a counted candidate only below this cosine to those it took before
+            (`common.diverse_counted_first`; 1: no spread).
     """
 
     acquisition: str = "ucb"
@@ -156,10 +165,11 @@ class GuidedPrior:
     diversity: float = SEARCH_DIVERSITY
     density_weight: float = 0.0
     refit_every: int = 1
+    max_batch_cosine: float = 1.0
     name: str = "guided"
 
     def __post_init__(self) -> None:
-        _check(self.acquisition, self.oversample)
+        _check(self.acquisition, self.oversample, self.max_batch_cosine)
         if self.refit_every < 1:
             raise ValueError(f"refit_every must be >= 1; got {self.refit_every}")
         self._hyperparameters: dict = {}
@@ -184,14 +194,10 @@ class GuidedPrior:
         info = {"guidance_to_velocity": _mean(guided.trace.term_to_velocity),
                 "gradient_norm": _mean(guided.trace.gradient_norms)}
         if self.oversample > 1:
-            x, filtered = self._select(problem, surrogate, x, n, self.acquisition, noise_seed(seed, step))
+            x, filtered = filter_by_acquisition(problem, surrogate, self.acquisition, x, n, noise_seed(seed, step),
+                                                self.max_batch_cosine)
             info.update(filtered)
         return Proposal(x, [None] * n, info)
-
-    @staticmethod
-    def _select(problem, surrogate, x: torch.Tensor, n: int, acquisition: str = "ucb",
-                seed: int = 0) -> tuple[torch.Tensor, dict]:
-        return filter_by_acquisition(problem, surrogate, acquisition, x, n, seed)
 
 
 def _mean(values: list[float]) -> float | None:

@@ -1,0 +1,68 @@
+"""The data-size-aware default: `scaleflow train` picks its recipe by the number of training rows.
+
+The defaults of `TrainConfig` were chosen at 10,000 rows (README, "Results"). At 1,000 rows the same
+recipe's best weights come within the first 600 of its 3,000 steps and its last weights memorize; the
+small-data study (README, "Small data") chose what replaces them there. Each row of `SIZE_RECIPES` sets
+some options for runs with at most `max_rows` training rows; an option the user gave (command line, YAML
+file, Python) is never changed, and the choice is printed and recorded in `summary.json` ("recipe").
+`recipe: none` (`--recipe none`) keeps the plain defaults at every size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+# Options that define the network: a fine-tuning run (`init_from`) keeps its source's, so a recipe never
+# sets them there.
+NETWORK_OPTIONS = frozenset({"arch", "scale", "model", "prediction"})
+
+
+@dataclass(frozen=True)
+class SizeRecipe:
+    """Options for runs with at most `max_rows` training rows, and the measurement that chose them."""
+
+    name: str
+    max_rows: int
+    options: dict[str, Any] = field(default_factory=dict)
+    why: str = ""
+
+
+# Chosen by the small-data study on the built-in data (README, "Small data"; configs/sweeps/small-data-recipe.yaml).
+SIZE_RECIPES: tuple[SizeRecipe, ...] = ()
+
+
+def recipe_for(train_rows: int, recipes: tuple[SizeRecipe, ...] = SIZE_RECIPES) -> Optional[SizeRecipe]:
+    """The recipe for a run with `train_rows` training rows: the first row of the table it fits, or None
+    (the plain defaults)."""
+    return next((r for r in sorted(recipes, key=lambda r: r.max_rows) if train_rows <= r.max_rows), None)
+
+
+def apply_recipe(config, train_rows: int, recipes: tuple[SizeRecipe, ...] = SIZE_RECIPES):
+    """`config` with its size recipe's options filled in where the user gave none.
+
+    Returns (config, record): `record` is None when nothing applies (`recipe: none`, a reference prior, a
+    reflow run, no recipe for this size), else {"name", "max_rows", "train_rows", "set": {option: value}
+    (what it changed), "kept": [options the user had set], "why"}. A fine-tuning run keeps its network.
+    """
+    if config.recipe == "none" or config.is_reference or config.flow == "reflow":
+        return config, None
+    recipe = recipe_for(train_rows, recipes)
+    if recipe is None:
+        return config, None
+    given = config.model_fields_set
+    chosen = {k: v for k, v in recipe.options.items()
+              if k not in given and not (config.init_from and k in NETWORK_OPTIONS)}
+    record = {"name": recipe.name, "max_rows": recipe.max_rows, "train_rows": train_rows, "set": chosen,
+              "kept": sorted(k for k in recipe.options if k not in chosen), "why": recipe.why}
+    # model_validate re-checks the combination (e.g. a scale the arch lacks) and marks every value as set,
+    # so a resumed run's config.yaml is taken as it is.
+    resolved = type(config).model_validate({**config.model_dump(), **chosen})
+    return resolved, record
+
+
+def describe(record: dict) -> str:
+    """One line saying which recipe a run took, what it set and what the user kept."""
+    settings = ", ".join(f"{k}={v}" for k, v in record["set"].items()) or "nothing (every option given)"
+    kept = f"; kept as given: {', '.join(record['kept'])}" if record["kept"] else ""
+    return (f"{record['train_rows']} training rows: the '{record['name']}' recipe (<= {record['max_rows']:,} rows) sets "
+            f"{settings}{kept} (--recipe none: the plain defaults)")
