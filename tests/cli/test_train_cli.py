@@ -349,3 +349,26 @@ def test_hints_quote_paths_with_spaces(cli, tiny, tmp_path, data_files):
                   "--steps", "2", "--quiet"])
     assert result.exit_code == 0, result.output
     assert shlex.split(result.stderr.splitlines()[-1].partition("next: ")[2]) == ["scaleflow", "eval", str(new)]
+
+
+def test_scaleflow_train_takes_the_shipped_recipe_at_few_rows(tmp_path, cli):
+    """End to end, as a user types it: 300 rows pick the shipped small-data recipe; what was given stays."""
+    from scaleflow.training.recipes import SIZE_RECIPES
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "rows.npy"
+    np.save(data, rng.standard_normal((300, 6)).astype(np.float32))
+    result = cli(["train", "--data", data, "--arch", "mlp", "--steps", "4", "--val-every", "2", "--n-val", "40",
+                     "--n-test", "40", "--batch-size", "32", "--out", tmp_path / "run", "--quiet"])
+    assert result.exit_code == 0, result.output
+    (recipe,) = SIZE_RECIPES
+    assert f"'{recipe.name}' recipe" in result.stderr and "kept as given: steps" in result.stderr
+    assert "training mlp/tiny" in result.stderr  # the header says the network the recipe chose
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["recipe"]["set"] == {k: v for k, v in recipe.options.items() if k != "steps"}
+    assert summary["steps"] == 4 and summary["selected_by"] == recipe.options["select_by"]
+    off = cli(["train", "--data", data, "--arch", "mlp", "--steps", "4", "--val-every", "2", "--n-val", "40",
+                  "--n-test", "40", "--batch-size", "32", "--out", tmp_path / "off", "--quiet", "--recipe", "none"])
+    assert off.exit_code == 0, off.output
+    assert "recipe" not in json.loads((tmp_path / "off" / "summary.json").read_text())
+    assert "training mlp/small" in off.stderr

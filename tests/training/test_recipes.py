@@ -62,9 +62,9 @@ def test_the_shipped_table_is_valid():
 def test_a_run_records_its_recipe_and_a_resume_keeps_it(tmp_path, monkeypatch, capsys):
     import scaleflow.training.recipes as recipes
 
-    monkeypatch.setattr(recipes, "SIZE_RECIPES", (SizeRecipe("small", 2000, {"lr": 2e-3, "ema_decay": 0.99}, "test"),))
+    table = (SizeRecipe("small", 2000, {"lr": 2e-3, "ema_decay": 0.99}, "test"),)
     monkeypatch.setattr("scaleflow.training.run.apply_recipe",
-                        lambda config, rows: recipes.apply_recipe(config, rows, recipes.SIZE_RECIPES))
+                        lambda config, rows: recipes.apply_recipe(config, rows, table))
     rng = np.random.default_rng(0)
     data = tmp_path / "rows.npy"
     np.save(data, rng.standard_normal((300, 6)).astype(np.float32))
@@ -96,3 +96,4 @@ def test_a_user_who_says_none_gets_the_plain_defaults(tmp_path, monkeypatch):
                     tmp_path / "run", progress=False)
     assert "recipe" not in summary
     assert make_config(yaml_path=tmp_path / "run" / "config.yaml").lr == 1e-3
+

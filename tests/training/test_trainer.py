@@ -15,7 +15,8 @@ from scaleflow.training.trainer import Trainer, TrainingDiverged
 
 def _config(data, **overrides):
     base = dict(data=data, arch="mlp", scale="tiny", model={"hidden_dim": 32}, steps=40, batch_size=32,
-                val_every=10, checkpoint_every=10, log_every=5, n_val=40, n_test=40, warmup_steps=5, lr=1e-2)
+                val_every=10, checkpoint_every=10, log_every=5, n_val=40, n_test=40, warmup_steps=5, lr=1e-2,
+                recipe="none")  # the trainer's own mechanics, not the data-size recipe (tests/training/test_recipes.py)
     return make_config({**base, **overrides})
 
 

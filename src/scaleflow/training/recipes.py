@@ -28,7 +28,14 @@ class SizeRecipe:
 
 
 # Chosen by the small-data study on the built-in data (README, "Small data"; configs/sweeps/small-data-recipe.yaml).
-SIZE_RECIPES: tuple[SizeRecipe, ...] = ()
+SIZE_RECIPES: tuple[SizeRecipe, ...] = (
+    SizeRecipe(
+        "small-data", 2000,
+        {"scale": "tiny", "lr": 3e-4, "steps": 2000, "select_by": "samples", "patience": 5},
+        "at 1,000 rows every lever of the small-data screen binds on FD at worst ratio ~0.44; a tiny network at "
+        "a lower rate, its weights chosen by their samples and stopped 5 validations after the best, reaches "
+        "as much in ~1.5 minutes of one core where the default takes 5-8 (README, 'Small data')"),
+)
 
 
 def recipe_for(train_rows: int, recipes: tuple[SizeRecipe, ...] = SIZE_RECIPES) -> Optional[SizeRecipe]:
