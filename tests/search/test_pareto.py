@@ -119,3 +119,23 @@ def test_resuming_a_pareto_search_equals_an_uninterrupted_one(make_problem, tiny
 def test_qlognehvi_needs_several_objectives(problem, tmp_path):
     with pytest.raises(ValueError, match="several objectives"):
         run_search(problem, build_method("guided", {"acquisition": "qlognehvi"}), 8, BATCH, 0, tmp_path)
+
+
+def test_the_report_gives_hypervolumes_and_the_front(make_problem, tiny_data, tmp_path):
+    from scaleflow.search.report import counts, summarize_search, whole_batches
+    from scaleflow.search.pareto_report import seed_hypervolume
+
+    problem = make_problem(pair(tiny_data, ref_point=[0.0, 0.0]))
+    for method in ("random", "prior"):
+        for seed in (0, 1):
+            run_search(problem, build_method(method, {}), 8, BATCH, seed, tmp_path)
+    summary = summarize_search(tmp_path, budget=8)
+    searches = whole_batches(search_ledger(tmp_path).records())
+    for row in summary.methods:
+        expected = {s: hypervolume(torch.tensor([r["scores"] for r in searches[(row["method"], s)] if counts(r)]),
+                                   torch.zeros(2)) for s in (0, 1)}
+        assert row["hypervolume_per_seed"] == pytest.approx(expected)
+        assert row["hypervolume"] == pytest.approx(sum(expected.values()) / 2)
+        assert seed_hypervolume(searches[(row["method"], 0)], counts) == pytest.approx(expected[0])
+    assert (tmp_path / "figures" / "pareto_front.png").stat().st_size > 1000
+    assert "guided_hypervolume_lead" not in summary.methods[0]  # no guided here: no lead
