@@ -1,4 +1,4 @@
-"""`scaleflow optimize` with several objectives (`--objective` repeated, `--objective two-category`) as users type it."""
+"""`scaleflow optimize` with several objectives (`--objective` repeated, or `two-category`) as users type it."""
 import json
 
 import pytest

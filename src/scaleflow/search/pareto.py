@@ -53,7 +53,8 @@ class ParetoObjective:
         return torch.stack([objective(x, texts) for objective in self.objectives], dim=1)
 
     def reference_point(self, initial: Tensor) -> Tensor:
-        """`[M]` float64: the fixed point, else the least score per objective of the initial design `initial: [n, M]`."""
+        """`[M]` float64: the fixed point, else the least score per objective of the initial design
+        `initial: [n, M]`."""
         if self.fixed_ref is not None:
             return self.fixed_ref.clone()
         return initial.double().min(0).values

@@ -86,7 +86,7 @@ def plot_pareto_front(by_method: dict[str, dict[int, list[dict]]], counts, path:
         ax.set_ylabel(_name(names, j))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Pareto front of seed {seed}: counted candidates, the non-dominated ones joined")
+    fig.suptitle(f"Pareto front, seed {seed} only\n(counted candidates; the non-dominated ones joined)", fontsize=10)
     return save_figure(fig, path)
 
 
