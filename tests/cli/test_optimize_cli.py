@@ -78,6 +78,9 @@ def test_optimize_writes_every_output(searched):
     assert settings["budget"] == 12 and settings["guidance"]["strength"] == 50
     assert settings["targets"] == "test" and settings["judge"] == 2
     assert (settings["cmaes_sigma"], settings["turbo_length"], settings["latent_scale"]) == (0.5, 0.8, 0.3)
+    # One objective: the settings and records of before several objectives existed.
+    assert settings["objective"] == "target" and settings["acquisition"] == "ucb" and "ref_point" not in settings
+    assert not any("scores" in r or "ref_point" in r for r in records) and "pareto" not in summary
 
 
 def test_rerun_scores_nothing_new(searched, text_run):

@@ -106,6 +106,9 @@ def optimize_ask(
         raise ConfigError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     if acquisition is not None and acquisition not in ACQUISITIONS:
         raise ConfigError(f"--acquisition {acquisition!r}: choose one of {', '.join(ACQUISITIONS)}")
+    if acquisition == "qlognehvi":
+        raise ConfigError("--acquisition qlognehvi: ask/tell takes one score per candidate; the hypervolume "
+                          "acquisition is for `scaleflow optimize` with several --objective")
     if max_batch_cosine is not None and not -1 < max_batch_cosine <= 1:
         raise ConfigError(f"--max-batch-cosine must be in (-1, 1] (1: no spread); got {max_batch_cosine}")
     check_search_folder(folder)

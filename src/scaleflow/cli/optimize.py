@@ -21,7 +21,10 @@ from scaleflow.search.methods.latent_bo import LatentBO
 from scaleflow.search.methods.prior import (SEARCH_DIVERSITY, SEARCH_GUIDANCE, SEARCH_MAX_BATCH_COSINE,
                                            SEARCH_OVERSAMPLE)
 from scaleflow.search.methods.turbo import TuRBO, TurboState
-from scaleflow.search.problem import DEFAULT_CATEGORY, TARGET_SETS, build_problem
+from scaleflow.search.pareto import MAX_OBJECTIVES, parse_ref_point
+from scaleflow.search.pareto_gp import PARETO_ACQUISITION
+from scaleflow.search.pareto_report import table_columns
+from scaleflow.search.problem import BUILTIN_OBJECTIVES, DEFAULT_CATEGORY, TARGET_SETS, TWO_CATEGORY, build_problem
 from scaleflow.search.report import SETTINGS_FILE, summarize_search
 from scaleflow.search.constraints import parse_constraint
 from scaleflow.search.text_hooks import load_hooks
@@ -98,8 +101,13 @@ def _positive(flag: str, value: float, most: float = float("inf")) -> None:
 @user_errors
 def optimize(
     run: Path = typer.Argument(..., help="run folder of the prior (`scaleflow train`)"),
-    objective: str = typer.Option("target", help="target | category | MODULE:FUNCTION | path/file.py:FUNCTION "
-                                  "(f(x: [N, D], texts=None) -> [N], higher is better)"),
+    objective: list[str] = typer.Option(["target"], "--objective", help="target | category | MODULE:FUNCTION | "
+                                        "path/file.py:FUNCTION (f(x: [N, D], texts=None) -> [N], higher is better); "
+                                        f"repeat it (2 to {MAX_OBJECTIVES}) for a Pareto search, or two-category "
+                                        "(the built-in two-objective problem)"),
+    ref_point: Optional[str] = typer.Option(None, "--ref-point", help="Pareto search of your objectives: the "
+                                            "reference point, one value per --objective (a,b); default: each "
+                                            "objective's least score over the seed's initial rows"),
     out: Path = typer.Option(..., "--out", help="folder for search.jsonl, summary.json, best.json, figures/"),
     method: str = typer.Option("guided", help=f"comma-separated methods: {', '.join(METHODS)}, or all"),
     budget: int = typer.Option(200, help="objective evaluations per search (initial rows included)"),
@@ -108,11 +116,13 @@ def optimize(
                                         "target seed i has target i of the --targets set (cycling past its size). "
                                         "Default: one seed per target (10 test, 5 dev), else 5"),
     targets: Optional[str] = typer.Option(None, help="target set of --objective target: test (10 targets, the "
-                                          "default: for numbers you report) or dev (5 targets: for tuning settings)"),
+                                          "default: for numbers you report) or dev (5 targets: for tuning settings); "
+                                          "the pair set of two-category likewise (10 test, 5 dev pairs)"),
     initial: Optional[int] = typer.Option(None, help="real rows scored first (default: --batch)"),
     category: str = typer.Option(DEFAULT_CATEGORY, help="WordNet category of --objective category"),
-    acquisition: str = typer.Option("ucb", help=f"guide of --method guided, and what its filter and prior-filtered's "
-                                    f"rank by: {' | '.join(ACQUISITIONS)}"),
+    acquisition: Optional[str] = typer.Option(None, help=f"guide of --method guided, and what its filter and "
+                                              f"prior-filtered's rank by: {' | '.join(ACQUISITIONS)} (default: ucb; "
+                                              "qlognehvi, the hypervolume gain, with several objectives)"),
     strength: float = typer.Option(SEARCH_GUIDANCE.strength, help="guidance strength lambda (gradient multiplier)"),
     clip: Optional[float] = typer.Option(SEARCH_GUIDANCE.clip, help="clip the guide's gradient to this norm"),
     cap: Optional[float] = typer.Option(SEARCH_GUIDANCE.cap, help="cap the guidance term at this share of |v| "
@@ -172,18 +182,24 @@ def optimize(
             raise ConfigError(f"{flag} must be >= 0 and finite; got {value}")
     if not -1 < max_batch_cosine <= 1:
         raise ConfigError(f"--max-batch-cosine must be in (-1, 1] (1: no spread); got {max_batch_cosine}")
+    pareto, ref_values = _check_objectives(objective, ref_point)
+    acquisition = acquisition or (PARETO_ACQUISITION if pareto else "ucb")
     if acquisition not in ACQUISITIONS:
         raise ConfigError(f"--acquisition {acquisition!r}: choose one of {', '.join(ACQUISITIONS)}")
+    if acquisition == PARETO_ACQUISITION and not pareto:
+        raise ConfigError(f"--acquisition {PARETO_ACQUISITION}: the hypervolume acquisition needs several objectives "
+                          "(repeat --objective, or --objective two-category)")
+    objective = objective[0] if len(objective) == 1 else list(objective)  # one: as before, a string
     if pca is not None and pca < 1:
         raise ConfigError(f"--pca {pca}: must be >= 1")
     if not objective_timeout > 0:
         raise ConfigError(f"--objective-timeout must be > 0; got {objective_timeout}")
     if targets is not None and targets not in TARGET_SETS:
         raise ConfigError(f"--targets {targets!r}: choose {' or '.join(TARGET_SETS)}")
-    if targets is not None and objective != "target":
-        raise ConfigError(f"--targets {targets}: only --objective target has target sets (got --objective "
-                          f"{objective})")
-    target_set = (targets or "test") if objective == "target" else None
+    if targets is not None and objective not in ("target", TWO_CATEGORY):
+        raise ConfigError(f"--targets {targets}: only --objective target and two-category have target sets (got "
+                          f"--objective {objective})")
+    target_set = (targets or "test") if objective in ("target", TWO_CATEGORY) else None
     _positive("--cmaes-sigma", cmaes_sigma)
     _positive("--turbo-length", turbo_length, TurboState.length_max)
     _positive("--latent-scale", latent_scale)
@@ -196,7 +212,8 @@ def optimize(
                 **({"density_weight": density_weight} if density_weight else {}),
                 **({"refit_every": refit_every} if refit_every != 1 else {}),
                 **({"max_batch_cosine": max_batch_cosine} if max_batch_cosine < 1 else {}),
-                **({"constraints": list(constraint)} if constraint else {}), "steps": steps,
+                **({"constraints": list(constraint)} if constraint else {}),
+                **({"ref_point": ref_values} if ref_values is not None else {}), "steps": steps,
                 "noise_scale": noise_scale, "cmaes_sigma": cmaes_sigma, "turbo_length": turbo_length,
                 "latent_scale": latent_scale,
                 **{k: v for k, v in (("decoder", decoder), ("encoder", encoder), ("min_roundtrip", min_roundtrip),
@@ -206,18 +223,22 @@ def optimize(
     hooks = load_hooks(decoder, encoder, min_roundtrip, dim=loaded.info["input_dim"])
     constraints = [parse_constraint(text, objective_timeout) for text in constraint]
     problem = build_problem(loaded, objective, category, objective_timeout, targets=target_set or "test", hooks=hooks,
-                            min_log_density=min_log_density, constraints=constraints)
+                            min_log_density=min_log_density, constraints=constraints, ref_point=ref_values)
     # One writer per search folder: the settings, problem.json and every batch under one lock.
     with search_folder_lock(out):
         _check_settings(out, settings)
-        seed_list = seed_list or list(range(len(problem.targets) or DEFAULT_SEEDS))
+        pairs = problem.notes.get("pairs", []) if objective == TWO_CATEGORY else []
+        seed_list = seed_list or list(range(len(problem.targets) or len(pairs) or DEFAULT_SEEDS))
         cycled = _target_cycle(problem, seed_list)
         write_json(out / "problem.json", {**problem.judge.describe(), **problem.notes,
                                           "target_texts": problem.target_texts,
                                           "target_of_seed": {s: problem.target_of_seed(s) for s in seed_list},
-                                          "targets_cycle": cycled})
+                                          "targets_cycle": cycled,
+                                          **({"pair_of_seed": {s: pairs[s % len(pairs)]["pair"] for s in seed_list}}
+                                             if pairs else {})})
         console = Console(stderr=True)
-        targets_line = "" if target_set is None else f" ({len(problem.targets)} {target_set} targets)"
+        targets_line = "" if target_set is None else (f" ({len(pairs)} {target_set} pairs)" if pairs else
+                                                      f" ({len(problem.targets)} {target_set} targets)")
         console.print(f"searching {problem.objective_name}{targets_line} over {run}: {', '.join(methods)} x seeds "
                       f"{','.join(map(str, seed_list))}, budget {budget}, batch {batch}; judged by validity >= "
                       f"{problem.judge.validity_threshold:.3f} nearest-real cosine and novelty", highlight=False)
@@ -235,11 +256,38 @@ def optimize(
                     run_search(problem, search_method, budget, batch, seed, out, initial, report)
                     done += budget
         summary = summarize_search(out)
-        _print_table(console, summary.methods, summary.budget, _cycle_note(problem, target_set) if cycled else None)
+        _print_table(console, summary.methods, summary.budget, _cycle_note(problem, target_set) if cycled else None,
+                     pareto)
         _print_best(console, read_json(out / "best.json"))
-        console.print(f"wrote {out / 'search.jsonl'}, summary.json, best.json, figures/best_so_far.png", highlight=False)
+        figures = "figures/best_so_far.png" + (", figures/pareto_front.png" if pareto else "")
+        console.print(f"wrote {out / 'search.jsonl'}, summary.json, best.json, {figures}", highlight=False)
         console.print(f"the same command resumes a stopped search; with a larger --budget it extends this one "
                       f"({out / SETTINGS_FILE} holds its settings)", markup=False, highlight=False)
+
+
+def _check_objectives(objectives: list[str], ref_point: Optional[str]) -> tuple[bool, Optional[list[float]]]:
+    """Whether `--objective` (repeatable) asks for a Pareto search, and the `--ref-point` values; refuses in one line
+    what does not make sense."""
+    pareto = len(objectives) > 1 or objectives == [TWO_CATEGORY]
+    if len(objectives) > MAX_OBJECTIVES:
+        raise ConfigError(f"--objective given {len(objectives)} times: a Pareto search takes at most {MAX_OBJECTIVES}")
+    if len(objectives) > 1:
+        builtin = [o for o in objectives if o in BUILTIN_OBJECTIVES]
+        if builtin:
+            raise ConfigError(f"--objective {builtin[0]}: a built-in objective cannot be combined with others (give "
+                              "MODULE:FUNCTION objectives, or --objective two-category alone)")
+        repeated = sorted({o for o in objectives if objectives.count(o) > 1})
+        if repeated:
+            raise ConfigError(f"--objective {repeated[0]} given twice")
+    if ref_point is None:
+        return pareto, None
+    if not len(objectives) > 1:
+        raise ConfigError("--ref-point: only a Pareto search of your own objectives (--objective given 2 or more "
+                          "times) takes a reference point (two-category's is (0, 0))")
+    try:
+        return pareto, parse_ref_point(ref_point, len(objectives))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _print_best(console: Console, best: dict[str, list[dict]]) -> None:
@@ -293,18 +341,24 @@ def _lead(row: dict) -> str:
     return f"{row['lead']:+.3f}{ci}{kind} vs {row['lead_over']}"
 
 
-def _print_table(console: Console, rows: list[dict], budget: Optional[int] = None, note: Optional[str] = None) -> None:
-    """The summary table: methods held to the budget first, by best score; the others marked, not compared."""
+def _print_table(console: Console, rows: list[dict], budget: Optional[int] = None, note: Optional[str] = None,
+                 pareto: bool = False) -> None:
+    """The summary table: methods held to the budget first, by best score; the others marked, not compared. A
+    Pareto search adds each method's hypervolume and guided's lead in it."""
     caption = ("evals: per seed; a method whose seeds do not all have the budget's evaluations is marked and not "
                "compared. lead: over the best other method, mean of per-seed differences with its paired 95% "
                "interval (every method of a seed shares its target and initial rows). any: best score of any "
                "candidate, invalid ones included; counted: share of generated candidates that are valid and novel; "
                "cosine: mean pairwise cosine within a batch; 4-diverse: the best score 4 counted candidates pairwise "
-               "below cosine 0.7 all reach (mean over the seeds that have 4)" + (f". {note}" if note else ""))
+               "below cosine 0.7 all reach (mean over the seeds that have 4)"
+               + (". Several objectives: best is the worst objective above the reference point; hypervolume: of the "
+                  "counted candidates above it (mean, 95% interval over seeds); guided HV lead: guided minus this "
+                  "method, paired over seeds" if pareto else "") + (f". {note}" if note else ""))
     table = Table(title=f"best score of a valid, novel candidate (mean, 95% interval over seeds; budget {budget})",
                   caption=caption)
-    for column in ("method", "seeds", "evals", "best", "interval", "lead", "any", "counted", "cosine", "4-diverse",
-                   "s/batch"):
+    columns = ("method", "seeds", "evals", "best", "interval", "lead", "any", "counted", "cosine", "4-diverse",
+               "s/batch") + (("hypervolume", "guided HV lead") if pareto else ())
+    for column in columns:
         table.add_column(column, justify="left" if column in ("method", "lead") else "right")
 
     def order(row: dict) -> tuple:
@@ -319,5 +373,6 @@ def _print_table(console: Console, rows: list[dict], budget: Optional[int] = Non
             best, shown = "not compared", "budget not met"
         table.add_row(row["method"], str(len(row["seeds"])), _evaluations(row, budget), best, shown, _lead(row),
                       _fmt(row["best_any"]), _fmt(row["counted_share"], 2), _fmt(row["batch_cosine"], 2),
-                      _fmt(row.get("k_diverse_best")), _fmt(row["seconds_per_batch"], 2))
+                      _fmt(row.get("k_diverse_best")), _fmt(row["seconds_per_batch"], 2),
+                      *(table_columns(row) if pareto else ()))
     console.print(table)

@@ -15,7 +15,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-ACQUISITIONS = ("ucb", "logei", "qlognei", "mean", "thompson")
+# qlognehvi: the hypervolume acquisition of a search with several objectives (`search.pareto_gp`).
+ACQUISITIONS = ("ucb", "logei", "qlognei", "mean", "thompson", "qlognehvi")
 UCB_BETA = 2.0  # UCB = mean + sqrt(beta) * sigma
 SCORE_UNITS = ("ucb", "mean", "thompson")  # acquisitions in the objective's units (the log-EIs are not)
 
@@ -127,11 +128,16 @@ def make_acquisition(name: str, surrogate: Surrogate):
     """A BoTorch acquisition on `surrogate` taking GP inputs `[b, q, d]` -> `[b]`.
 
     `ucb`: mean + sqrt(2) sigma; `logei`: log expected improvement over the best score; `qlognei`: log
-    noisy EI (the scored points as baseline); `mean`: the posterior mean (pure exploitation).
+    noisy EI (the scored points as baseline); `mean`: the posterior mean (pure exploitation); `qlognehvi`: log
+    noisy expected hypervolume improvement, for a `pareto_gp.ParetoSurrogate` (several objectives).
     (`thompson` is not an acquisition function: see `ThompsonGuide`.)"""
     from botorch.acquisition import (LogExpectedImprovement, PosteriorMean, UpperConfidenceBound,
                                      qLogNoisyExpectedImprovement)
 
+    if name == "qlognehvi":
+        from scaleflow.search.pareto_gp import hypervolume_acquisition  # (it imports this module)
+
+        return hypervolume_acquisition(surrogate)
     model = surrogate.model
     if name == "ucb":
         return UpperConfidenceBound(model, beta=UCB_BETA)

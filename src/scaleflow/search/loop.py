@@ -32,6 +32,7 @@ from scaleflow.search.constraints import measure_constraints
 from scaleflow.search.judge import best_counted
 from scaleflow.search.methods.base import History, Proposal, SearchMethod, noise_seed
 from scaleflow.search.methods.real_rows import random_rows
+from scaleflow.search.pareto import ParetoObjective, chebyshev, initial_scores
 from scaleflow.search.problem import SearchProblem
 from scaleflow.search.report import INITIAL, SEARCH_FILE, whole_batches
 from scaleflow.search.report import counts as record_counts
@@ -103,7 +104,8 @@ def read_history(store: Ledger, method: str, seed: int, dim: int) -> History:
                        torch.tensor([r["score"] for r in batch], dtype=torch.float64),
                        torch.tensor([record_counts(r) for r in batch]),
                        [r.get("pool_row") for r in batch], step, batch[0]["proposed_by"],
-                       torch.tensor([r.get("constraint_values", []) for r in batch], dtype=torch.float64))
+                       torch.tensor([r.get("constraint_values", []) for r in batch], dtype=torch.float64),
+                       torch.tensor([r.get("scores", []) for r in batch], dtype=torch.float64))
     return history
 
 
@@ -201,16 +203,31 @@ def _search(problem: SearchProblem, method: SearchMethod, budget: int, batch: in
         fields, counts = judge_batch(problem, proposal)  # before the objective: a failure here costs no call of it
         # ObjectiveError: every earlier batch is on disk.
         texts = candidate_texts(problem, proposal, fields)
-        scores = objective(proposal.x, texts)
+        scores, vectors = score_batch(objective, history, proposal.x, texts, fields)
         constraint_values, counts = apply_constraints(problem, proposal, texts, fields, counts)
         records = batch_records(fields, counts, objective.name, method.name, seed, step, len(history), proposal, scores,
                                 took, proposed_by, best)
         store.append_many(records)  # at once: a kill before this line ends pays this batch's objective again
-        history.extend(proposal.x, scores, counts, proposal.pool_rows, step, proposed_by, constraint_values)
+        history.extend(proposal.x, scores, counts, proposal.pool_rows, step, proposed_by, constraint_values, vectors)
         best = records[-1]["best_so_far"]
         if progress is not None:
             progress(method.name, seed, len(history), budget, best)
     return SearchOutcome(method.name, seed, history, best_counted(history.y, history.counts), seconds)
+
+
+def score_batch(objective, history: History, x: torch.Tensor, texts: Optional[list],
+                fields: list[dict]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Score a batch `x: [N, D]`: the scores `[N]`, and with several objectives (a `pareto.ParetoObjective`) their
+    vectors `[N, M]`, whose worst objective above the reference point is the score (`pareto.chebyshev`); the
+    vectors and the reference point go into the records' fields (`scores`, `ref_point`)."""
+    if not isinstance(objective, ParetoObjective):
+        return objective(x, texts), None
+    vectors = objective(x, texts)
+    ref_point = objective.reference_point(initial_scores(history, vectors))
+    for i, f in enumerate(fields):
+        f["scores"] = [float(v) for v in vectors[i]]
+        f["ref_point"] = [float(v) for v in ref_point]
+    return chebyshev(vectors, ref_point), vectors
 
 
 def apply_constraints(problem: SearchProblem, proposal: Proposal, texts: Optional[list], fields: list[dict],

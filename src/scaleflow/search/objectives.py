@@ -30,7 +30,7 @@ def load_objective(spec: str, option: str = "--objective") -> Callable:
     errors name `option`, the flag the user gave it with."""
     module_name, sep, function = spec.rpartition(":")
     if not sep or not module_name or not function:
-        builtins = " (or a built-in: target, category)" if option == "--objective" else ""
+        builtins = " (or a built-in: target, category, two-category)" if option == "--objective" else ""
         raise ObjectiveError(f"{option} {spec!r}: expected MODULE:FUNCTION or path/to/file.py:FUNCTION{builtins}")
     try:
         if module_name.endswith(".py"):

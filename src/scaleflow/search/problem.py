@@ -14,6 +14,10 @@ Rows of the run's data play three parts (all in the original embedding space):
   to target i of the chosen set (cycling when there are more seeds than targets). Every target of both
   sets is removed from the pool and from the rows that set the validity threshold, so no part of the
   judge or of the initial design has seen a target, whichever set is searched.
+
+Several objectives (`search.pareto`): a list of 2 to 4 `MODULE:FUNCTION` specs, or the built-in
+`two-category` (two WordNet categories' probabilities, `search.category`; its pairs are split into `dev` and
+`test` as targets are, and seed i takes pair i of the set).
 """
 from __future__ import annotations
 
@@ -27,8 +31,10 @@ from scaleflow.search.judge import CandidateJudge
 from scaleflow.search.log_density import log_density
 from scaleflow.search.text_hooks import TextHooks
 from scaleflow.search.objectives import Objective, ObjectiveError, cosine_to, load_objective
+from scaleflow.search.pareto import ParetoObjective
 
-BUILTIN_OBJECTIVES = ("target", "category")
+BUILTIN_OBJECTIVES = ("target", "category", "two-category")
+TWO_CATEGORY = "two-category"  # the built-in problem with two objectives
 TARGET_SETS = ("dev", "test")
 N_DEV_TARGETS, N_TEST_TARGETS = 5, 10
 TARGET_SPLIT_SEED = 0  # the one split of the targets: never varied, so dev and test never mix
@@ -149,19 +155,25 @@ def split_targets(held_out: Tensor, judge: CandidateJudge, n_dev: int = N_DEV_TA
     return TargetSplit(order[:n_dev].sort().values, order[n_dev:].sort().values)
 
 
-def build_problem(run, objective: str = "target", category: str = DEFAULT_CATEGORY,
+def build_problem(run, objective: str | list[str] = "target", category: str = DEFAULT_CATEGORY,
                   timeout: Optional[float] = None, targets: str = "test",
                   hooks: Optional[TextHooks] = None, min_log_density: Optional[float] = None,
-                  constraints: Optional[list] = None) -> SearchProblem:
+                  constraints: Optional[list] = None, ref_point: Optional[list[float]] = None) -> SearchProblem:
     """The search problem over `run` (a loaded `Run`) for `objective`: "target", "category", "external" (scores
     told from outside, `search.ask_tell`) or a `MODULE:FUNCTION` / `file.py:FUNCTION` spec (see
-    `objectives.load_objective`). `targets` picks the
-    target set of the `target` objective: "test" (report on it) or "dev" (tune on it). Its `notes` hold
+    `objectives.load_objective`), or several (a list of 2 to 4 specs, or "two-category": a Pareto search,
+    `search.pareto`; `ref_point` fixes the reference point of a list). `targets` picks the
+    target set of the `target` objective (and the pair set of `two-category`): "test" (report on it) or "dev"
+    (tune on it). Its `notes` hold
     what the records are read against: the real held-out rows' log-density quantiles, and the objective's
     facts (for `target`: the set, its rows, the rows of both sets)."""
     if targets not in TARGET_SETS:
         raise ValueError(f"target set {targets!r}: choose {' or '.join(TARGET_SETS)}")
-    problem = _build_problem(run, objective, category, timeout, targets)
+    objectives = [objective] if isinstance(objective, str) else list(objective)
+    if len(objectives) > 1:
+        problem = _pareto_problem(run, objectives, timeout, ref_point)
+    else:
+        problem = _build_problem(run, objectives[0], category, timeout, targets)
     if hooks is not None:
         problem.hooks = hooks
     problem.min_log_density = min_log_density
@@ -172,14 +184,31 @@ def build_problem(run, objective: str = "target", category: str = DEFAULT_CATEGO
     return problem
 
 
-def _build_problem(run, objective: str, category: str, timeout: Optional[float], target_set: str) -> SearchProblem:
+def _rows(run) -> tuple[Tensor, Tensor, Optional[list[str]], Optional[list[str]], CandidateJudge]:
+    """The reference rows and held-out rows of `run` (original space), their texts, and the judge."""
     data = run.data()
     standardizer = data.standardizer
     reference = standardizer.inverse_transform(data.train).float()
     held_out = standardizer.inverse_transform(torch.cat([data.val, data.test])).float()
     texts = data.texts_of("train")
     held_texts = None if data.texts is None else data.texts_of("val") + data.texts_of("test")
-    judge = CandidateJudge(reference, held_out)
+    return reference, held_out, texts, held_texts, CandidateJudge(reference, held_out)
+
+
+def _pareto_problem(run, specs: list[str], timeout: Optional[float], ref_point: Optional[list[float]]) -> SearchProblem:
+    """A search of several `MODULE:FUNCTION` objectives (each loaded once)."""
+    reference, held_out, texts, held_texts, judge = _rows(run)
+    functions = [load_objective(spec) for spec in specs]
+    objective = ParetoObjective([Objective(fn, spec, timeout) for fn, spec in zip(functions, specs)], ref_point)
+    notes = {"objectives": specs, "ref_point": ref_point,
+             "ref_point_rule": "fixed (--ref-point)" if ref_point is not None else
+             "per seed, each objective's least score over the seed's initial design (recorded as ref_point)"}
+    return SearchProblem(run, reference, held_out, texts, held_texts, judge, objective.name, lambda seed: objective,
+                         notes=notes)
+
+
+def _build_problem(run, objective: str, category: str, timeout: Optional[float], target_set: str) -> SearchProblem:
+    reference, held_out, texts, held_texts, judge = _rows(run)
 
     if objective == "target":
         # Targets are chosen by the judge of every held-out row; then every target of both sets leaves the
@@ -196,7 +225,7 @@ def _build_problem(run, objective: str, category: str, timeout: Optional[float],
         best_reference = (torch.nn.functional.normalize(targets, dim=1) @ unit_reference.T).max(1).values
         best_pool = (torch.nn.functional.normalize(targets, dim=1)
                      @ torch.nn.functional.normalize(pool, dim=1).T).max(1).values
-        file_rows = [int(i) for i in data.splits.val] + [int(i) for i in data.splits.test]
+        file_rows = [int(i) for i in run.splits.val] + [int(i) for i in run.splits.test]
         notes = {"target_set": target_set,
                  "target_file_rows": [file_rows[int(i)] for i in chosen],
                  "target_sets_file_rows": {name: [file_rows[int(i)] for i in split.of(name)] for name in TARGET_SETS},
@@ -221,6 +250,13 @@ def _build_problem(run, objective: str, category: str, timeout: Optional[float],
         make_category, notes = category_objective(run, held_out, category, timeout)
         return SearchProblem(run, reference, held_out, texts, held_texts, judge, f"category:{category}",
                              lambda seed: make_category, notes=notes)
+
+    if objective == TWO_CATEGORY:
+        from scaleflow.search.category import two_category_objective  # trains a classifier: only when asked
+
+        make_pair, notes = two_category_objective(run, held_out, target_set, timeout)
+        return SearchProblem(run, reference, held_out, texts, held_texts, judge, TWO_CATEGORY, make_pair, notes=notes,
+                             target_set=target_set)
 
     if objective == "external":  # ask/tell: scores come from outside the process (`search.ask_tell`)
         def told(x, texts=None):

@@ -6,7 +6,8 @@ Two rules make the numbers comparable. The budget: a method is reported only whe
 scored exactly the search's budget of candidates (`search.json`); one with fewer or more is marked
 (`budget_complete: false`, its evaluations per seed) and left out of every comparison. The pairing: all
 methods of a seed share its target and its initial rows, so a lead is the paired t interval of the
-per-seed differences (`stats.seed_difference`), not Welch's."""
+per-seed differences (`stats.seed_difference`), not Welch's. A search with several objectives adds each
+method's hypervolume and guided's lead in it, and the front as a figure (`search.pareto_report`)."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -18,6 +19,7 @@ import numpy as np
 
 from scaleflow.evaluation.plots import new_figure, save_figure
 from scaleflow.files import read_json, write_json
+from scaleflow.search.pareto_report import add_hypervolumes, is_pareto, plot_pareto_front
 from scaleflow.stats.intervals import mean_interval, seed_difference
 from scaleflow.storage.ledger import Ledger
 
@@ -139,7 +141,8 @@ def search_budget(folder: Path, searches: dict[tuple[str, int], list[dict]]) -> 
 
 
 def summarize_search(folder: str | Path, budget: Optional[int] = None) -> SearchSummary:
-    """Read `folder/search.jsonl`; write `summary.json`, `best.json` and `figures/best_so_far.png`.
+    """Read `folder/search.jsonl`; write `summary.json`, `best.json` and `figures/best_so_far.png` (with several
+    objectives also `figures/pareto_front.png`, and hypervolumes in `summary.json`).
 
     `budget`: evaluations every seed of a reported method must have (default: `search_budget`)."""
     folder = Path(folder)
@@ -174,20 +177,25 @@ def summarize_search(folder: str | Path, budget: Optional[int] = None) -> Search
         })
         counted = sorted((r for records in seeds.values() for r in records if counts(r)),
                          key=lambda r: -r["score"])[:5]
-        best_candidates[method] = [{k: r[k] for k in ("seed", "index", "score", "nearest_cosine", "nearest_texts",
-                                                      "pool_row", "text", "text_is", "roundtrip_cosine") if k in r}
+        best_candidates[method] = [{k: r[k] for k in ("seed", "index", "score", "scores", "nearest_cosine",
+                                                      "nearest_texts", "pool_row", "text", "text_is",
+                                                      "roundtrip_cosine") if k in r}
                                    for r in counted]
     _leads(rows)
+    pareto = is_pareto(next(iter(searches.values()), []))
+    facts = add_hypervolumes(rows, by_method, counts) if pareto else {}
     write_json(folder / "summary.json", {
         "budget": budget, "budget_source": source,
         "rules": "a method is reported only when every seed scored exactly the budget's candidates; leads are "
                  "over the best other reported method, t intervals of per-seed differences (paired: every method "
                  "of a seed shares its target and initial rows), Welch where fewer than 2 seeds are shared",
-        "methods": rows})
+        **({"pareto": facts} if pareto else {}), "methods": rows})
     write_json(folder / "best.json", best_candidates)
     written = [folder / "summary.json", folder / "best.json"]
     if searches:
         written.append(plot_best_so_far(by_method, folder / "figures" / "best_so_far.png"))
+    if pareto:
+        written.append(plot_pareto_front(by_method, counts, folder / "figures" / "pareto_front.png"))
     return SearchSummary(rows, written, budget, source)
 
 

@@ -22,6 +22,8 @@ class History:
         steps: per candidate, the step (batch) that proposed it; 0 is the initial design.
         methods: per candidate, the method that proposed it ("initial" for the initial design).
         constraints: `[m, C]` float64 measured values of the problem's C outcome constraints (C = 0: none).
+        objectives: `[m, M]` float64 score vectors of a search with M >= 2 objectives (`search.pareto`; M = 0:
+            one objective, whose scores are `y`); then `y` is their worst-objective score.
     """
 
     x: Tensor
@@ -31,6 +33,7 @@ class History:
     steps: list[int] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
     constraints: Optional[Tensor] = None
+    objectives: Optional[Tensor] = None
 
     @classmethod
     def empty(cls, dim: int) -> "History":
@@ -40,12 +43,9 @@ class History:
         return int(self.x.shape[0])
 
     def extend(self, x: Tensor, y: Tensor, counts: Tensor, pool_rows: list[Optional[int]], step: int,
-               method: str, constraints: Optional[Tensor] = None) -> None:
-        values = torch.zeros(len(x), 0, dtype=torch.float64) if constraints is None else constraints.double().cpu()
-        if self.constraints is None or len(self) == 0:  # the first batch sets the number of constraints
-            self.constraints = values
-        else:
-            self.constraints = torch.cat([self.constraints, values])
+               method: str, constraints: Optional[Tensor] = None, objectives: Optional[Tensor] = None) -> None:
+        self.constraints = _columns(self.constraints, constraints, len(x), len(self))
+        self.objectives = _columns(self.objectives, objectives, len(x), len(self))
         self.x = torch.cat([self.x, x.detach().float().cpu()])
         self.y = torch.cat([self.y, y.detach().double().cpu()])
         self.counts = torch.cat([self.counts, counts.detach().bool().cpu()])
@@ -60,6 +60,14 @@ class History:
     def n_steps(self) -> int:
         """Steps recorded so far (the initial design is step 0)."""
         return (max(self.steps) + 1) if self.steps else 0
+
+
+def _columns(kept: Optional[Tensor], new: Optional[Tensor], n: int, before: int) -> Tensor:
+    """`kept: [m, K]` with the batch's `new: [n, K]` appended (None: K = 0); the first batch sets K."""
+    values = torch.zeros(n, 0, dtype=torch.float64) if new is None else new.detach().double().cpu()
+    if kept is None or before == 0:
+        return values
+    return torch.cat([kept, values])
 
 
 @dataclass

@@ -17,6 +17,8 @@ from scaleflow.search.gp import (ACQUISITIONS, Projection, Surrogate, acquisitio
 from scaleflow.search.guidance import DiversityGuide, GuidanceConfig, GuidedVelocity
 from scaleflow.search.methods.base import History, Proposal, noise_seed, register
 from scaleflow.search.methods.common import OVERSAMPLE, diverse_counted_first, filter_info
+from scaleflow.search.pareto import initial_scores
+from scaleflow.search.pareto_gp import PARETO_ACQUISITION, fit_pareto_gp
 
 DEFAULT_SOLVER, DEFAULT_STEPS = "euler", 20
 # The guided search's own settings, chosen on the built-in `target` objective (README, "Guided search"): a
@@ -90,7 +92,8 @@ class FilteredPrior:
         self._hyperparameters: dict = {}
 
     def propose(self, problem, history: History, n: int, seed: int, step: int) -> Proposal:
-        surrogate = _fit_surrogate(problem, history, self.pca, self.refit_every, self._hyperparameters)
+        surrogate = _fit_surrogate(problem, history, self.pca, self.refit_every, self._hyperparameters,
+                                   self.acquisition, seed)
         draws = n * self.oversample
         batch = generate(problem.run.velocity, draws, problem.dim, self.solver, self.steps, noise_seed(seed, step),
                          batch_size=draws, noise_scale=self.noise_scale)
@@ -100,14 +103,22 @@ class FilteredPrior:
 
 
 def _fit_surrogate(problem, history: History, pca: int | None, refit_every: int = 1,
-                   cache: Optional[dict] = None):
-    """The GP on everything scored, on the top-`pca` principal directions of the training rows if asked.
+                   cache: Optional[dict] = None, acquisition: str = "ucb", seed: int = 0):
+    """The GP on everything scored, on the top-`pca` principal directions of the training rows if asked; for
+    acquisition "qlognehvi", one GP per objective of a Pareto search (`pareto_gp`, fitted every step) with the
+    seed's reference point (`problem.objective(seed)`, a `pareto.ParetoObjective`).
 
     `refit_every` k > 1: the hyperparameters are fitted at steps 1, 1 + k, 1 + 2k, ... on what was scored
     before them, and the steps between condition a GP with those on everything scored (no fit: the fit is
     most of a batch's time). The anchor fit is a pure function of the history, so a resumed search recomputes
     it (once; `cache` keeps it between steps of one process) and proposes what an uninterrupted one did."""
     projection = Projection.fit(problem.reference, pca) if pca else None
+    if acquisition == PARETO_ACQUISITION:
+        objective = problem.objective(seed)
+        if not hasattr(objective, "reference_point"):
+            raise ValueError(f"acquisition {PARETO_ACQUISITION} needs several objectives (repeat --objective)")
+        ref_point = objective.reference_point(initial_scores(history))
+        return fit_pareto_gp(history.x, history.objectives, ref_point, projection)
     step = history.n_steps
     if refit_every <= 1 or step <= 1:
         return fit_gp(history.x, history.y, projection)
@@ -145,7 +156,9 @@ class GuidedPrior:
 
     Attributes:
         acquisition: the guide: "ucb" (default), "logei", "qlognei", "mean", or "thompson" (each row of the
-            batch follows its own GP posterior sample, which keeps a batch diverse).
+            batch follows its own GP posterior sample, which keeps a batch diverse); with several objectives
+            "qlognehvi" (the hypervolume gain, one GP per objective: `search.pareto_gp`; the others then act on
+            the worst-objective score).
         guidance: the knobs (`GuidanceConfig`).
         pca: GP on the top-`pca` principal directions of the prior's training rows (None: the full space).
         oversample: candidates drawn per candidate scored.
@@ -175,7 +188,8 @@ class GuidedPrior:
         self._hyperparameters: dict = {}
 
     def propose(self, problem, history: History, n: int, seed: int, step: int) -> Proposal:
-        surrogate = _fit_surrogate(problem, history, self.pca, self.refit_every, self._hyperparameters)
+        surrogate = _fit_surrogate(problem, history, self.pca, self.refit_every, self._hyperparameters,
+                                   self.acquisition, seed)
         draws = n * self.oversample
         guide = make_guide(surrogate, self.acquisition, draws, seed=noise_seed(seed, step))
         constrained = getattr(problem, "constraints", None)
