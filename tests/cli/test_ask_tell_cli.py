@@ -54,3 +54,35 @@ def test_ask_refusals(text_run, cli, user_error, tmp_path):
     user_error(cli(["optimize", "tell", tmp_path / "none", tmp_path / "x.csv"]), "no ask/tell search here")
     help_text = cli(["optimize", "ask", "--help"])
     assert help_text.exit_code == 0 and "asking again before" in " ".join(help_text.output.split())
+
+
+def test_constraints_measured_outside_are_told_as_columns(text_run, cli, user_error, tmp_path):
+    folder, batch = tmp_path / "search", tmp_path / "batch.csv"
+    user_error(cli(["optimize", "ask", folder, "--run", text_run, "--constraint", "my.py:tox<=0.2"]),
+               "--constraint", "NAME>=VALUE")
+    result = cli(["optimize", "ask", folder, "--run", text_run, "--method", "prior", "--n", "4", "--out", batch,
+                  "--constraint", "toxicity<=0.2", "--constraint", "length>=3"])
+    assert result.exit_code == 0, result.output
+    assert "columns id, score, toxicity, length" in " ".join(result.output.split())
+    assert json.loads((folder / "search.json").read_text())["constraints"] == ["toxicity<=0.2", "length>=3"]
+    ids = _ids(batch)
+    scores = tmp_path / "scores.csv"
+    scores.write_text("id,score,toxicity\n" + "".join(f"{i},0.5,0.1\n" for i in ids))
+    user_error(cli(["optimize", "tell", folder, scores]), "no value of the constraint length")
+    scores.write_text("id,score,toxicity,length\n" + "".join(f"{i},0.5,0.1,x\n" for i in ids))
+    user_error(cli(["optimize", "tell", folder, scores]), "length of s0-b0-0: 'x' is not a finite number")
+    assert not (folder / "search.jsonl").exists() or (folder / "search.jsonl").read_text() == ""
+    # Candidate 1 is too toxic, candidate 2 too short: neither counts, whatever it scored.
+    rows = [(0.1, 0.1, 5), (0.9, 0.5, 5), (0.8, 0.0, 2), (0.2, 0.2, 3)]
+    scores.write_text("id,score,toxicity,length\n" + "".join(f"{i},{s},{t},{n}\n" for i, (s, t, n) in zip(ids, rows)))
+    assert cli(["optimize", "tell", folder, scores]).exit_code == 0
+    records = [json.loads(line) for line in (folder / "search.jsonl").read_text().splitlines()]
+    assert [r["constraint_values"] for r in records] == [[t, n] for _, t, n in rows]
+    assert [r["constraints_ok"] for r in records] == [True, False, False, True]
+    counted = [r["score"] for r in records if r["valid"] and r["novel"] and r["constraints_ok"]]
+    assert records[-1]["best_so_far"] == (max(counted) if counted else None)
+    jsonl = tmp_path / "scores.jsonl"
+    assert cli(["optimize", "ask", folder, "--n", "4", "--out", batch]).exit_code == 0
+    jsonl.write_text("".join(json.dumps({"id": i, "score": 0.3, "toxicity": 0.0, "length": 4}) + "\n"
+                             for i in _ids(batch)))
+    assert cli(["optimize", "tell", folder, jsonl]).exit_code == 0

@@ -87,3 +87,51 @@ def test_build_method_reads_folder_settings():
     assert type(build_method("prior", {})) is METHODS["prior"]
     with pytest.raises(ValueError, match="unknown method"):
         build_method("annealing", {})
+
+
+def test_told_constraints_give_the_records_of_measured_ones(make_problem, tmp_path):
+    """A constraint measured outside and told with the scores records, counts and steers guided exactly as the
+    same constraint measured in the loop."""
+    from scaleflow.search.constraints import Constraint, parse_told_constraint
+    from scaleflow.search.objectives import Objective
+
+    def first_coordinate(x):
+        return x[:, 0].double()
+
+    measured = make_problem()
+    measured.constraints = [Constraint(Objective(first_coordinate, "first"), "<=", float(measured.pool[:, 0].median()))]
+    told = make_problem()
+    told.constraints = [parse_told_constraint(f"first<={measured.constraints[0].bound}")]
+    run_search(measured, build_method("guided", {}), 24, 8, 0, tmp_path / "loop")
+    search = Search(told, build_method("guided", {}), tmp_path / "asked", objective_name="t")
+    score = scores_for(told, 0)
+    for _ in range(3):
+        batch = search.ask(8)
+        x = [c["embedding"] for c in batch]
+        values = score(x)
+        firsts = first_coordinate(torch.tensor(x))
+        search.tell({c["id"]: float(v) for c, v in zip(batch, values)},
+                    {c["id"]: [float(f)] for c, f in zip(batch, firsts)})
+    loop, asked = (search_ledger(tmp_path / name).records() for name in ("loop", "asked"))
+    keys = SAME + ("constraint_values", "constraints_ok")
+    assert [{k: r[k] for k in keys} for r in loop] == [{k: r[k] for k in keys} for r in asked]
+    assert 0 < sum(r["constraints_ok"] for r in asked) < 24  # the bound splits the candidates
+
+
+def test_told_constraint_values_are_checked(make_problem, tmp_path):
+    from scaleflow.search.constraints import parse_told_constraint
+
+    problem = make_problem()
+    problem.constraints = [parse_told_constraint("tox<=0.5")]
+    search = Search(problem, build_method("prior", {}), tmp_path)
+    batch = search.ask(4)
+    scores = {c["id"]: 0.1 for c in batch}
+    with pytest.raises(TellError, match="needs a value of each constraint"):
+        search.tell(scores)
+    with pytest.raises(TellError, match="tox of s0-b0-0: nan is not a finite number"):
+        search.tell(scores, {c["id"]: [math.nan] for c in batch})
+    assert search_ledger(tmp_path).records() == []
+    plain = Search(make_problem(), build_method("prior", {}), tmp_path / "plain")
+    plain_batch = plain.ask(4)
+    with pytest.raises(TellError, match="no constraints"):
+        plain.tell({c["id"]: 0.1 for c in plain_batch}, {c["id"]: [0.0] for c in plain_batch})

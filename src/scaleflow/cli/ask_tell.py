@@ -20,6 +20,7 @@ from scaleflow.search.gp import ACQUISITIONS
 from scaleflow.search.judge import JUDGE_VERSION
 from scaleflow.search.loop import check_search_folder, search_folder_lock
 from scaleflow.search.methods import METHODS, build_method
+from scaleflow.search.constraints import parse_told_constraint
 from scaleflow.search.methods.prior import SEARCH_MAX_BATCH_COSINE, SEARCH_OVERSAMPLE
 from scaleflow.search.problem import build_problem
 from scaleflow.search.report import SETTINGS_FILE
@@ -62,8 +63,17 @@ def _open(folder: Path, settings: dict) -> Search:
     run = load_run(settings["run"])
     hooks = load_hooks(settings.get("decoder"), settings.get("encoder"), settings.get("min_roundtrip"),
                        dim=run.info["input_dim"])
-    problem = build_problem(run, EXTERNAL, hooks=hooks, min_log_density=settings.get("min_log_density"))
+    problem = build_problem(run, EXTERNAL, hooks=hooks, min_log_density=settings.get("min_log_density"),
+                            constraints=_told_constraints(settings))
     return Search(problem, build_method(settings["method"], settings), folder, settings["seed"], settings["initial"])
+
+
+def _told_constraints(settings: dict) -> list:
+    """The folder's outcome constraints, measured outside and told with the scores (`--constraint NAME>=V`)."""
+    try:
+        return [parse_told_constraint(text) for text in settings.get("constraints") or []]
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _write_batch(batch: list[dict], out: Path) -> None:
@@ -92,6 +102,10 @@ def optimize_ask(
     max_batch_cosine: Optional[float] = typer.Option(None, "--max-batch-cosine", help="the filter's spread: a "
                                                      "candidate only below this cosine to the batch's better ones "
                                                      f"(first ask; default {SEARCH_MAX_BATCH_COSINE:g}; 1: none)"),
+    constraint: list[str] = typer.Option([], "--constraint", help="NAME>=VALUE or NAME<=VALUE (repeatable; first "
+                                         "ask): an outcome you measure with the score and tell as a column NAME of "
+                                         "the scores file; a candidate that violates one does not count, and guided "
+                                         "models it with a GP of its own"),
     decoder: Optional[str] = typer.Option(None, "--decoder", help=DECODER_HELP),
     encoder: Optional[str] = typer.Option(None, "--encoder", help=ENCODER_HELP),
     min_roundtrip: Optional[float] = typer.Option(None, "--min-roundtrip", help=ROUNDTRIP_HELP),
@@ -111,8 +125,13 @@ def optimize_ask(
                           "acquisition is for `scaleflow optimize` with several --objective")
     if max_batch_cosine is not None and not -1 < max_batch_cosine <= 1:
         raise ConfigError(f"--max-batch-cosine must be in (-1, 1] (1: no spread); got {max_batch_cosine}")
+    try:
+        told = [parse_told_constraint(text) for text in constraint]
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     check_search_folder(folder)
     settings = _settings(folder, {"run": str(run) if run else None, "method": method, "seed": seed,
+                                  "constraints": [c.describe() for c in told] or None,
                                   "initial": initial, "acquisition": acquisition, "oversample": oversample,
                                   "max_batch_cosine": max_batch_cosine,
                                   "decoder": decoder, "encoder": encoder, "min_roundtrip": min_roundtrip,
@@ -132,24 +151,33 @@ def optimize_ask(
         table.add_row(c["id"], "yes" if c["counts"] else "no", f"{kind}{c['text'] or '-'}")
     console = Console(stderr=True)
     Console().print(table)
+    columns = ["id", "score"] + [c.name for c in _told_constraints(settings)]
     console.print(f"{'wrote ' + str(out) + '; ' if out else ''}score them, then: scaleflow optimize tell {folder} "
-                  "SCORES.csv (columns id, score; or .jsonl lines {\"id\": ..., \"score\": ...})",
+                  f"SCORES.csv (columns {', '.join(columns)}; or .jsonl lines with those keys)",
                   markup=False, highlight=False, soft_wrap=True)
 
 
-def read_scores(path: Path) -> dict[str, object]:
-    """id -> score from a .csv (header with id and score) or .jsonl file; ConfigError naming the file."""
+def read_scores(path: Path, columns: tuple[str, ...] = ()) -> tuple[dict[str, object], dict[str, list]]:
+    """id -> score from a .csv (header with id and score) or .jsonl file, and id -> the values of `columns` (the
+    told constraints' columns, in order; empty without); ConfigError naming the file."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such scores file")
     scores: dict[str, object] = {}
+    extra: dict[str, list] = {}
 
-    def add(where: str, key, value) -> None:
+    def add(where: str, key, value, row: dict) -> None:
         if key is None or str(key).strip() == "":
             raise ConfigError(f"{path}: {where} has no id")
         key = str(key).strip()
         if key in scores:
             raise ConfigError(f"{path}: {where}: id {key} appears twice")
+        missing = [c for c in columns if c not in row]
+        if missing:
+            raise ConfigError(f"{path}: {where} has no value of the constraint {missing[0]} (a column or key "
+                              f"{missing[0]} for each candidate)")
         scores[key] = value
+        if columns:
+            extra[key] = [row[c] for c in columns]
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -165,25 +193,31 @@ def read_scores(path: Path) -> dict[str, object]:
                 raise ConfigError(f"{path}: line {number} is not JSON") from None
             if not isinstance(item, dict) or "score" not in item:
                 raise ConfigError(f"{path}: line {number} needs an object with id and score")
-            add(f"line {number}", item.get("id"), item["score"])
+            add(f"line {number}", item.get("id"), item["score"], item)
     elif path.suffix == ".csv":
         rows = list(csv.DictReader(text.splitlines()))
         fields = {f.strip().lower() for f in (rows[0].keys() if rows else [])} if rows else set()
         if not {"id", "score"} <= fields:
             raise ConfigError(f"{path}: needs a header with the columns id and score")
         for number, row in enumerate(rows, 2):
-            row = {(k or "").strip().lower(): v for k, v in row.items()}
-            value = (row.get("score") or "").strip()
-            try:
-                number_value: object = float(value)
-            except ValueError:
-                number_value = value
-            add(f"line {number}", row.get("id"), number_value)
+            lowered = {(k or "").strip().lower(): v for k, v in row.items()}
+            # Constraint columns keep their case (they are the names given to --constraint).
+            cells = {**{(k or "").strip(): _number(v) for k, v in row.items() if v is not None}, "id": lowered.get("id")}
+            add(f"line {number}", lowered.get("id"), _number(lowered.get("score")), cells)
     else:
         raise ConfigError(f"{path}: give the scores as .csv (columns id, score) or .jsonl")
     if not scores:
         raise ConfigError(f"{path}: holds no scores")
-    return scores
+    return scores, extra
+
+
+def _number(text: Optional[str]) -> object:
+    """A csv cell as a float where it is one, else the stripped text (refused later, naming the candidate)."""
+    value = (text or "").strip()
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 @user_errors
@@ -194,12 +228,13 @@ def optimize_tell(
     """Record the scores of the pending batch (every candidate of it, once); the next `ask` proposes from them."""
     if not (folder / SETTINGS_FILE).exists():
         raise ConfigError(f"{folder}: no ask/tell search here (start one with scaleflow optimize ask {folder} --run RUN)")
-    values = read_scores(scores)
     check_search_folder(folder)
     settings = _settings(folder, {})
+    names = tuple(c.name for c in _told_constraints(settings))
+    values, measured = read_scores(scores, names)
     search = _open(folder, settings)
     try:
-        records = search.tell(values)
+        records = search.tell(values, measured or None)
     except TellError as err:
         raise ConfigError(f"{scores}: {err}; nothing was recorded") from None
     best, scored = records[-1]["best_so_far"], records[-1]["index"] + 1  # the records carry both

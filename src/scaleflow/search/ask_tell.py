@@ -17,13 +17,14 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import torch
 
 from scaleflow.files import read_json, write_json
 from scaleflow.search.judge import best_counted
-from scaleflow.search.loop import batch_records, judge_batch, next_proposal, read_history, search_folder_lock, search_ledger
+from scaleflow.search.loop import (batch_records, judge_batch, next_proposal, read_history, record_constraints,
+                                   search_folder_lock, search_ledger)
 from scaleflow.search.methods.base import History, Proposal, SearchMethod
 from scaleflow.search.problem import SearchProblem
 from scaleflow.training.config import ConfigError
@@ -127,12 +128,17 @@ class Search:
                 "proposed_by": proposed_by, "seconds": took, "info": proposal.info, "fields": fields,
                 "candidates": candidates, "best_before": best_counted(history.y, history.counts)}
 
-    def tell(self, scores: Mapping[str, float]) -> list[dict]:
+    def tell(self, scores: Mapping[str, float],
+             constraint_values: Optional[Mapping[str, Sequence[float]]] = None) -> list[dict]:
         """Record the pending batch with `scores` (id -> score, one per pending candidate); returns its records.
 
+        A problem with outcome constraints measured outside (`constraints.parse_told_constraint`) needs
+        `constraint_values`: id -> one value per constraint, in the problem's order; a candidate that violates one
+        does not count, and guided models them as the loop does (the records are the loop's for the same values).
+
         Raises:
-            TellError: nothing pending, an id not in the batch, a candidate without a score, or a score that is
-                not a finite number; nothing is recorded and the batch stays pending.
+            TellError: nothing pending, an id not in the batch, a candidate without a score, or a score or
+                constraint value that is not a finite number; nothing is recorded and the batch stays pending.
         """
         with search_folder_lock(self.folder):
             pending = self.pending()
@@ -147,24 +153,46 @@ class Search:
             if missing:
                 raise TellError(f"the pending batch has {len(ids)} candidates; no score for {', '.join(missing[:5])}"
                                 f"{' ...' if len(missing) > 5 else ''} (tell every score of the batch at once)")
-            values = []
-            for i in ids:
-                value = scores[i]
-                try:
-                    number = float(value)
-                except (TypeError, ValueError):
-                    number = math.nan
-                if isinstance(value, bool) or not math.isfinite(number):
-                    raise TellError(f"score of {i}: {value!r} is not a finite number")
-                values.append(number)
+            values = [_finite(scores[i], f"score of {i}") for i in ids]
+            measured = self._constraint_values(ids, constraint_values)
             candidates = pending["candidates"]
             x = torch.tensor([c["embedding"] for c in candidates], dtype=torch.float32)
             proposal = Proposal(x, [c["pool_row"] for c in candidates], pending["info"])
             fields = pending["fields"]
             counts = torch.tensor([c["counts"] for c in candidates])
+            if measured is not None:
+                counts = record_constraints(self.problem.constraints, measured, fields, counts)
             records = batch_records(fields, counts, self.objective_name, self.method.name, self.seed, pending["step"],
                                pending["start"], proposal, torch.tensor(values, dtype=torch.float64),
                                pending["seconds"], pending["proposed_by"], pending["best_before"])
             search_ledger(self.folder).append_many(records)
             self.pending_path.unlink()  # after the records: a kill in between is noticed by `pending` (never twice)
             return records
+
+    def _constraint_values(self, ids: list[str],
+                           told: Optional[Mapping[str, Sequence[float]]]) -> Optional[torch.Tensor]:
+        """`[N, C]` the told constraint values of the batch `ids` (None without constraints); TellError otherwise."""
+        constraints = self.problem.constraints
+        if not constraints:
+            if told:
+                raise TellError("this search has no constraints; tell only scores")
+            return None
+        names = ", ".join(c.name for c in constraints)
+        rows = []
+        for i in ids:
+            row = (told or {}).get(i)
+            if row is None or len(row) != len(constraints):
+                raise TellError(f"{i}: needs a value of each constraint ({names})")
+            rows.append([_finite(v, f"{c.name} of {i}") for v, c in zip(row, constraints)])
+        return torch.tensor(rows, dtype=torch.float64)
+
+
+def _finite(value: object, what: str) -> float:
+    """`value` as a float; TellError naming `what` when it is not a finite number (a bool is not one)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise TellError(f"{what}: {value!r} is not a finite number")
+    return number

@@ -60,13 +60,45 @@ def parse_constraint(text: str, timeout: Optional[float] = None) -> Constraint:
     return Constraint(Objective(load_objective(spec, option="--constraint"), spec, timeout), match["sense"], bound)
 
 
+TOLD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+def parse_told_constraint(text: str) -> Constraint:
+    """`"toxicity<=0.2"` -> a `Constraint` whose values are measured outside the process and told with the scores
+    (ask/tell: a column `toxicity` of the scores file). Its measure cannot be called.
+
+    Raises:
+        ValueError: not NAME>=VALUE or NAME<=VALUE with NAME a plain column name (one line naming --constraint).
+    """
+    match = SPEC.match(text)
+    if match is None or not TOLD_NAME.match(match["function"]) or match["function"] in ("id", "score"):
+        raise ValueError(f"--constraint {text!r}: expected NAME>=VALUE or NAME<=VALUE, NAME a column of the scores "
+                         "file other than id and score (letters, digits, _ . -)")
+    try:
+        bound = float(match["bound"])
+    except ValueError:
+        raise ValueError(f"--constraint {text!r}: {match['bound']!r} is not a number") from None
+    name = match["function"]
+
+    def told(x: Tensor) -> Tensor:
+        raise RuntimeError(f"constraint {name} is measured outside the process: tell its values with the scores")
+
+    return Constraint(Objective(told, name), match["sense"], bound)
+
+
+def all_hold(constraints: list[Constraint], values: Tensor) -> Tensor:
+    """`[N]` bool: whether every constraint holds for its measured values `values: [N, C]`."""
+    if not constraints:
+        return torch.ones(len(values), dtype=torch.bool)
+    return torch.stack([c.holds(values[:, j]) for j, c in enumerate(constraints)], dim=1).all(1)
+
+
 def measure_constraints(constraints: list[Constraint], x: Tensor, texts: Optional[list]) -> tuple[Tensor, Tensor]:
     """`[N, C]` float64 values of every constraint at `x: [N, D]`, and `[N]` bool whether all hold."""
     if not constraints:
         return torch.zeros(len(x), 0, dtype=torch.float64), torch.ones(len(x), dtype=torch.bool)
     values = torch.stack([c.measure(x, texts) for c in constraints], dim=1)
-    ok = torch.stack([c.holds(values[:, j]) for j, c in enumerate(constraints)], dim=1).all(1)
-    return values, ok
+    return values, all_hold(constraints, values)
 
 
 class FeasibilityGuide:

@@ -28,7 +28,7 @@ from typing import Callable, ContextManager, Optional
 
 import torch
 
-from scaleflow.search.constraints import measure_constraints
+from scaleflow.search.constraints import all_hold, measure_constraints
 from scaleflow.search.judge import best_counted
 from scaleflow.search.methods.base import History, Proposal, SearchMethod, noise_seed
 from scaleflow.search.methods.real_rows import random_rows
@@ -237,11 +237,19 @@ def apply_constraints(problem: SearchProblem, proposal: Proposal, texts: Optiona
     count. Returns the values `[N, C]` (None without constraints) and the counts."""
     if not problem.constraints:
         return None, counts
-    values, ok = measure_constraints(problem.constraints, proposal.x, texts)
+    values, _ = measure_constraints(problem.constraints, proposal.x, texts)
+    return values, record_constraints(problem.constraints, values, fields, counts)
+
+
+def record_constraints(constraints: list, values: torch.Tensor, fields: list[dict], counts: torch.Tensor) -> torch.Tensor:
+    """Put measured constraint values `values: [N, C]` into a batch's record fields (`constraint_values`,
+    `constraints_ok`) and return the counts `[N]` without the candidates that violate one (the loop measures
+    them; ask/tell is told them)."""
+    ok = all_hold(constraints, values)
     for i, f in enumerate(fields):
         f["constraint_values"] = [float(v) for v in values[i]]
         f["constraints_ok"] = bool(ok[i])
-    return values, counts & ok
+    return counts & ok
 
 
 def next_proposal(problem: SearchProblem, method: SearchMethod, history: History, seed: int, n: int,
