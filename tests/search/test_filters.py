@@ -93,6 +93,29 @@ def test_diverse_counted_first_spreads_the_batch_over_counted_candidates():
     assert float((similarity - torch.eye(3)).max()) < 0.5
 
 
+def test_the_free_filter_knows_every_rule_set_before_scoring(coin_problem):
+    """With --min-log-density (or --min-roundtrip) set, what the filters keep counts by those rules too: the
+    filter scores only candidates the batch's records will count."""
+    x = coin_problem.pool[:40]
+    density = coin_problem.log_density(x)
+    bound = float(density.median())
+    strict = dataclasses.replace(coin_problem, min_log_density=bound)
+    assert torch.equal(strict.free_counts(x), coin_problem.judge(x).counts & (density >= bound))
+    assert torch.equal(coin_problem.free_counts(x), coin_problem.judge(x).counts)  # no rule set: the judge's
+    # The draws prior-filtered makes at step 1 (the same noise): a bound that 5 of the judge's counted ones meet.
+    draws = coin_problem.to_original(generate(coin_problem.run.velocity, 32, DIM, "euler", 4, noise_seed(0, 1),
+                                              batch_size=32).x).float()
+    counted_density = coin_problem.log_density(draws)[coin_problem.judge(draws).counts]
+    assert len(counted_density) > 5
+    strict = dataclasses.replace(coin_problem, min_log_density=float(counted_density.sort(descending=True).values[4]))
+    history = initial_history(strict)
+    proposal = FilteredPrior(steps=4, oversample=8).propose(strict, history, 4, 0, 1)
+    assert proposal.info["drawn_counted"] == 5
+    assert bool(strict.free_counts(proposal.x).all())
+    loose = FilteredPrior(steps=4, oversample=8).propose(coin_problem, history, 4, 0, 1)
+    assert loose.info["drawn_counted"] == len(counted_density)
+
+
 class PointValue:
     """A stand-in acquisition: the value of a point is `x[0]`, minus 10 for each pending point within 0.5."""
 

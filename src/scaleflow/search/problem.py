@@ -102,6 +102,22 @@ class SearchProblem:
                              standardizer=self.run.standardizer, endpoint="smoothed")
         return result.log_density
 
+    def free_counts(self, x: Tensor) -> Tensor:
+        """`[N]` bool: whether candidates `x: [N, D]` (original space) count by every rule known before scoring:
+        the judge's validity and novelty, and where they are set the prior's log-density minimum and the round
+        trip's minimum (`hooks`). The free filters keep these (judging costs no objective evaluation); the
+        log-density and a decoding plus encoding per candidate are paid only where those rules are on. Outcome
+        constraints are measured with the score, so no filter knows them."""
+        counts = self.judge(x).counts.clone()
+        if self.min_log_density is not None:
+            counts &= self.log_density(x) >= self.min_log_density
+        if self.hooks.min_roundtrip is not None:
+            decoded = self.hooks.decode(x)
+            roundtrip = self.hooks.roundtrip(x, decoded) if decoded is not None else None
+            if roundtrip is not None:
+                counts &= roundtrip >= self.hooks.min_roundtrip
+        return counts
+
     def to_normalized(self, x: Tensor) -> Tensor:
         return self.run.standardizer.transform(x)
 

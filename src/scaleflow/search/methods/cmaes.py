@@ -124,7 +124,7 @@ class CMAES:
     def _counts(problem, z: np.ndarray) -> np.ndarray:
         """`[k]` bool: whether the judge counts normalized-space solutions `z: [k, D]`."""
         x = problem.to_original(torch.as_tensor(z, dtype=torch.float64)).float()
-        return problem.judge(x).counts.numpy().copy()
+        return problem.free_counts(x).numpy().copy()
 
     @staticmethod
     def _cma_seed(seed: int) -> int:

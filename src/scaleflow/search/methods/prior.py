@@ -58,7 +58,7 @@ def filter_by_acquisition(problem, surrogate: Surrogate, acquisition: str, x: to
     (`gp.acquisition_values`; `seed` seeds a Thompson draw), each counted one taken only below cosine
     `max_cosine` to those taken before it (`common.diverse_counted_first`; 1: no spread). Returns `[n, D]`
     and what the filter did."""
-    counts = problem.judge(x).counts
+    counts = problem.free_counts(x)
     values = acquisition_values(surrogate, acquisition, x, seed)
     chosen = diverse_counted_first(counts, values, x, n, max_cosine)
     best = float(values[chosen].max())

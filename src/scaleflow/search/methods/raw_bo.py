@@ -80,9 +80,9 @@ class RawBO:
         candidates, the rest greedily from the other batches' counted ones, then the best batch's others."""
         best = int(values.argmax())
         first = batches[best]
-        first_counts = problem.judge(first.float()).counts
+        first_counts = problem.free_counts(first.float())
         others = torch.cat([batches[r] for r in range(len(batches)) if r != best])
-        other_counts = problem.judge(others.float()).counts
+        other_counts = problem.free_counts(others.float())
         keep = first[first_counts]
         pool = others[other_counts]
         need = min(n - len(keep), len(pool))

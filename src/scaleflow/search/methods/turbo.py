@@ -176,7 +176,7 @@ class TuRBO:
         info = {"length": state.length, "restarts": state.restarts, "success_counter": state.success_counter,
                 "failure_counter": state.failure_counter, "n_candidates": n_candidates}
         if draws > n:
-            counts = problem.judge(x).counts
+            counts = problem.free_counts(x)
             keep = counted_first(counts, -torch.arange(draws, dtype=torch.float64), n)
             x = x[keep]
             info.update(filter_info(counts, keep))
