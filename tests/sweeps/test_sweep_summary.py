@@ -178,3 +178,24 @@ def test_direction_of_columns_and_metric_check():
 def test_winners_come_in_numeric_order_of_data_size():
     rows = _rows({"dit": [0.9]}, 10000) + _rows({"dit": [0.9]}, 500) + _rows({"dit": [0.9]}, 1000)
     assert [w["n_train"] for w in winners(rows, "recall_ratio", ["arch", "n_train"])] == [500, 1000, 10000]
+
+
+def test_reference_priors_become_columns_and_dashed_lines_against_data_size(tmp_path):
+    from scaleflow.sweeps.plots import _reference_series, plot_measures_vs
+
+    rows = []
+    for n_train in (1000, 2000):
+        for seed in (0, 1):
+            for recipe in ("none", "auto"):  # two settings share each (n_train, seed)'s reference priors
+                record = _record(f"{recipe}{n_train}{seed}", {"recipe": recipe, "n_train": n_train, "seed": seed})
+                gmm = 0.1 * seed + n_train / 10000
+                record["result"]["reference"] = {"priors": {
+                    "gmm": {"worst_ratio": gmm, "ratios": {"fd": 0.6, "coverage": gmm}},
+                    "gaussian": {"worst_ratio": 0.2, "ratios": {"fd": 0.7, "coverage": 0.2}}}}
+                rows.append(flatten(record))
+    assert rows[0]["reference.gmm.worst_ratio"] == 0.1 and rows[0]["reference.gaussian.fd_ratio"] == 0.7
+    series = _reference_series(rows, "n_train", "worst_ratio")
+    assert series["gmm"] == [(1000.0, pytest.approx(0.15)), (2000.0, pytest.approx(0.25))]  # each seed once
+    assert series["gaussian"] == [(1000.0, 0.2), (2000.0, 0.2)]
+    path = plot_measures_vs(rows, "n_train", ["recipe", "n_train"], tmp_path / "measures_vs_n_train.png")
+    assert path.exists() and path.stat().st_size > 0

@@ -1,5 +1,6 @@
 """A sweep's figures: measures against parameter count or data size, one line per setting with error
-bars over seeds; and precision against recall, each setting a point, the floors as lines."""
+bars over seeds (against data size, one dashed line per reference prior too); and precision against
+recall, each setting a point, the floors as lines."""
 from __future__ import annotations
 
 import math
@@ -43,6 +44,19 @@ def _series(rows, x: str, metric: str, line_keys: Sequence[str], base) -> dict[s
     return out
 
 
+def _reference_series(rows, x: str, metric: str) -> dict[str, list[tuple[float, float]]]:
+    """Reference prior name -> [(x, mean over seeds)] of `metric` (a trial's `reference.NAME.METRIC` column). The
+    reference priors are fitted to each (x, seed)'s rows once, whatever the setting: each pair counts once."""
+    values: dict[str, dict[float, dict[Any, float]]] = defaultdict(lambda: defaultdict(dict))
+    for row in _ok(rows):
+        for key, value in row.items():
+            name, _, measure = key.removeprefix("reference.").partition(".")
+            if key.startswith("reference.") and measure == metric and _finite(value) and _finite(row.get(x)):
+                values[name][float(row[x])][row.get("seed")] = float(value)
+    return {name: [(xv, float(np.mean(list(by_seed.values())))) for xv, by_seed in sorted(by_x.items())]
+            for name, by_x in values.items()}
+
+
 def _spans_decades(rows, x: str) -> bool:
     values = [float(r[x]) for r in _ok(rows) if _finite(r.get(x)) and r[x] > 0]
     return bool(values) and max(values) / min(values) >= 4
@@ -76,6 +90,10 @@ def plot_measures_vs(rows: Sequence[dict[str, Any]], x: str, varied: Sequence[st
         for i, (label, line) in enumerate(sorted(_series(rows, x, metric, line_keys, base).items())):
             xs, ys, errs = (np.array(v) for v in zip(*line))
             ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, color=f"C{i % 10}", label=label)
+        if x != "params":  # the reference priors at each data size (dashed, grey): what a classical model does
+            for j, (name, line) in enumerate(sorted(_reference_series(rows, x, metric).items())):
+                xs, ys = (np.array(v) for v in zip(*line))
+                ax.plot(xs, ys, ls="--", marker="x", color=str(0.15 + 0.2 * j), lw=1, label=f"ref {name}")
         if metric.endswith("_ratio"):
             ax.axhline(1.0, color="0.5", ls="--", lw=1)  # the floor: real data against real data
         if x == "params" or _spans_decades(rows, x):

@@ -107,6 +107,11 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         row["worst_ratio"], row["binding"] = worst, binding
     if row.get("memorization") is not None and row.get("memorization_floor") is not None:
         row["memorizes_more_than_real"] = bool(row["memorization"] > row["memorization_floor"])
+    # The reference priors fitted to the same rows (`reference.scoring`): the study's reference lines.
+    for name, prior in ((result.get("reference") or {}).get("priors") or {}).items():
+        row[f"reference.{name}.worst_ratio"] = prior.get("worst_ratio")
+        for measure, value in (prior.get("ratios") or {}).items():
+            row[f"reference.{name}.{measure}_ratio"] = value
     row.update({k: v for k, v in result.get("timing", {}).items() if k != "threads"})
     row["peak_rss_mb"] = record.get("peak_rss_mb", result.get("memory", {}).get("peak_rss_mb"))
     for kind, summary in result.get("weights", {}).items():
