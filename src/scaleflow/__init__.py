@@ -7,6 +7,6 @@ from scaleflow.nets import (
     list_available_scales,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
 
 __all__ = ["SCALING_CONFIGS", "count_parameters", "create_model", "get_scaled_config", "list_available_scales"]

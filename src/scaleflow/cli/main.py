@@ -53,8 +53,17 @@ app.command("optimize-ask", hidden=True)(optimize_ask)
 app.command("optimize-tell", hidden=True)(optimize_tell)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from scaleflow import __version__
+
+        typer.echo(f"scaleflow {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
     """Flow matching on embedding vectors: velocity networks, training, sampling, evaluation."""
 
 

@@ -29,6 +29,7 @@ from scaleflow.training.config import ConfigError, validation_message
 from scaleflow.training.run import resolve_device
 from scaleflow.training.scale_rules import BASE_LR, REFERENCE_BATCH, WEIGHT_DECAY, batch_size_for, scaled_lr
 from scaleflow.training.signals import stop_on_signals
+from scaleflow.training.optim import require_muon
 
 logger = logging.getLogger(__name__)
 Auto = Literal["auto"]
@@ -63,6 +64,8 @@ class VitTrialOptions(BaseModel):
     seed: int = 0
 
     def model_post_init(self, _context: Any) -> None:
+        if self.optimizer == "muon":
+            require_muon()
         if self.batch_size != "auto" and self.batch_size < 1:
             raise ValueError(f"batch_size: expected auto or a whole number >= 1, got {self.batch_size!r}")
         for name in ("lr", "aux_lr"):

@@ -83,6 +83,21 @@ class MuonWithAdamW(torch.optim.Optimizer):
         self.param_groups = [g for opt in self.inner for g in opt.param_groups]  # loading made new group dicts
 
 
+MUON_TORCH = "2.9"  # torch.optim.Muon first shipped in torch 2.9
+
+
+def require_muon() -> None:
+    """Refuse Muon in one line on a torch without `torch.optim.Muon` (before anything is written).
+
+    Raises:
+        ValueError: naming the torch version found and the one needed.
+    """
+    if not hasattr(torch.optim, "Muon"):
+        raise ValueError(f"optimizer: muon needs torch >= {MUON_TORCH} (torch.optim.Muon); this is torch "
+                         f"{torch.__version__}: install a newer torch (make ... TORCH='torch>={MUON_TORCH}') or use "
+                         "adamw or sgd")
+
+
 def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """The optimizer `name` (`OPTIMIZERS`) over `model`'s trainable parameters, at peak rate `lr`.
 
@@ -107,6 +122,7 @@ def make_muon(model: nn.Module, lr: float, adamw_lr: float, weight_decay: float,
     `adjust_lr_fn`: torch's per-matrix rate adjustment: "match_rms_adamw" (0.2 sqrt(max(A, B)): one rate
     suits both halves) or "original" (max(1, A/B)^0.5: Keller Jordan's Muon, whose rates are ~1e-2).
     """
+    require_muon()
     muon_names, adamw_names = muon_split(model)
     params = dict(model.named_parameters())
     count = lambda names: sum(params[n].numel() for n in names)  # noqa: E731
