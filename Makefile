@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv install install-dev demo test params clean
+.PHONY: venv install install-dev demo test lint params clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "error: no Python >= 3.11 found (tried python3.11 ... python3.14, python3); install one or pass PYTHON=/path/to/python" >&2; exit 1; }
@@ -28,7 +28,10 @@ install-dev: venv
 demo: install
 	$(BIN)/scaleflow demo
 
+# Lint and types first (seconds), then the tests.
 test: install-dev
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 params: install

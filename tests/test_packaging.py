@@ -48,3 +48,32 @@ def test_muon_on_a_torch_without_it_is_refused_in_one_line(monkeypatch):
 
     with pytest.raises(ConfigError, match="muon needs torch >= 2.9"):
         check_trial({"optimizer": "muon"}, task="vit")
+
+
+def test_platform_fallbacks_without_resource_or_sched_getaffinity(monkeypatch):
+    """Windows has no `resource`, macOS no `os.sched_getaffinity` (and counts ru_maxrss in bytes): the CLI still
+    imports, sweeps still size their jobs, and a trial's peak memory is None or in MiB."""
+    import os
+
+    from scaleflow.sweeps import environment
+
+    assert environment.usable_cores() >= 1 and environment.peak_rss_mb() > 0  # Linux: affinity and KiB
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert environment.usable_cores() == 6
+    from scaleflow.sweeps.local import threads_per_job
+
+    assert threads_per_job(2) == 3
+    import resource
+
+    linux = environment.peak_rss_mb()
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(resource, "getrusage", lambda who: type("R", (), {"ru_maxrss": 512 * 2**20})())
+    assert environment.peak_rss_mb() == 512.0  # bytes on macOS
+    monkeypatch.setitem(sys.modules, "resource", None)  # `import resource` fails, as on Windows
+    assert environment.peak_rss_mb() is None
+    assert linux is not None
+    out = subprocess.run([sys.executable, "-c", "import sys; sys.modules['resource'] = None; import os; "
+                          "del os.sched_getaffinity; from scaleflow.cli.main import app; print('ok')"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-500:]

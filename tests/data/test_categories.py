@@ -21,7 +21,7 @@ def test_splits_hold_only_the_chosen_categories():
 
 
 def test_prefixes_and_exclusion():
-    assert set(LABELS[category_mask("builtin", "verb.*")]) == {l for l in set(LABELS) if l.startswith("verb.")}
+    assert set(LABELS[category_mask("builtin", "verb.*")]) == {label for label in set(LABELS) if label.startswith("verb.")}
     kept = category_mask("builtin", "!noun.animal,noun.plant")
     assert not set(LABELS[kept]) & {"noun.animal", "noun.plant"} and kept.sum() == 12_000 - 695 - 870
 

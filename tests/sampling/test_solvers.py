@@ -198,7 +198,10 @@ def test_trajectory(solver):
 
 def test_no_grad_by_default_and_grad_option():
     w = torch.tensor(0.5, dtype=DT, requires_grad=True)
-    v = lambda x, t: w * x
+
+    def v(x, t):
+        return w * x
+
     x0 = _x0()
     assert not integrate(v, x0, solver="heun", steps=4).x.requires_grad
     res = integrate(v, x0, solver="heun", steps=4, grad=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from scaleflow.training.config import make_config
 from scaleflow.training.recipes import SIZE_RECIPES, SizeRecipe, apply_recipe, describe, recipe_for

@@ -3,7 +3,6 @@ DIR` redraws its table, figures and winners from the records."""
 from __future__ import annotations
 
 import math
-import os
 import shlex
 from pathlib import Path
 from typing import Any, Optional
@@ -18,6 +17,7 @@ from rich.table import Table
 from scaleflow.cli.errors import user_errors
 from scaleflow.data.errors import DataError
 from scaleflow.sweeps.design import expand
+from scaleflow.sweeps.environment import usable_cores
 from scaleflow.sweeps.ledger import MAX_DEATHS
 from scaleflow.sweeps.local import run_sweep, threads_per_job
 from scaleflow.sweeps.ray_runner import run_sweep_ray
@@ -33,7 +33,7 @@ from scaleflow.training.config import ConfigError, validation_message
 def default_jobs() -> int:
     """One trial per core, one thread each: on 2 cores 2 jobs x 1 thread ran 260 trials/hour against
     193 for 1 job x 2 threads (benchmarks/sweep_throughput.py, BENCHMARKS.md)."""
-    return len(os.sched_getaffinity(0))
+    return usable_cores()
 
 
 def _number_or_text(value: Any) -> Any:

@@ -14,7 +14,7 @@ from scaleflow.data.builtin import BUILTIN_DATASETS, is_builtin, load_builtin, l
 from scaleflow.data.dedup import near_duplicate_mask
 from scaleflow.data.errors import DataError
 from scaleflow.data.loading import EmbeddingSet, load_embeddings
-from scaleflow.data.normalization import Standardizer
+from scaleflow.data.normalization import Standardizer, Whitener
 from scaleflow.data.splits import Splits, make_splits
 
 MAX_HELD_OUT_FROM_FRACTION = 1000  # a fraction of a big file should not swallow it
@@ -48,7 +48,7 @@ class PreparedData:
     train: torch.Tensor
     val: torch.Tensor
     test: torch.Tensor
-    standardizer: Standardizer
+    standardizer: Standardizer | Whitener  # per-dimension; a whitening after `restandardize` with one
     splits: Splits
     texts: Optional[list[str]]
     source: str
@@ -191,7 +191,7 @@ def prepare_data(
     )
 
 
-def restandardize(data: PreparedData, standardizer: Standardizer) -> PreparedData:
+def restandardize(data: PreparedData, standardizer: Standardizer | Whitener) -> PreparedData:
     """The same splits in another normalization (e.g. a source run's, for transfer): every split mapped back
     to the original space and standardized with `standardizer`."""
     if standardizer.dim != data.dim:

@@ -137,7 +137,8 @@ def create_model(arch: str, scale: str | None = None, **overrides: Any) -> nn.Mo
         model = FAMILIES[arch](**config)
     except ValueError as err:
         raise ValueError(f"{arch}{'/' + scale if scale else ''}: {err}") from None
-    model.arch, model.scale, model.config = arch, scale, config
+    for name, value in (("arch", arch), ("scale", scale), ("config", config)):
+        setattr(model, name, value)  # plain attributes (nn.Module's typed __setattr__ is for tensors and modules)
     return model
 
 

@@ -117,10 +117,12 @@ class Search:
         for i, f in enumerate(fields):
             row = proposal.pool_rows[i]
             text, text_is = f.get("text"), f.get("text_is")
-            if text is None:  # no decoder: a pool row's own text, else its nearest training row's (a neighbour)
-                own = row is not None and self.problem.pool_texts is not None
-                text = self.problem.pool_texts[row] if own else (f["nearest_texts"][0][1] if f["nearest_texts"] else None)
-                text_is = "pool row" if own else ("nearest training text" if text is not None else None)
+            pool_texts = self.problem.pool_texts
+            if text is None and row is not None and pool_texts is not None:  # no decoder: a pool row's own text
+                text, text_is = pool_texts[row], "pool row"
+            elif text is None:  # else its nearest training row's (a neighbour, not a decoding)
+                text = f["nearest_texts"][0][1] if f["nearest_texts"] else None
+                text_is = "nearest training text" if text is not None else None
             candidates.append({**f, "id": candidate_id(self.seed, step, i), "step": step, "text": text,
                                "text_is": text_is, "counts": bool(counts[i]), "pool_row": row,
                                "embedding": [float(v) for v in proposal.x[i].tolist()]})

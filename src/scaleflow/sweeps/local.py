@@ -6,7 +6,6 @@ import ctypes
 import logging
 import multiprocessing as mp
 import os
-import resource
 import signal
 import sys
 import time
@@ -14,6 +13,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from scaleflow.sweeps.environment import peak_rss_mb, usable_cores
 from scaleflow.sweeps.ledger import Progress, SweepLedger, one_line
 from scaleflow.sweeps.spec import SweepSpec
 from scaleflow.training.signals import TrainingInterrupted
@@ -26,7 +26,7 @@ EXIT_SECONDS = 60  # how long a stopping worker may take to write its checkpoint
 def threads_per_job(jobs: int, cores: Optional[int] = None) -> int:
     """The cores each of `jobs` parallel trials gets, so that together they do not oversubscribe
     (on 2 cores an oversubscribed pair of OpenMP pools runs 10-40x slower, measured)."""
-    cores = cores or len(os.sched_getaffinity(0))
+    cores = cores or usable_cores()
     return max(1, cores // max(1, jobs))
 
 
@@ -74,7 +74,7 @@ def _worker(conn, run_trial: Trial, options: dict[str, Any], threads: int, paren
         message = (INTERRUPTED, None)
     except Exception as err:
         message = ("failed", one_line(err))
-    peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    peak = peak_rss_mb()
     try:
         conn.send((*message, peak, collector.messages))
     except BrokenPipeError:  # the sweep is gone; nothing to tell

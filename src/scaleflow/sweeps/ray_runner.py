@@ -10,11 +10,11 @@ Ray raises KeyboardInterrupt in each, which a training turns into a checkpoint; 
 whatever still runs is killed."""
 from __future__ import annotations
 
-import resource
 import time
 from pathlib import Path
 from typing import Any, Optional
 
+from scaleflow.sweeps.environment import peak_rss_mb
 from scaleflow.sweeps.ledger import Progress, SweepLedger, one_line
 from scaleflow.sweeps.local import EXIT_SECONDS, Trial
 from scaleflow.sweeps.spec import SweepSpec
@@ -35,13 +35,13 @@ def require_ray():
     return ray
 
 
-def _trial_in_ray(run_trial: Trial, options: dict[str, Any], threads: int) -> tuple[dict[str, Any], float]:
+def _trial_in_ray(run_trial: Trial, options: dict[str, Any], threads: int) -> tuple[dict[str, Any], Optional[float]]:
     """One trial inside a Ray worker: its result and the worker's peak memory (MiB)."""
     import torch
 
     torch.set_num_threads(threads)
     result = run_trial(options)
-    return result, round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return result, peak_rss_mb()
 
 
 def _error_line(err: BaseException) -> str:

@@ -120,6 +120,7 @@ def check_transfer_source(config: TrainConfig, model: nn.Module, dim: int) -> di
     """What `init_from` names, checked before anything is written: a run folder whose network is the one this
     config builds (family, every option, input dimension). Returns its provenance record (for model.json and
     the summary). ConfigError in one line naming the source and the difference."""
+    assert config.init_from is not None, "check_transfer_source is for runs with init_from"
     source = Path(config.init_from)
     if not (source / "model.json").is_file():
         raise ConfigError(f"init_from: {source} is not a run folder (no model.json)")
@@ -179,7 +180,7 @@ def _run_normalization(config: TrainConfig, run_dir: Path, resume: bool, data: P
     saved = run_dir / "normalization.safetensors"
     if resume and saved.exists():
         return normalization_from_tensors(read_safetensors(saved))
-    if _keeps_source_normalization(config):
+    if _keeps_source_normalization(config) and config.init_from is not None:
         return normalization_from_tensors(read_safetensors(Path(config.init_from) / "normalization.safetensors"))
     return Whitener.fit(data.standardizer.inverse_transform(data.train))
 
@@ -238,7 +239,8 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
     torch.manual_seed(config.seed)  # after any pretraining, which seeds the global generator itself
     if config.is_reference:
         return _fit_reference_run(config, run_dir, data, on_start, resume)
-    train_rows, val_rows, pairs, pairs_info = data.train.to(device), data.val.to(device), {}, None
+    pairs: dict[str, torch.Tensor] = {}
+    train_rows, val_rows, pairs_info = data.train.to(device), data.val.to(device), None
     if config.flow == "reflow":
         pairs, pairs_info = _load_reflow_pairs(run_dir, data.dim, device)
         train_rows, val_rows = pairs["x1"], pairs.get("val_x1", val_rows)
@@ -368,7 +370,7 @@ class Run:
     config: TrainConfig
     model: nn.Module
     flow: Flow
-    standardizer: Standardizer
+    standardizer: Standardizer | Whitener  # per-dimension, or a Gaussian's whitening (`source: gaussian`)
     splits: Splits
     summary: dict
     info: dict
@@ -391,9 +393,11 @@ class Run:
         check_dimension(data.train, self.info["input_dim"], what=f"run {self.path}")
         if _keeps_source_normalization(self.config):  # a source's statistics: nothing of these rows to check
             return restandardize(data, self.standardizer)
-        whitened = self.config.source == "gaussian"  # its whitening: the mean is the rows' own, the std is not kept
-        if not (np.allclose(data.standardizer.mean, self.standardizer.mean, atol=1e-5)
-                and (whitened or np.allclose(data.standardizer.std, self.standardizer.std, atol=1e-5))):
+        own, fitted = self.standardizer, data.standardizer
+        assert isinstance(fitted, Standardizer)  # prepare_data fits a per-dimension one
+        whitened = isinstance(own, Whitener)  # `source: gaussian`: the mean is the rows' own, the std is not kept
+        if not (np.allclose(fitted.mean, own.mean, atol=1e-5)
+                and (isinstance(own, Whitener) or np.allclose(fitted.std, own.std, atol=1e-5))):
             raise DataError(f"{self.config.data}: its training rows are not the ones run {self.path} was trained on "
                             "(the file changed); evaluate with the original file")
         return restandardize(data, self.standardizer) if whitened else data
