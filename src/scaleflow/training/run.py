@@ -380,6 +380,29 @@ class Run:
         """The network as a velocity field `v(x: [B, D], t: [B])` in the normalized space."""
         return VelocityField(self.model, self.flow, self.config.prediction)
 
+    def sample(self, n: int, solver: str = "heun", steps: int = 20, seed: int = 0, noise_scale: float = 1.0,
+               batch_size: int = 4096) -> torch.Tensor:
+        """`[n, D]` float32 samples of the prior in the original embedding space (as `scaleflow sample` draws them:
+        noise `seed`, `solver` with `steps` fixed steps, `noise_scale` the starting noise's temperature)."""
+        from scaleflow.sampling.sample import generate
+
+        device = next(self.model.parameters(), torch.empty(0)).device
+        batch = generate(self.velocity, n, int(self.info["input_dim"]), solver, steps, seed, device, batch_size,
+                         noise_scale=noise_scale)
+        return self.standardizer.inverse_transform(batch.x).float().cpu()
+
+    def log_density(self, x: torch.Tensor) -> torch.Tensor:
+        """`[N]` float64 log-density of original-space points `x: [N, D]` under the prior: exact where the prior
+        has one in closed form (Gaussian, GMM, KDE reference priors), else the flow's instantaneous change of
+        variables (`search.log_density`: exact divergence up to D = 1024, Hutchinson above)."""
+        from scaleflow.search.log_density import log_density
+
+        exact = getattr(self.model, "log_prob", None)
+        if exact is not None:
+            with torch.no_grad():
+                return exact(self.standardizer.transform(x.detach().double())) - self.standardizer.log_scale
+        return log_density(self.velocity, x.double(), standardizer=self.standardizer).log_density
+
     def scoring_normalization(self, data: PreparedData) -> Optional[Standardizer]:
         """The per-dimension standardization of the run's training rows (`data`: its `data()`), where the run
         trains in another space (a whitening, a source's statistics); None where it is the run's own.
