@@ -92,6 +92,16 @@ def test_summarize_redraws_on_another_metric(sweep_run):
     assert done.returncode == 0, done.stderr
     assert (out / "results.csv").exists() and "ranked by fd" in done.stdout.replace("\n", " ")
     assert json.loads((out / "summary.json").read_text())["metric"] == "fd"
+    # results.parquet: the same rows as results.csv, with typed columns
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out / "results.parquet")
+    assert table.num_rows == len((out / "results.csv").read_text().splitlines()) - 1
+    assert str(table.schema.field("worst_ratio").type) == "double" and str(table.schema.field("seed").type) == "int64"
+    assert str(table.schema.field("status").type) == "string"
+    assert any(name.startswith("reference.") and name.endswith("_ratio") for name in table.column_names)
+    helped = _scaleflow("sweep", "summarize", "--help")
+    assert helped.returncode == 0 and "Usage: scaleflow sweep summarize" in " ".join(helped.stdout.split())
 
 
 def test_a_second_sweep_evaluates_the_runs_it_shares(sweep_run, tmp_path):

@@ -18,17 +18,28 @@ from scaleflow.cli.optimize import optimize
 from scaleflow.cli.params import params
 from scaleflow.cli.reflow import reflow
 from scaleflow.cli.sample import sample
-from scaleflow.cli.sweep import sweep
+from scaleflow.cli.sweep import sweep, sweep_summarize
 from scaleflow.cli.train import train
 
+# `scaleflow optimize ask|tell ...`, `scaleflow sweep summarize ...` -> the hidden commands `optimize-ask`, ...
+SUBCOMMANDS = {("optimize", "ask"), ("optimize", "tell"), ("sweep", "summarize")}
+
+
 class ScaleflowGroup(TyperGroup):
-    """`scaleflow optimize ask|tell ...` -> the commands `optimize-ask` / `optimize-tell` (typer cannot give
-    `optimize RUN` subcommands of its own: its positional RUN would take the word)."""
+    """Routes `scaleflow COMMAND SUBCOMMAND ...` (`SUBCOMMANDS`) to the command `COMMAND-SUBCOMMAND`, each with its
+    own options and help (typer cannot give `optimize RUN` or `sweep SPEC` subcommands of their own: the
+    positional argument would take the word)."""
 
     def parse_args(self, ctx, args):
-        if len(args) >= 2 and args[0] == "optimize" and args[1] in ("ask", "tell"):
-            args = [f"optimize-{args[1]}", *args[2:]]
+        if len(args) >= 2 and (args[0], args[1]) in SUBCOMMANDS:
+            args = [f"{args[0]}-{args[1]}", *args[2:]]
         return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if name is not None and tuple(name.split("-", 1)) in SUBCOMMANDS:  # usage and errors say it as typed
+            name = name.replace("-", " ", 1)
+        return name, command, rest
 
 
 app = typer.Typer(
@@ -51,6 +62,7 @@ app.command("sweep")(sweep)
 app.command("optimize")(optimize)
 app.command("optimize-ask", hidden=True)(optimize_ask)
 app.command("optimize-tell", hidden=True)(optimize_tell)
+app.command("sweep-summarize", hidden=True)(sweep_summarize)
 
 
 def _print_version(value: bool) -> None:

@@ -162,7 +162,7 @@ def _print_summary(summary: SweepSummary, folder: Path) -> None:
     figures = [p.name for p in summary.written if p.suffix == ".png"]
     died = (f", {summary.n_died} died: rerun the same command to retry them" if summary.n_died else "")
     console.print(f"{len(summary.rows)} trials ({summary.n_failed} failed{died}); wrote {folder / 'results.jsonl'}, "
-                  f"results.csv, summary.json, figures/ ({', '.join(figures) or 'none'})", markup=False)
+                  f"results.csv, results.parquet, summary.json, figures/ ({', '.join(figures) or 'none'})", markup=False)
 
 
 def _progress_bar(total: int, done: int) -> tuple[Progress, Any]:
@@ -192,9 +192,22 @@ def _progress_bar(total: int, done: int) -> tuple[Progress, Any]:
 
 
 @user_errors
+def sweep_summarize(
+    folder: Path = typer.Argument(..., help="the sweep folder (holding spec.json and results.jsonl)"),
+    metric: Optional[str] = typer.Option(None, "--metric", help="the measure that ranks settings (a results.csv "
+                                         "column; default: the sweep task's, worst_ratio for train sweeps, test_acc "
+                                         "for vit sweeps)"),
+) -> None:
+    """Redraw a sweep folder's outputs from its records: results.csv, results.parquet, figures/, summary.json and
+    the table with intervals over seeds. Only reads the records: safe while the sweep still runs."""
+    _print_summary(summarize_sweep(folder, metric), folder)
+
+
+@user_errors
 def sweep(
-    target: Optional[str] = typer.Argument(None, help="sweep YAML file, or `summarize` (then DIR)"),
-    folder: Optional[Path] = typer.Argument(None, help="with `summarize`: the sweep folder"),
+    target: Optional[str] = typer.Argument(None, help="sweep YAML file (or `summarize DIR`: see `scaleflow sweep "
+                                           "summarize --help`)"),
+    folder: Optional[Path] = typer.Argument(None, hidden=True),
     out: Optional[Path] = typer.Option(None, "--out", help="sweep folder (default: sweeps/<name>); rerun to resume"),
     runs: Optional[Path] = typer.Option(None, "--runs", help="folder of the trials' run folders (default: OUT/runs); "
                                         "share it between sweeps and a training done by one is only evaluated by "
@@ -225,11 +238,6 @@ def sweep(
 
     `scaleflow sweep summarize DIR [--metric M]` redraws the outputs of a sweep folder.
     """
-    if target == "summarize":
-        if folder is None:
-            raise ConfigError("sweep summarize: give the sweep folder, e.g. scaleflow sweep summarize sweeps/quick")
-        _print_summary(summarize_sweep(folder, metric), folder)
-        return
     if folder is not None:
         raise ConfigError(f"unexpected argument {str(folder)!r}: the sweep folder goes in --out")
     if checkpoints is not None:

@@ -11,7 +11,8 @@ from scaleflow.sweeps.plots import draw_scale_study_figures, draw_sweep_figures
 from scaleflow.sweeps.records import ResultStore
 from scaleflow.sweeps.scale_study import answer_questions
 from scaleflow.sweeps.spec import SweepSpec
-from scaleflow.sweeps.summary import aggregate, check_metric, flatten, lower_is_better, winners, write_csv
+from scaleflow.sweeps.summary import (aggregate, check_metric, flatten, lower_is_better, winners, write_csv,
+                                     write_parquet)
 from scaleflow.sweeps.tasks import TASKS
 from scaleflow.training.config import ConfigError
 
@@ -67,12 +68,13 @@ def summarize_sweep(folder: str | Path, metric: str | None = None) -> SweepSumma
     check_metric(metric, rows, spec.task)
     varied = varied_options(spec, rows)
     write_csv(rows, folder / "results.csv")
+    write_parquet(rows, folder / "results.parquet")
     if spec.task == "vit":
         figures = draw_scale_study_figures(rows, list(latest.values()), varied, folder / "figures")
         questions = answer_questions(rows, [k for k in varied if k not in ("scale", "optimizer")])
     else:
         figures, questions = draw_sweep_figures(rows, varied, folder / "figures", spec.base), {}
-    written = [folder / "results.csv", *figures]
+    written = [folder / "results.csv", folder / "results.parquet", *figures]
     settings = aggregate(rows, metric, varied, spec.base)
     settings.sort(key=lambda g: (g["mean"] is None, (g["mean"] or 0) * (1 if lower_is_better(metric) else -1)))
     summary = SweepSummary(spec, rows, varied, metric, settings,

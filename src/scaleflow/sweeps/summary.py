@@ -16,7 +16,7 @@ from scaleflow.evaluation.evaluate import METRICS
 from scaleflow.evaluation.ranking import RANKED, novelty_ratio, worst_ratio
 from scaleflow.evaluation.report import LOWER_IS_BETTER as METRIC_LOWER_IS_BETTER
 from scaleflow.evaluation.report import RATIO_METRICS, ratio_to_floor
-from scaleflow.files import write_text
+from scaleflow.files import atomic_write, write_text
 from scaleflow.stats import (Difference, mean_interval, paired_difference, seed_difference, verdict,
                              welch_difference)
 from scaleflow.sweeps.spec import canonical
@@ -136,6 +136,30 @@ def csv_text(rows: Sequence[dict[str, Any]]) -> str:
 def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Write `results.csv` atomically."""
     write_text(path, csv_text(rows))
+    return Path(path)
+
+
+def write_parquet(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Write `results.parquet` atomically: the rows of `results.csv` with typed columns (numbers stay numbers,
+    flags booleans; nested results already flattened with dots, e.g. `reference.gmm.fd_ratio`). A column
+    whose values mix kinds (a number in one trial, text in another) is written as text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    arrays, names = [], []
+    for name in columns:
+        values = [row.get(name) for row in rows]
+        try:
+            array = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            array = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+        arrays.append(array)
+        names.append(name)
+    table = pa.Table.from_arrays(arrays, names=names)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))  # a reader sees the old file or the new one
     return Path(path)
 
 
