@@ -134,7 +134,10 @@ def test_sonar_pipeline_called_as_documented(monkeypatch):
     monkeypatch.setitem(sys.modules, "sonar.inference_pipelines", types.ModuleType("sonar.inference_pipelines"))
     monkeypatch.setitem(sys.modules, "sonar.inference_pipelines.text", text_mod)
 
-    out = embed_texts(["a", "b", "c"], batch_size=2)
+    with pytest.raises(EmbedderUnavailableError, match="--allow-download") as refused:
+        embed_texts(["a", "b", "c"], batch_size=2)  # fairseq2 would fetch SONAR's weights: not without consent
+    assert "\n" not in str(refused.value) and not calls
+    out = embed_texts(["a", "b", "c"], batch_size=2, allow_download=True)
     assert out.shape == (3, 1024) and out.dtype == np.float32
     assert calls["init"]["encoder"] == "text_sonar_basic_encoder"
     assert calls["init"]["tokenizer"] == "text_sonar_basic_encoder"
@@ -144,7 +147,7 @@ def test_sonar_pipeline_called_as_documented(monkeypatch):
 
 def test_sentence_transformers_load_failure_is_one_line(monkeypatch):
     class FailingST:
-        def __init__(self, name, device=None):
+        def __init__(self, name, device=None, local_files_only=False):
             raise OSError(f"We couldn't connect to 'https://huggingface.co' to load {name}.\nCheck your connection")
 
     fake = types.ModuleType("sentence_transformers")
@@ -152,12 +155,15 @@ def test_sentence_transformers_load_failure_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "sentence_transformers", fake)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(EmbedderUnavailableError) as exc:
-        embed_texts(["a"], model="org/not-here")
+        embed_texts(["a"], model="org/not-here", allow_download=True)
     msg = str(exc.value)
     assert "'org/not-here'" in msg and "\n" not in msg
     assert "HF_HUB_OFFLINE" in msg
     monkeypatch.delenv("HF_HUB_OFFLINE")
     with pytest.raises(EmbedderUnavailableError, match="could not be fetched"):
+        embed_texts(["a"], model="org/not-here", allow_download=True)
+    # Without consent, a model that is not in the local cache is refused as a download.
+    with pytest.raises(EmbedderUnavailableError, match="--allow-download"):
         embed_texts(["a"], model="org/not-here")
 
 
@@ -165,8 +171,8 @@ def test_sentence_transformers_wiring(monkeypatch):
     seen: dict = {}
 
     class FakeST:
-        def __init__(self, name, device=None):
-            seen.update(name=name, device=device)
+        def __init__(self, name, device=None, local_files_only=False):
+            seen.update(name=name, device=device, local_files_only=local_files_only)
 
         def encode(self, texts, batch_size=32, **kw):
             seen["batch_size"] = batch_size
@@ -175,9 +181,12 @@ def test_sentence_transformers_wiring(monkeypatch):
     fake = types.ModuleType("sentence_transformers")
     fake.SentenceTransformer = FakeST
     monkeypatch.setitem(sys.modules, "sentence_transformers", fake)
-    out = embed_texts(["a", "b"], model="/models/mine", batch_size=7, device="cpu")
+    out = embed_texts(["a", "b"], model="org/cached", batch_size=7, device="cpu")
     assert out.dtype == np.float32 and out.shape == (2, 4)
-    assert seen == dict(name="/models/mine", device="cpu", batch_size=7)
+    # A hub name: from the local cache only, unless downloads are allowed.
+    assert seen == dict(name="org/cached", device="cpu", local_files_only=True, batch_size=7)
+    embed_texts(["a", "b"], model="org/cached", batch_size=7, device="cpu", allow_download=True)
+    assert seen["local_files_only"] is False
 
 
 # ---------------------------------------------------------------- a real, tiny, local model

@@ -21,10 +21,12 @@ def embed(
     model: Optional[str] = typer.Option(None, help="sentence-transformers model name or folder; default: SONAR (extra [sonar])"),
     batch_size: int = typer.Option(64, help="texts per forward pass"),
     device: str = typer.Option("cpu", help="auto | cpu | cuda"),
+    allow_download: bool = typer.Option(False, "--allow-download", help="let the encoder fetch its weights from a "
+                                        "hub (default: a local directory or the local cache only; SONAR refused)"),
 ) -> None:
     """Embed texts, one per line, into a file `scaleflow train --data` reads (texts kept in .parquet).
 
-    Nothing is downloaded unless your environment allows it (HF_HUB_OFFLINE=1 forbids it).
+    Nothing is downloaded unless you pass --allow-download: a model name is loaded from the local cache only.
     """
     if out.suffix.lower() not in SAVE_SUFFIXES:
         raise ConfigError(f"--out {out}: use one of {', '.join(SAVE_SUFFIXES)}")
@@ -33,6 +35,6 @@ def embed(
     target = str(resolve_device(device))  # a bad --device is named before the model (or a missing extra) is
     check_writable_file(out, "--out")
     rows = read_texts(texts)
-    embeddings = embed_texts(rows, model=model, batch_size=batch_size, device=target)
+    embeddings = embed_texts(rows, model=model, batch_size=batch_size, device=target, allow_download=allow_download)
     save_embeddings(out, embeddings, texts=rows if out.suffix.lower() == ".parquet" else None)
     Console(stderr=True).print(f"embedded {len(rows)} texts -> {out} ({embeddings.shape[1]}-D)")

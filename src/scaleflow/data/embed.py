@@ -33,8 +33,12 @@ class EmbedderUnavailableError(RuntimeError):
     """The requested text encoder cannot be used here (extra missing, model not loadable)."""
 
 
+DOWNLOAD_REFUSED = ("{what} is not a local model and would be downloaded; nothing is downloaded at run time "
+                    "unless you say so: pass --allow-download (allow_download=True), or a local model directory")
+
+
 def embed_texts(texts: list[str], model: str | None = None, batch_size: int = 64,
-                device: str = "cpu") -> np.ndarray:
+                device: str = "cpu", allow_download: bool = False) -> np.ndarray:
     """Embed texts with SONAR or a sentence-transformers model.
 
     Args:
@@ -44,6 +48,9 @@ def embed_texts(texts: list[str], model: str | None = None, batch_size: int = 64
             name or local directory.
         batch_size: texts per forward pass.
         device: torch device string, e.g. "cpu" or "cuda".
+        allow_download: let the encoder fetch its weights from a hub. Off: a sentence-transformers model is
+            loaded from a local directory or the local cache only, and SONAR (whose fairseq2 loader fetches
+            on first use) is refused.
 
     Returns:
         float32 array ``[N, D]`` (D = 1024 for SONAR, the model's dimension otherwise),
@@ -60,21 +67,24 @@ def embed_texts(texts: list[str], model: str | None = None, batch_size: int = 64
     if batch_size < 1:
         raise ValueError(f"embed_texts: batch_size must be >= 1, got {batch_size}")
     if model is None or model.lower() == "sonar":
-        out = _embed_sonar(texts, batch_size, device)
+        out = _embed_sonar(texts, batch_size, device, allow_download)
     else:
-        out = _embed_sentence_transformers(texts, model, batch_size, device)
+        out = _embed_sentence_transformers(texts, model, batch_size, device, allow_download)
     out = np.asarray(out, dtype=np.float32)
     if out.ndim != 2 or out.shape[0] != len(texts):
         raise RuntimeError(f"encoder returned shape {out.shape} for {len(texts)} texts")
     return out
 
 
-def _embed_sonar(texts: list[str], batch_size: int, device: str) -> np.ndarray:
+def _embed_sonar(texts: list[str], batch_size: int, device: str, allow_download: bool = False) -> np.ndarray:
     try:
         from sonar.inference_pipelines.text import TextToEmbeddingModelPipeline
     except ImportError as e:
         raise EmbedderUnavailableError(SONAR_MISSING) from e
     import torch
+
+    if not allow_download:  # fairseq2 fetches (then caches) SONAR's weights itself: we cannot tell it not to
+        raise EmbedderUnavailableError(DOWNLOAD_REFUSED.format(what=f"SONAR's {SONAR_ENCODER}"))
 
     try:
         pipeline = TextToEmbeddingModelPipeline(
@@ -125,15 +135,20 @@ def decode_embeddings(embeddings: np.ndarray, batch_size: int = 32, device: str 
 
 
 def _embed_sentence_transformers(texts: list[str], model: str, batch_size: int,
-                                 device: str) -> np.ndarray:
+                                 device: str, allow_download: bool = False) -> np.ndarray:
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
         raise EmbedderUnavailableError(ST_MISSING.format(model=model)) from e
 
+    local = Path(model).expanduser().is_dir()
     try:
-        st_model = SentenceTransformer(model, device=device)
+        # Without allow_download: a local directory, or the hub's local cache, never the network.
+        st_model = SentenceTransformer(model, device=device, local_files_only=not (allow_download or local))
     except Exception as e:  # OSError, HF hub errors, ValueError for a bad dir: all mean "can't load"
+        if not (allow_download or local):
+            raise EmbedderUnavailableError(DOWNLOAD_REFUSED.format(what=f"model {model!r}")
+                                           + f" ({type(e).__name__})") from e
         raise EmbedderUnavailableError(_load_failure(model, e)) from e
     return st_model.encode(texts, batch_size=batch_size, convert_to_numpy=True,
                            show_progress_bar=False)

@@ -69,7 +69,9 @@ def _sonar_decoder(x: Tensor) -> list[str]:
 def _sonar_encoder(texts: list[str]) -> Tensor:
     from scaleflow.data.embed import embed_texts
 
-    return torch.from_numpy(embed_texts(texts, "sonar"))
+    # `--encoder sonar` asks for SONAR by name, as `--decoder sonar` does (whose fairseq2 loader fetches on first
+    # use too): the search's hooks load it as they always did; `scaleflow embed` asks first (--allow-download).
+    return torch.from_numpy(embed_texts(texts, "sonar", allow_download=True))
 
 
 def load_hooks(decoder: Optional[str] = None, encoder: Optional[str] = None,
