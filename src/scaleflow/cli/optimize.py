@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -13,7 +14,7 @@ from scaleflow.cli.errors import user_errors
 from scaleflow.files import read_json, write_json
 from scaleflow.search.gp import ACQUISITIONS
 from scaleflow.search.guidance import GuidanceConfig
-from scaleflow.search.judge import JUDGE_VERSION
+from scaleflow.search.judge import JUDGE_VERSION, best_counted
 from scaleflow.search.loop import check_search_folder, run_search, search_folder_lock
 from scaleflow.search.methods import METHODS, build_method
 from scaleflow.search.methods.cmaes import CMAES
@@ -29,6 +30,7 @@ from scaleflow.search.report import SETTINGS_FILE, summarize_search
 from scaleflow.search.constraints import parse_constraint
 from scaleflow.search.text_hooks import load_hooks
 from scaleflow.training.config import ConfigError
+from scaleflow.training.logger import log_finished_run, require_wandb
 from scaleflow.training.run import load_run
 
 DECODER_HELP = ("decode candidates to the texts the objective gets and the records hold: sonar (extra [sonar], "
@@ -158,6 +160,10 @@ def optimize(
     constraint: list[str] = typer.Option([], "--constraint", help="MODULE:FUNCTION>=VALUE or <=VALUE (repeatable): "
                                          "an outcome measured for every scored candidate; one that violates it does "
                                          "not count; guided models it with a GP of its own"),
+    wandb: bool = typer.Option(False, "--wandb/--no-wandb", help="log each finished search (method, seed) as a W&B "
+                               "run: settings as config, best so far per batch, summary; grouped by the --out "
+                               "folder's name; offline unless WANDB_MODE says otherwise (extra [wandb])"),
+    wandb_project: str = typer.Option("scaleflow", "--wandb-project", help="W&B project of --wandb"),
     refit_every: int = typer.Option(1, "--refit-every", help="guided and prior-filtered: fit the GP's "
                                     "hyperparameters every K steps, conditioning on new scores in between (1: every "
                                     "step)"),
@@ -169,6 +175,8 @@ def optimize(
 
     Scored outside the process (a person, an assay, an LLM, days later)? Ask and tell one round at a time:
     `scaleflow optimize ask DIR --run RUN --out batch.csv`, then `scaleflow optimize tell DIR scores.csv`."""
+    if wandb:
+        require_wandb()  # before anything is written
     methods = parse_methods(method)
     seed_list = parse_seeds(seeds) if seeds is not None else None
     if budget < 1 or batch < 1 or steps < 1 or oversample < 1 or refit_every < 1:
@@ -253,7 +261,9 @@ def optimize(
                         bar.update(task, completed=base + scored, description=f"{m} seed {s}",
                                    best="-" if best is None else f"{best:.3f}")
                     search_method = build_method(name, settings)
-                    run_search(problem, search_method, budget, batch, seed, out, initial, report)
+                    outcome = run_search(problem, search_method, budget, batch, seed, out, initial, report)
+                    if wandb:
+                        _log_search(outcome, settings, wandb_project, out)
                     done += budget
         summary = summarize_search(out)
         _print_table(console, summary.methods, summary.budget, _cycle_note(problem, target_set) if cycled else None,
@@ -263,6 +273,22 @@ def optimize(
         console.print(f"wrote {out / 'search.jsonl'}, summary.json, best.json, {figures}", highlight=False)
         console.print(f"the same command resumes a stopped search; with a larger --budget it extends this one "
                       f"({out / SETTINGS_FILE} holds its settings)", markup=False, highlight=False)
+
+
+def _log_search(outcome, settings: dict, project: str, out: Path) -> None:
+    """One finished search (method, seed) as a W&B run: the folder's settings with the method and seed as config,
+    the best counted score after each batch as history (step: evaluations), the best and the share that counts
+    as summary."""
+    history, best, rows = outcome.history, None, []
+    for step in sorted(set(history.steps)):
+        mask = torch.tensor([s <= step for s in history.steps])
+        scored = int(mask.sum())
+        best = best_counted(history.y[mask], history.counts[mask])
+        rows.append({"step": scored, "best_so_far": best, "evaluations": scored})
+    counted = float(history.counts.double().mean()) if len(history) else None
+    log_finished_run(project, out.name, f"{outcome.method}-seed{outcome.seed}",
+                     {**settings, "method": outcome.method, "seed": outcome.seed},
+                     {"best": outcome.best, "counted_share": counted, "evaluations": len(history)}, rows, folder=out)
 
 
 def _check_objectives(objectives: list[str], ref_point: Optional[str]) -> tuple[bool, Optional[list[float]]]:

@@ -25,9 +25,10 @@ from scaleflow.sweeps.records import ResultStore, trial_id
 from scaleflow.sweeps.report import SweepSummary, summarize_sweep
 from scaleflow.sweeps.spec import SweepSpec, load_sweep
 from scaleflow.sweeps.scale_study import question_lines
-from scaleflow.sweeps.summary import aggregate, check_metric
+from scaleflow.sweeps.summary import aggregate, check_metric, flatten
 from scaleflow.sweeps.tasks import TASKS, check_trial
 from scaleflow.training.config import ConfigError, validation_message
+from scaleflow.training.logger import log_finished_run, require_wandb
 
 
 def default_jobs() -> int:
@@ -165,6 +166,21 @@ def _print_summary(summary: SweepSummary, folder: Path) -> None:
                   f"results.csv, results.parquet, summary.json, figures/ ({', '.join(figures) or 'none'})", markup=False)
 
 
+def _logging_to_wandb(on_trial, project: str, group: str, out: Path):
+    """`on_trial` that also logs each finished trial as one W&B run (`training.logger.log_finished_run`), from the
+    sweep's own process (so local and Ray sweeps log alike)."""
+    require_wandb()  # before any trial runs
+
+    def logged(record: dict, n_done: int, n_total: int) -> None:
+        on_trial(record, n_done, n_total)
+        if record["status"] == "ok":
+            row = flatten(record)
+            log_finished_run(project, group, record["id"], record["config"],
+                             {k: v for k, v in row.items() if k not in record["config"]}, folder=out)
+
+    return logged
+
+
 def _progress_bar(total: int, done: int) -> tuple[Progress, Any]:
     bar = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]}"),
                    TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=Console(stderr=True))
@@ -232,12 +248,18 @@ def sweep(
                                          "column; default for train sweeps: the worst of FD, precision, recall, "
                                          "coverage, validity vs floors; for vit sweeps: test_acc)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list the trials and stop"),
+    wandb: bool = typer.Option(False, "--wandb/--no-wandb", help="log each finished trial as a W&B run (its options "
+                               "as config, its measures as summary), grouped by the sweep's name; offline unless "
+                               "WANDB_MODE says otherwise (extra [wandb])"),
+    wandb_project: str = typer.Option("scaleflow", "--wandb-project", help="W&B project of --wandb"),
 ) -> None:
     """Run a sweep: every trial trains, samples and scores one configuration; results.jsonl, results.csv,
     figures and a table per setting with intervals over seeds. A killed sweep reruns to completion.
 
     `scaleflow sweep summarize DIR [--metric M]` redraws the outputs of a sweep folder.
     """
+    if wandb:
+        require_wandb()  # before anything is written
     if folder is not None:
         raise ConfigError(f"unexpected argument {str(folder)!r}: the sweep folder goes in --out")
     if checkpoints is not None:
@@ -275,6 +297,8 @@ def sweep(
     console.print(f"sweep {spec.name}: {len(trials)} trials ({how}) -> {out}", markup=False)
     done = len({trial_id(t) for t in trials} & ResultStore(out).done_ids())
     bar, on_trial = _progress_bar(len(trials), done)
+    if wandb:
+        on_trial = _logging_to_wandb(on_trial, wandb_project, spec.name, out)
     try:
         with bar:
             if backend == "ray":

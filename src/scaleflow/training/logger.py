@@ -18,6 +18,33 @@ def require_wandb() -> None:
         raise ConfigError("--wandb: Weights & Biases is not installed; pip install 'scaleflow[wandb]'") from None
 
 
+def log_finished_run(project: str, group: str, name: str, config: dict[str, Any], summary: dict[str, Any],
+                     history: Optional[list[dict[str, Any]]] = None, folder: Optional[Path] = None) -> None:
+    """One finished unit of a study (a sweep trial, a search's method and seed) as one W&B run: `config` its
+    options, `summary` its numbers, `history` rows logged in order (each may carry "step"), grouped under
+    `group` (the sweep's or search's name) so W&B compares the units side by side. Offline unless `WANDB_MODE`
+    says otherwise; the run's files go under `folder` (default: W&B's own)."""
+    require_wandb()
+    import wandb
+
+    run = wandb.init(project=project, group=group, name=name, id=_safe_id(f"{group}-{name}"), config=config,
+                     mode=os.environ.get("WANDB_MODE", "offline"), resume="allow",
+                     dir=str(folder) if folder is not None else None, reinit=True)
+    try:
+        for row in history or []:
+            row = dict(row)
+            step = row.pop("step", None)
+            run.log(row, step=step) if step is not None else run.log(row)
+        run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None})
+    finally:
+        run.finish()
+
+
+def _safe_id(text: str) -> str:
+    """A W&B run id from `text`: letters, digits, - and _ only (the same unit gets the same run on a rerun)."""
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)[:120]
+
+
 class MetricsLogger:
     """`log(record)` appends a JSON line to `run_dir/metrics.jsonl` and mirrors it to W&B if enabled.
 
