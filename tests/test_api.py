@@ -27,3 +27,16 @@ def test_run_sample_is_what_scaleflow_sample_draws_and_log_density_is_exact_for_
     far = mean + 10.0
     density = run.log_density(torch.cat([mean, far]).float())
     assert density.shape == (2,) and density[0] > density[1]
+
+
+def test_samples_go_onto_the_rows_sphere_on_request(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((400, 6)) @ rng.standard_normal((6, 6))
+    np.save(tmp_path / "unit.npy", (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32))
+    run = scaleflow.train(arch="gaussian", data=str(tmp_path / "unit.npy"), out=tmp_path / "g", quiet=True)
+    plain, projected = run.sample(32, seed=1), run.sample(32, seed=1, project_sphere=True)
+    assert not torch.allclose(plain.norm(dim=1), torch.ones(32), atol=1e-3)  # a Gaussian's samples are off it
+    assert torch.allclose(projected.norm(dim=1), torch.ones(32), atol=1e-5)
+    assert torch.allclose(torch.nn.functional.normalize(plain, dim=1), projected, atol=1e-5)  # directions kept

@@ -283,3 +283,12 @@ def test_noise_scale_narrows_samples_and_is_recorded(text_run, cli, tmp_path):
 @pytest.mark.parametrize("command", ["sample", "eval"])
 def test_noise_scale_must_be_positive(text_run, cli, user_error, command):
     user_error(cli([command, text_run, "--noise-scale", "0"]), "--noise-scale", "> 0")
+
+
+def test_project_sphere_off_a_sphere_is_refused_in_one_line(text_run, cli, user_error, tmp_path):
+    # These rows are a low-rank Gaussian, not a normalized encoder's: no sphere to project onto.
+    user_error(cli(["eval", text_run, "--project-sphere", "--no-nfe-curve", "--reference", "none", "--bootstrap", "2"]),
+               "--project-sphere", "do not share one norm")
+    user_error(cli(["sample", text_run, "--n", "8", "--project-sphere", "--out", tmp_path / "s.npy"]),
+               "--project-sphere", "do not share one norm")
+    assert not (tmp_path / "s.npy").exists()

@@ -103,7 +103,7 @@ def rank_summary(report: dict) -> Optional[str]:
 
 def evaluate_and_save(run_dir: Path, n: int | None = None, solver: str = "heun", steps: int = 20, bootstrap: int = 200,
                       seed: int = 0, nfe_curve: bool = True, device: str = "auto", noise_scale: float = 1.0,
-                      references: Sequence[str] = DEFAULT_REFERENCES) -> dict:
+                      references: Sequence[str] = DEFAULT_REFERENCES, project_sphere: bool = False) -> dict:
     """Evaluate the run in `run_dir`, write `eval.json` and `eval_samples.safetensors`, return the report."""
     if solver not in SOLVERS:
         raise ConfigError(f"--solver {solver!r}: choose one of {', '.join(SOLVERS)}")
@@ -111,7 +111,7 @@ def evaluate_and_save(run_dir: Path, n: int | None = None, solver: str = "heun",
     run = load_run(run_dir, device=target)
     report, generated = evaluate(run, n, solver, steps, bootstrap, seed, device=target,
                                  nfe_solvers=("euler", "heun", "rk4", "dopri5") if nfe_curve else (),
-                                 noise_scale=noise_scale, references=references)
+                                 noise_scale=noise_scale, references=references, project_sphere=project_sphere)
     write_json(run_dir / "eval.json", report)
     write_safetensors(run_dir / "eval_samples.safetensors", {"generated": generated})
     return report
@@ -133,6 +133,8 @@ def eval_command(
                                   help="reference priors fitted to the same training rows and scored beside the run "
                                        "(cached per data and split): comma-separated of gaussian, gmm, kde, "
                                        "closed-form, or none"),
+    project_sphere: bool = typer.Option(False, "--project-sphere", help="put the samples on the training rows' "
+                                        "sphere (rows of one norm: a normalized encoder's) before scoring"),
 ) -> None:
     """Sample the run and score the samples against its held-out test split, each metric next to its floor."""
     if n < 0 or bootstrap < 1 or steps < 1:
@@ -147,12 +149,21 @@ def eval_command(
         references = parse_references(reference)
     except ValueError as err:
         raise ConfigError(f"--reference: {err}") from None
-    report = evaluate_and_save(run, n or None, solver, steps, bootstrap, seed, nfe_curve, device, noise_scale,
-                               references)
+    try:
+        report = evaluate_and_save(run, n or None, solver, steps, bootstrap, seed, nfe_curve, device, noise_scale,
+                                   references, project_sphere)
+    except ValueError as err:
+        if "--project-sphere" not in str(err):
+            raise
+        raise ConfigError(f"{run}: {err}") from None
     console = Console()
     settings = report["settings"]
     console.print(report_table(report, f"{run}: {settings['n_generated']} samples vs {settings['n_test']} test rows "
                                        f"({solver}, {settings['nfe']} NFE)"))
+    if settings.get("rows_on_sphere") is not None and not project_sphere:
+        Console(stderr=True).print(f"note: every training row has norm {settings['rows_on_sphere']:.4g} (a normalized "
+                                   "encoder's); --project-sphere puts the samples on that sphere too",
+                                   highlight=False, soft_wrap=True)
     if settings.get("n_requested", settings["n_generated"]) > settings["n_generated"]:
         Console(stderr=True).print(f"note: --n {settings['n_requested']} is more than the run's {settings['n_train']} "
                                    "training rows (the floor's draw); value and floor both use "

@@ -12,6 +12,7 @@ from scaleflow.cli.errors import user_errors
 from scaleflow.data.embed import check_decodable, decode_embeddings
 from scaleflow.files import SAVE_SUFFIXES, save_embeddings
 from scaleflow.files import check_writable_file
+from scaleflow.sampling.sphere import project_to_sphere, sphere_radius
 from scaleflow.sampling.sample import generate
 from scaleflow.sampling.solvers import SOLVERS
 from scaleflow.search.guidance import FunctionGuide, GuidanceConfig, GuidedVelocity
@@ -56,6 +57,8 @@ def sample(
                                       "without guidance"),
     guide_stop: float = typer.Option(GuidanceConfig.stop, "--guide-stop", help="share of steps, at the end, without "
                                      "guidance"),
+    project_sphere: bool = typer.Option(False, "--project-sphere", help="put the samples on the training rows' "
+                                        "sphere (rows of one norm: a normalized encoder's)"),
 ) -> None:
     """Generate embeddings from a trained run (EMA weights), un-normalized to the original space."""
     if n < 1 or batch_size < 1:
@@ -92,6 +95,12 @@ def sample(
     batch = generate(velocity, n, dim, solver, steps, seed, target, batch_size, rtol=rtol, atol=atol,
                      noise_scale=noise_scale)
     samples = loaded.standardizer.inverse_transform(batch.x).cpu()
+    if project_sphere:
+        radius = sphere_radius(loaded.standardizer.inverse_transform(loaded.data().train))
+        if radius is None:
+            raise ConfigError(f"--project-sphere: {run}'s training rows do not share one norm (not a normalized "
+                              "encoder's)")
+        samples = project_to_sphere(samples, radius)
     console = Console(stderr=True)
     console.print(f"{n} samples from {run} with {solver} ({batch.nfe} NFE) in {batch.seconds:.2f}s "
                   f"({n / max(batch.seconds, 1e-9):.0f} samples/s)")

@@ -24,6 +24,7 @@ from scaleflow.evaluation.scores import DEFAULT_K, entry, mean_ci, min_samples, 
 from scaleflow.flows.draws import make_validation_set, validation_coupling_batch
 from scaleflow.reference.scoring import DEFAULT_REFERENCES, score_references
 from scaleflow.sampling.sample import generate, reconstruction_errors, sample_noise
+from scaleflow.sampling.sphere import project_to_sphere, sphere_radius
 from scaleflow.sampling.solvers import integrate
 
 METRICS = ("val_loss", "reconstruction_mse", "fd", "mmd", "precision", "recall", "density", "coverage",
@@ -73,7 +74,8 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
              nfe_steps: Sequence[int] = (1, 2, 4, 8, 16, 32), device: torch.device | str = "cpu",
              extrapolate: bool = True, noise_scale: float = 1.0,
              n_boot_inf: Optional[int] = None,
-             references: Sequence[str] = DEFAULT_REFERENCES) -> tuple[dict, torch.Tensor]:
+             references: Sequence[str] = DEFAULT_REFERENCES,
+             project_sphere: bool = False) -> tuple[dict, torch.Tensor]:
     """Evaluate a loaded run (`training.run.load_run`) against its test split.
 
     Args:
@@ -86,6 +88,8 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
             `min(n_boot, frechet.FD_INF_RESAMPLES)`).
         references: reference priors fitted to the run's training rows and scored on the same test rows,
             real draw and n (`reference.scoring`, cached per data and split): the report's "reference".
+        project_sphere: put the samples on the training rows' sphere (`sampling.sphere`); refused (ValueError)
+            when the rows do not share one norm.
 
     Returns:
         The report `{metric: {"value", "ci": [lo, hi], "floor", "floor_ci", ...}}` for `METRICS`, plus
@@ -105,6 +109,11 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
     velocity = run.velocity
     batch = generate(velocity, n, dim, solver, steps, seed, device, noise_scale=noise_scale)
     generated = batch.x
+    radius = sphere_radius(run.standardizer.inverse_transform(train))
+    if project_sphere:
+        if radius is None:
+            raise ValueError("--project-sphere: the training rows do not share one norm (not a normalized encoder's)")
+        generated = run.standardizer.transform(project_to_sphere(run.standardizer.inverse_transform(generated), radius))
     g = torch.Generator().manual_seed(seed + 1)
     real_draw = train[torch.randperm(len(train), generator=g)[:n].to(device)]
     val = data.val.to(device)
@@ -142,7 +151,8 @@ def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: 
     out["reference"] = score_references(s_train, s_val, s_test, s_real, s_to_original, seed, k, references)
     out["settings"] = {"n_requested": requested, "n_generated": n, "n_real_draw": n, "n_test": len(test),
                        "n_train": len(train), "solver": solver, "steps": steps, "nfe": batch.nfe, "bootstrap": n_boot,
-                       "seed": seed, "k": k, "noise_scale": noise_scale,
+                       "seed": seed, "k": k, "noise_scale": noise_scale, "rows_on_sphere": radius,
+                       "project_sphere": project_sphere,
                        "scored_in": "the run's space" if scoring is None else "per-dimension standardization of the training rows",
                        "seconds": time.perf_counter() - began}
     return out, generated

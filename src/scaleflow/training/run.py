@@ -381,15 +381,23 @@ class Run:
         return VelocityField(self.model, self.flow, self.config.prediction)
 
     def sample(self, n: int, solver: str = "heun", steps: int = 20, seed: int = 0, noise_scale: float = 1.0,
-               batch_size: int = 4096) -> torch.Tensor:
+               batch_size: int = 4096, project_sphere: bool = False) -> torch.Tensor:
         """`[n, D]` float32 samples of the prior in the original embedding space (as `scaleflow sample` draws them:
-        noise `seed`, `solver` with `steps` fixed steps, `noise_scale` the starting noise's temperature)."""
+        noise `seed`, `solver` with `steps` fixed steps, `noise_scale` the starting noise's temperature;
+        `project_sphere`: on the training rows' sphere, `sampling.sphere`)."""
         from scaleflow.sampling.sample import generate
+        from scaleflow.sampling.sphere import project_to_sphere, sphere_radius
 
         device = next(self.model.parameters(), torch.empty(0)).device
         batch = generate(self.velocity, n, int(self.info["input_dim"]), solver, steps, seed, device, batch_size,
                          noise_scale=noise_scale)
-        return self.standardizer.inverse_transform(batch.x).float().cpu()
+        samples = self.standardizer.inverse_transform(batch.x).float().cpu()
+        if project_sphere:
+            radius = sphere_radius(self.standardizer.inverse_transform(self.data().train))
+            if radius is None:
+                raise ValueError(f"project_sphere: {self.path}'s training rows do not share one norm")
+            samples = project_to_sphere(samples, radius)
+        return samples
 
     def log_density(self, x: torch.Tensor) -> torch.Tensor:
         """`[N]` float64 log-density of original-space points `x: [N, D]` under the prior: exact where the prior
