@@ -36,14 +36,17 @@ def test_project_files_agree():
     assert (ROOT / "src" / "scaleflow" / "py.typed").exists()
 
 
-def test_muon_on_a_torch_without_it_is_refused_in_one_line(monkeypatch):
+def test_muon_on_a_torch_without_it_is_refused_in_one_line(monkeypatch, tmp_path):
+    from scaleflow.training.run import train
+
     monkeypatch.delattr(torch.optim, "Muon", raising=False)
     monkeypatch.setattr(torch, "__version__", "2.8.0")
+    config = make_config({"optimizer": "muon", "arch": "mlp", "scale": "tiny"})  # a Muon run's config still reads
     with pytest.raises(ConfigError) as err:
-        make_config({"optimizer": "muon"})
+        train(config, tmp_path / "run", progress=False)
     message = str(err.value)
     assert "\n" not in message and "muon needs torch >= 2.9" in message and "this is torch 2.8.0" in message
-    make_config({"optimizer": "adamw"})  # the others are unaffected
+    assert not (tmp_path / "run").exists()  # refused before anything is written
     from scaleflow.sweeps.tasks import check_trial
 
     with pytest.raises(ConfigError, match="muon needs torch >= 2.9"):

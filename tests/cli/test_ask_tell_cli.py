@@ -61,10 +61,11 @@ def test_constraints_measured_outside_are_told_as_columns(text_run, cli, user_er
     user_error(cli(["optimize", "ask", folder, "--run", text_run, "--constraint", "my.py:tox<=0.2"]),
                "--constraint", "NAME>=VALUE")
     result = cli(["optimize", "ask", folder, "--run", text_run, "--method", "prior", "--n", "4", "--out", batch,
-                  "--constraint", "toxicity<=0.2", "--constraint", "length>=3"])
+                  "--constraint", "toxicity<=0.2", "--constraint", "length>=3.0000001"])
     assert result.exit_code == 0, result.output
     assert "columns id, score, toxicity, length" in " ".join(result.output.split())
-    assert json.loads((folder / "search.json").read_text())["constraints"] == ["toxicity<=0.2", "length>=3"]
+    # The bounds as given, every digit (a rounded bound would count other candidates than the loop's).
+    assert json.loads((folder / "search.json").read_text())["constraints"] == ["toxicity<=0.2", "length>=3.0000001"]
     ids = _ids(batch)
     scores = tmp_path / "scores.csv"
     scores.write_text("id,score,toxicity\n" + "".join(f"{i},0.5,0.1\n" for i in ids))
@@ -73,8 +74,9 @@ def test_constraints_measured_outside_are_told_as_columns(text_run, cli, user_er
     user_error(cli(["optimize", "tell", folder, scores]), "length of s0-b0-0: 'x' is not a finite number")
     assert not (folder / "search.jsonl").exists() or (folder / "search.jsonl").read_text() == ""
     # Candidate 1 is too toxic, candidate 2 too short: neither counts, whatever it scored.
-    rows = [(0.1, 0.1, 5), (0.9, 0.5, 5), (0.8, 0.0, 2), (0.2, 0.2, 3)]
-    scores.write_text("id,score,toxicity,length\n" + "".join(f"{i},{s},{t},{n}\n" for i, (s, t, n) in zip(ids, rows)))
+    rows = [(0.1, 0.1, 5), (0.9, 0.5, 5), (0.8, 0.0, 2), (0.2, 0.2, 3.1)]
+    # A trailing comma on a row (a cell more than the header) is read as the header says.
+    scores.write_text("id,score,toxicity,length\n" + "".join(f"{i},{s},{t},{n},\n" for i, (s, t, n) in zip(ids, rows)))
     assert cli(["optimize", "tell", folder, scores]).exit_code == 0
     records = [json.loads(line) for line in (folder / "search.jsonl").read_text().splitlines()]
     assert [r["constraint_values"] for r in records] == [[t, n] for _, t, n in rows]

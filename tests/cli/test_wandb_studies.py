@@ -44,6 +44,18 @@ def test_optimize_logs_each_search_as_a_run(text_run, cli, tmp_path, fake_wandb)
         assert init["config"]["budget"] == 12 and init["config"]["method"] in ("guided", "random")
         assert [step for step, _ in run["logs"]] == [4, 8, 12]  # best so far after each batch, by evaluations
         assert run["summary"]["evaluations"] == 12 and run["finished"]
+    # A rerun scores nothing new: nothing is logged again.
+    again = cli(["optimize", text_run, "--out", out, "--method", "guided,random", "--seeds", "2", "--budget", "12",
+                 "--batch", "4", "--steps", "4", "--wandb", "--wandb-project", "lab"])
+    assert again.exit_code == 0, again.output
+    assert len(fake_wandb) == 4
+    assert len({r["init"]["id"] for r in fake_wandb}) == 4
+
+
+def test_options_that_would_do_nothing_are_refused(text_run, cli, user_error, tmp_path):
+    user_error(cli(["optimize", text_run, "--out", tmp_path / "s", "--max-batch-cosine", "0.5", "--oversample", "1"]),
+               "--max-batch-cosine", "--oversample 1")
+    assert not (tmp_path / "s").exists()
 
 
 def test_sweep_trials_are_logged_from_the_sweep_process(tmp_path, fake_wandb):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from scaleflow.training.config import make_config
 from scaleflow.training.recipes import SIZE_RECIPES, SizeRecipe, apply_recipe, describe, recipe_for
@@ -46,6 +47,15 @@ def test_a_fine_tuning_run_keeps_its_network(tmp_path):
     config, record = apply_recipe(make_config({"init_from": str(tmp_path)}), 1000, TABLE)
     assert config.scale == "small" and config.lr == 3e-4
     assert "scale" in record["kept"]
+
+
+def test_a_chosen_optimizer_or_network_keeps_its_rate_and_scale():
+    config, record = apply_recipe(make_config({"optimizer": "sgd"}), 1000, TABLE)
+    assert config.lr == 1e-3 and config.scale == "tiny" and "lr" in record["kept"]
+    config, record = apply_recipe(make_config({"optimizer": "adamw"}), 1000, TABLE)
+    assert config.lr == 3e-4  # the recipe's rate is AdamW's
+    config, record = apply_recipe(make_config({"model": {"depth": 3}}), 1000, TABLE)
+    assert config.scale == "small" and "scale" in record["kept"]
 
 
 def test_the_shipped_table_is_valid():
@@ -96,3 +106,20 @@ def test_a_user_who_says_none_gets_the_plain_defaults(tmp_path, monkeypatch):
     assert "recipe" not in summary
     assert make_config(yaml_path=tmp_path / "run" / "config.yaml").lr == 1e-3
 
+
+
+def test_a_sweep_trial_with_recipe_auto_recognizes_its_own_run(tmp_path):
+    """A trial's folder holds the config after the recipe; the trial asks for the one before it (recipe: auto):
+    the same training, so a resumed or shared trial must not be refused as if the defaults had changed."""
+    from scaleflow.files import write_json, write_text
+    from scaleflow.sweeps.tasks import _check_same_training
+    from scaleflow.training.config import ConfigError
+
+    wanted = make_config({"recipe": "auto", "n_train": 1000, "seed": 1})
+    (recipe,) = SIZE_RECIPES
+    trained, record = apply_recipe(wanted, 1000, (recipe,))
+    write_text(tmp_path / "config.yaml", trained.to_yaml())
+    write_json(tmp_path / "model.json", {"recipe": record})
+    _check_same_training(wanted, tmp_path)  # no error
+    with pytest.raises(ConfigError, match="lr"):
+        _check_same_training(make_config({"recipe": "auto", "n_train": 1000, "seed": 1, "lr": 0.01}), tmp_path)

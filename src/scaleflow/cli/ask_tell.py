@@ -52,7 +52,8 @@ def _settings(folder: Path, given: dict) -> dict:
                           "ask/tell needs a folder of its own")
     if given.get("run") is not None:
         given = {**given, "run": str(Path(given["run"]).resolve())}
-    changed = sorted(k for k, v in given.items() if v is not None and saved.get(k) != v)
+    before = {"max_batch_cosine": 1.0, **saved}  # a folder from before the spread existed ran without it
+    changed = sorted(k for k, v in given.items() if v is not None and before.get(k) != v)
     if changed:
         raise ConfigError(f"{folder}: its search was asked with other settings ({', '.join(changed)} differ, see "
                           f"{path}); leave them out or use another folder")
@@ -126,12 +127,13 @@ def optimize_ask(
     if max_batch_cosine is not None and not -1 < max_batch_cosine <= 1:
         raise ConfigError(f"--max-batch-cosine must be in (-1, 1] (1: no spread); got {max_batch_cosine}")
     try:
-        told = [parse_told_constraint(text) for text in constraint]
+        for text in constraint:  # checked before anything is written
+            parse_told_constraint(text)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     check_search_folder(folder)
     settings = _settings(folder, {"run": str(run) if run else None, "method": method, "seed": seed,
-                                  "constraints": [c.describe() for c in told] or None,
+                                  "constraints": [text.strip() for text in constraint] or None,  # as given
                                   "initial": initial, "acquisition": acquisition, "oversample": oversample,
                                   "max_batch_cosine": max_batch_cosine,
                                   "decoder": decoder, "encoder": encoder, "min_roundtrip": min_roundtrip,
@@ -196,13 +198,15 @@ def read_scores(path: Path, columns: tuple[str, ...] = ()) -> tuple[dict[str, ob
             add(f"line {number}", item.get("id"), item["score"], item)
     elif path.suffix == ".csv":
         rows = list(csv.DictReader(text.splitlines()))
-        fields = {f.strip().lower() for f in (rows[0].keys() if rows else [])} if rows else set()
+        fields = {f.strip().lower() for f in (rows[0].keys() if rows else []) if isinstance(f, str)}
         if not {"id", "score"} <= fields:
             raise ConfigError(f"{path}: needs a header with the columns id and score")
         for number, row in enumerate(rows, 2):
-            lowered = {(k or "").strip().lower(): v for k, v in row.items()}
+            lowered = {k.strip().lower(): v for k, v in row.items() if isinstance(k, str)}
             # Constraint columns keep their case (they are the names given to --constraint).
-            cells = {**{(k or "").strip(): _number(v) for k, v in row.items() if v is not None}, "id": lowered.get("id")}
+            # A row longer than the header (a trailing comma) puts its extra cells under None: they name nothing.
+            cells = {**{k.strip(): _number(v) for k, v in row.items() if isinstance(k, str) and isinstance(v, str)},
+                     "id": lowered.get("id")}
             add(f"line {number}", lowered.get("id"), _number(lowered.get("score")), cells)
     else:
         raise ConfigError(f"{path}: give the scores as .csv (columns id, score) or .jsonl")

@@ -192,6 +192,12 @@ def optimize(
         raise ConfigError(f"--max-batch-cosine must be in (-1, 1] (1: no spread); got {max_batch_cosine}")
     pareto, ref_values = _check_objectives(objective, ref_point)
     acquisition = acquisition or (PARETO_ACQUISITION if pareto else "ucb")
+    if max_batch_cosine < 1 and oversample == 1:
+        raise ConfigError("--max-batch-cosine: the spread chooses among the drawn candidates, and --oversample 1 draws "
+                          "no more than it scores; raise --oversample or leave --max-batch-cosine out")
+    if refit_every > 1 and acquisition == PARETO_ACQUISITION:
+        raise ConfigError(f"--refit-every {refit_every}: the {PARETO_ACQUISITION} GPs are fitted every step; leave "
+                          "--refit-every out")
     if acquisition not in ACQUISITIONS:
         raise ConfigError(f"--acquisition {acquisition!r}: choose one of {', '.join(ACQUISITIONS)}")
     if acquisition == PARETO_ACQUISITION and not pareto:
@@ -257,12 +263,16 @@ def optimize(
             done = 0
             for name in methods:
                 for seed in seed_list:
-                    def report(m: str, s: int, scored: int, total: int, best, base=done) -> None:
+                    scored_here: list[int] = []
+
+                    def report(m: str, s: int, scored: int, total: int, best, base=done,
+                               scored_here=scored_here) -> None:
+                        scored_here.append(scored)
                         bar.update(task, completed=base + scored, description=f"{m} seed {s}",
                                    best="-" if best is None else f"{best:.3f}")
                     search_method = build_method(name, settings)
                     outcome = run_search(problem, search_method, budget, batch, seed, out, initial, report)
-                    if wandb:
+                    if wandb and scored_here:  # a search finished before (a rerun) is logged once, not again
                         _log_search(outcome, settings, wandb_project, out)
                     done += budget
         summary = summarize_search(out)
@@ -288,7 +298,8 @@ def _log_search(outcome, settings: dict, project: str, out: Path) -> None:
     counted = float(history.counts.double().mean()) if len(history) else None
     log_finished_run(project, out.name, f"{outcome.method}-seed{outcome.seed}",
                      {**settings, "method": outcome.method, "seed": outcome.seed},
-                     {"best": outcome.best, "counted_share": counted, "evaluations": len(history)}, rows, folder=out)
+                     {"best": outcome.best, "counted_share": counted, "evaluations": len(history)}, rows, folder=out,
+                     key=str(out.resolve()))
 
 
 def _check_objectives(objectives: list[str], ref_point: Optional[str]) -> tuple[bool, Optional[list[float]]]:

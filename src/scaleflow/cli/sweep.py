@@ -18,7 +18,7 @@ from scaleflow.cli.errors import user_errors
 from scaleflow.data.errors import DataError
 from scaleflow.sweeps.design import expand
 from scaleflow.sweeps.environment import usable_cores
-from scaleflow.sweeps.ledger import MAX_DEATHS
+from scaleflow.sweeps.ledger import MAX_DEATHS, one_line
 from scaleflow.sweeps.local import run_sweep, threads_per_job
 from scaleflow.sweeps.ray_runner import run_sweep_ray
 from scaleflow.sweeps.records import ResultStore, trial_id
@@ -166,17 +166,22 @@ def _print_summary(summary: SweepSummary, folder: Path) -> None:
                   f"results.csv, results.parquet, summary.json, figures/ ({', '.join(figures) or 'none'})", markup=False)
 
 
-def _logging_to_wandb(on_trial, project: str, group: str, out: Path):
+def _logging_to_wandb(on_trial, project: str, group: str, out: Path, bar_console: Optional[Console] = None):
     """`on_trial` that also logs each finished trial as one W&B run (`training.logger.log_finished_run`), from the
     sweep's own process (so local and Ray sweeps log alike)."""
     require_wandb()  # before any trial runs
+    bar_console = bar_console or Console(stderr=True)
 
     def logged(record: dict, n_done: int, n_total: int) -> None:
         on_trial(record, n_done, n_total)
         if record["status"] == "ok":
             row = flatten(record)
-            log_finished_run(project, group, record["id"], record["config"],
-                             {k: v for k, v in row.items() if k not in record["config"]}, folder=out)
+            try:
+                log_finished_run(project, group, record["id"], record["config"],
+                                 {k: v for k, v in row.items() if k not in record["config"]}, folder=out)
+            except Exception as err:  # a logging failure must not stop the sweep: the trial is recorded
+                bar_console.print(f"warning: W&B logging of trial {record['id']} failed: {one_line(err)}",
+                                  markup=False, highlight=False)
 
     return logged
 
@@ -298,7 +303,7 @@ def sweep(
     done = len({trial_id(t) for t in trials} & ResultStore(out).done_ids())
     bar, on_trial = _progress_bar(len(trials), done)
     if wandb:
-        on_trial = _logging_to_wandb(on_trial, wandb_project, spec.name, out)
+        on_trial = _logging_to_wandb(on_trial, wandb_project, spec.name, out, bar.console)
     try:
         with bar:
             if backend == "ray":

@@ -90,7 +90,7 @@ def plot_measures_vs(rows: Sequence[dict[str, Any]], x: str, varied: Sequence[st
         for i, (label, line) in enumerate(sorted(_series(rows, x, metric, line_keys, base).items())):
             xs, ys, errs = (np.array(v) for v in zip(*line))
             ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, color=f"C{i % 10}", label=label)
-        if x != "params":  # the reference priors at each data size (dashed, grey): what a classical model does
+        if x == "n_train":  # the reference priors at each data size (dashed, grey): what a classical model does
             for j, (name, line) in enumerate(sorted(_reference_series(rows, x, metric).items())):
                 xs, ys = (np.array(v) for v in zip(*line))
                 ax.plot(xs, ys, ls="--", marker="x", color=str(0.15 + 0.2 * j), lw=1, label=f"ref {name}")

@@ -21,8 +21,10 @@ from scaleflow.sampling.solvers import SOLVERS
 from scaleflow.sweeps import vit_task
 from scaleflow.sweeps.environment import peak_memory_mb, versions
 from scaleflow.sweeps.records import trial_id
+from scaleflow.files import read_json
 from scaleflow.training.config import ConfigError, TrainConfig, make_config
 from scaleflow.training.lock import RunFolderBusy
+from scaleflow.training.recipes import apply_recipe
 from scaleflow.training.run import load_run, resolve_device, train
 
 # Sampling and evaluation options a trial takes besides the training ones, with their defaults.
@@ -83,6 +85,9 @@ def _check_same_training(config: TrainConfig, run_dir: Path) -> None:
     options the trial gives, so a changed default (a newer scaleflow) would otherwise be re-scored
     silently as if it were the new one."""
     saved = make_config(yaml_path=run_dir / "config.yaml").model_dump(mode="json", exclude={"out"})
+    recorded = read_json(run_dir / "model.json").get("recipe") if (run_dir / "model.json").exists() else None
+    if recorded:  # the trial asks for the config before the data-size recipe; the folder holds it after
+        config = apply_recipe(config, int(recorded["train_rows"]))[0]
     wanted = config.model_dump(mode="json", exclude={"out"})
     # "recipe" is how the values were chosen, not a value: a folder from before the option has none.
     differing = sorted(k for k in wanted if saved.get(k) != wanted[k] and k not in ("data", "texts", "recipe"))

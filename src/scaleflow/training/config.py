@@ -18,7 +18,6 @@ from scaleflow.data.prepare import MIN_HELD_OUT_ROWS, MIN_TRAIN_ROWS, PRDC_NEIGH
 from scaleflow.flows.registry import FLOWS
 from scaleflow.nets import ARCHITECTURES, SCALES
 from scaleflow.reference.fit import REFERENCE_PRIORS, ReferenceFitError, check_fit_options
-from scaleflow.training.optim import require_muon
 
 
 # Options that only a trained network uses: a reference prior refuses them rather than ignore them.
@@ -109,13 +108,6 @@ class TrainConfig(BaseModel):
         if value not in ARCHITECTURES and value not in REFERENCE_PRIORS:
             raise ValueError(f"unknown architecture {value!r}; available: {', '.join(ARCHITECTURES)}, "
                              f"or a reference prior: {', '.join(REFERENCE_PRIORS)}")
-        return value
-
-    @field_validator("optimizer")
-    @classmethod
-    def _optimizer_available(cls, value: str) -> str:
-        if value == "muon":
-            require_muon()  # one line naming the torch version, before anything is written
         return value
 
     @field_validator("scale")

@@ -19,15 +19,21 @@ def require_wandb() -> None:
 
 
 def log_finished_run(project: str, group: str, name: str, config: dict[str, Any], summary: dict[str, Any],
-                     history: Optional[list[dict[str, Any]]] = None, folder: Optional[Path] = None) -> None:
+                     history: Optional[list[dict[str, Any]]] = None, folder: Optional[Path] = None,
+                     key: Optional[str] = None) -> None:
     """One finished unit of a study (a sweep trial, a search's method and seed) as one W&B run: `config` its
     options, `summary` its numbers, `history` rows logged in order (each may carry "step"), grouped under
     `group` (the sweep's or search's name) so W&B compares the units side by side. Offline unless `WANDB_MODE`
-    says otherwise; the run's files go under `folder` (default: W&B's own)."""
+    says otherwise; the run's files go under `folder` (default: W&B's own). The run's id hashes `key` (default:
+    the folder's resolved path) and `name`: the same unit of the same folder is the same W&B run."""
     require_wandb()
     import wandb
 
-    run = wandb.init(project=project, group=group, name=name, id=_safe_id(f"{group}-{name}"), config=config,
+    import hashlib
+
+    where = key or (str(Path(folder).resolve()) if folder is not None else group)
+    run_id = hashlib.sha1(f"{where}\0{name}".encode()).hexdigest()[:16]
+    run = wandb.init(project=project, group=group, name=name, id=run_id, config=config,
                      mode=os.environ.get("WANDB_MODE", "offline"), resume="allow",
                      dir=str(folder) if folder is not None else None, reinit=True)
     try:
@@ -38,11 +44,6 @@ def log_finished_run(project: str, group: str, name: str, config: dict[str, Any]
         run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None})
     finally:
         run.finish()
-
-
-def _safe_id(text: str) -> str:
-    """A W&B run id from `text`: letters, digits, - and _ only (the same unit gets the same run on a rerun)."""
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)[:120]
 
 
 class MetricsLogger:

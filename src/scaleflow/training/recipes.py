@@ -49,7 +49,8 @@ def apply_recipe(config, train_rows: int, recipes: tuple[SizeRecipe, ...] = SIZE
 
     Returns (config, record): `record` is None when nothing applies (`recipe: none`, a reference prior, a
     reflow run, no recipe for this size), else {"name", "max_rows", "train_rows", "set": {option: value}
-    (what it changed), "kept": [options the user had set], "why"}. A fine-tuning run keeps its network.
+    (what it changed), "kept": [options it left as they were], "why"}. A fine-tuning run, or one given network
+    options (`model`), keeps its network; a run given another optimizer than AdamW keeps its rate.
     """
     if config.recipe == "none" or config.is_reference or config.flow == "reflow":
         return config, None
@@ -57,8 +58,12 @@ def apply_recipe(config, train_rows: int, recipes: tuple[SizeRecipe, ...] = SIZE
     if recipe is None:
         return config, None
     given = config.model_fields_set
-    chosen = {k: v for k, v in recipe.options.items()
-              if k not in given and not (config.init_from and k in NETWORK_OPTIONS)}
+    keep = set(given)
+    if config.init_from or "model" in given:  # a fine-tuned source's network, or network options the user chose
+        keep |= NETWORK_OPTIONS
+    if "optimizer" in given and config.optimizer != "adamw":  # the recipe's rate is AdamW's
+        keep.add("lr")
+    chosen = {k: v for k, v in recipe.options.items() if k not in keep}
     record = {"name": recipe.name, "max_rows": recipe.max_rows, "train_rows": train_rows, "set": chosen,
               "kept": sorted(k for k in recipe.options if k not in chosen), "why": recipe.why}
     # model_validate re-checks the combination (e.g. a scale the arch lacks) and marks every value as set,

@@ -40,6 +40,7 @@ from scaleflow.training.config import ConfigError, TrainConfig, make_config
 from scaleflow.files import read_json, read_safetensors, write_json, write_safetensors, write_text
 from scaleflow.training.lock import check_not_busy, run_lock
 from scaleflow.training.logger import MetricsLogger, require_wandb
+from scaleflow.training.optim import require_muon
 from scaleflow.training.recipes import apply_recipe
 from scaleflow.training.recipes import describe as describe_recipe
 from scaleflow.training.signals import stop_on_signals
@@ -218,6 +219,11 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
     })
     last = run_dir / CHECKPOINT
     # Every check before the first write: a refused run leaves no folder and touches none.
+    if config.optimizer == "muon":  # at training only: a Muon run's folder stays readable on any torch
+        try:
+            require_muon()
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     check_not_busy(run_dir)
     _check_folder(run_dir, resume)
     device = resolve_device(config.device)
