@@ -75,7 +75,8 @@ def test_a_vit_sweep_is_summarized_with_figures_and_answers(tmp_path):
     run_sweep(spec, tmp_path, TASKS["vit"](str(tmp_path / "runs")))
     summary = summarize_sweep(tmp_path)
     assert summary.metric == "test_acc" and summary.per == "scale"
-    assert {p.name for p in summary.written} == {"results.csv", "scale_study.png", "evolution.png", "summary.json"}
+    assert {p.name for p in summary.written} == {"results.csv", "results.parquet", "scale_study.png", "evolution.png",
+                                                 "summary.json"}
     written = json.loads((tmp_path / "summary.json").read_text())
     assert set(written["questions"]) >= {"scale_robustness", "rank_scaling", "cost", "generalization"}
     assert written["winners"][0]["scale"] == "tiny" and written["winners"][0]["best"]["n"] == 2
