@@ -119,3 +119,17 @@ def tiny() -> list[str]:
 def make_data() -> Callable[..., tuple[Path, Path | None]]:
     """`make_data(folder, n=300, dim=8, texts=True, seed=0)` -> (data.npy, data.txt or None)."""
     return write_data
+
+
+@pytest.fixture(scope="session")
+def train_builtin(cli: Callable, tiny: list[str]) -> Callable[[Path, int], None]:
+    """`train_builtin(run, held_out)`: a tiny run on 500 built-in rows with `held_out` validation and as many test
+    rows (the category objectives' classifier trains on the held-out rows)."""
+
+    def train(run: Path, held_out: int) -> None:
+        options = [a for a in tiny if a not in ("--n-val", "--n-test", "50")]
+        done = cli(["train", "--data", "builtin", "--n-train", "500", "--n-val", str(held_out), "--n-test",
+                    str(held_out), *options, "--out", run])
+        assert done.exit_code == 0, done.output
+
+    return train

@@ -309,13 +309,10 @@ def test_sample_guide_mistakes_are_one_line(cli, user_error, text_run, tmp_path,
     assert not out.exists()
 
 
-def test_category_objective_on_the_builtin_data(cli, tiny, tmp_path):
+def test_category_objective_on_the_builtin_data(cli, train_builtin, tmp_path):
     """`--objective category`: a classifier trained on the held-out rows scores WordNet categories."""
     run = tmp_path / "builtin_run"
-    options = [a for a in tiny if a not in ("--n-val", "--n-test", "50")]
-    done = cli(["train", "--data", "builtin", "--n-train", "500", "--n-val", "300", "--n-test", "300", *options,
-                "--out", run])
-    assert done.exit_code == 0, done.output
+    train_builtin(run, held_out=300)
     out = tmp_path / "animal"
     done = cli(["optimize", run, "--objective", "category", "--category", "noun.animal", "--method", "random",
                 "--budget", "8", "--batch", "4", "--seeds", "1", "--out", out])

@@ -75,13 +75,10 @@ def test_pareto_mistakes_are_one_line(cli, user_error, text_run, lab, tmp_path, 
     user_error(cli(["optimize", text_run, *args, "--budget", "8", "--out", tmp_path / "x"]), *fragments)
 
 
-def test_two_category_on_the_builtin_data(cli, tiny, tmp_path):
+def test_two_category_on_the_builtin_data(cli, train_builtin, tmp_path):
     """`--objective two-category`: two WordNet categories' probabilities, reference point (0, 0), dev/test pairs."""
     run = tmp_path / "builtin_run"
-    options = [a for a in tiny if a not in ("--n-val", "--n-test", "50")]
-    done = cli(["train", "--data", "builtin", "--n-train", "500", "--n-val", "900", "--n-test", "900", *options,
-                "--out", run])
-    assert done.exit_code == 0, done.output
+    train_builtin(run, held_out=900)
     out = tmp_path / "pairs"
     done = cli(["optimize", run, "--objective", "two-category", "--targets", "dev", "--method", "random",
                 "--budget", "8", "--batch", "4", "--seeds", "0,6", "--out", out])

@@ -194,6 +194,17 @@ def log_density(
     return LogDensityResult(log_density=log_p, noise=noise, divergence_integral=total, endpoint_logdet=logdet)
 
 
+def prior_log_density(run: Any, x: Tensor, **flow_options: Any) -> Tensor:
+    """`[N]` float64 log-density of original-space points `x: [N, D]` under a loaded run's prior: exact where its
+    model has a closed-form `log_prob` (Gaussian, GMM, KDE reference priors), else the flow's change of variables
+    (`log_density(run.velocity, ...)` with `flow_options`). `run` needs `standardizer` and `velocity`."""
+    exact = getattr(getattr(run, "model", None), "log_prob", None)
+    if exact is not None:
+        with torch.no_grad():
+            return exact(run.standardizer.transform(x.detach().double())) - run.standardizer.log_scale
+    return log_density(run.velocity, x.double(), standardizer=run.standardizer, **flow_options).log_density
+
+
 def _evaluation_dtype_device(velocity: Any, x: Tensor) -> tuple[torch.dtype, torch.device]:
     """The dtype/device of the network behind `velocity` (a float32 net cannot take float64 rows)."""
     model = getattr(velocity, "model", None)

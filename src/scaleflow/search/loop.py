@@ -115,14 +115,10 @@ def judge_batch(problem: SearchProblem, proposal: Proposal) -> tuple[list[dict],
     verdicts = problem.judge(proposal.x)
     log_density = problem.log_density(proposal.x)
     texts = problem.reference_texts
-    counts = verdicts.counts.clone()
     hooks = problem.hooks
     decoded = hooks.decode(proposal.x)
     roundtrip = hooks.roundtrip(proposal.x, decoded) if decoded is not None else None
-    if roundtrip is not None and hooks.min_roundtrip is not None:
-        counts &= roundtrip >= hooks.min_roundtrip  # a text that no longer means its candidate does not count
-    if problem.min_log_density is not None:  # a candidate the prior finds too unlikely does not count
-        counts &= log_density >= problem.min_log_density
+    counts = problem.counts_by_rules(verdicts.counts, log_density, roundtrip)
     fields = []
     for i in range(len(proposal.x)):
         nearest = [[round(float(c), 4), texts[int(r)] if texts is not None else int(r)]

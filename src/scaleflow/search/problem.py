@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from scaleflow.search.judge import CandidateJudge
-from scaleflow.search.log_density import log_density
+from scaleflow.search.log_density import prior_log_density
 from scaleflow.search.text_hooks import TextHooks
 from scaleflow.search.objectives import Objective, ObjectiveError, cosine_to, load_objective
 from scaleflow.search.pareto import ParetoObjective
@@ -93,30 +93,31 @@ class SearchProblem:
         search records it: Hutchinson with 8 probes over 8 rk4 steps, x1 runs at their smoothed endpoint
         (measured on the default prior: within ~3 nats of the exact divergence at 1/20 of its time). A
         reference prior with a closed-form density (Gaussian, GMM, KDE) gives it exactly instead."""
-        exact = getattr(getattr(self.run, "model", None), "log_prob", None)
-        if exact is not None:
-            z = self.run.standardizer.transform(x.detach().double())
-            with torch.no_grad():
-                return exact(z) - self.run.standardizer.log_scale
-        result = log_density(self.run.velocity, x.double(), steps=8, divergence="hutchinson", n_probes=8,
-                             standardizer=self.run.standardizer, endpoint="smoothed")
-        return result.log_density
+        return prior_log_density(self.run, x, steps=8, divergence="hutchinson", n_probes=8, endpoint="smoothed")
+
+    def counts_by_rules(self, counts: Tensor, log_density: Optional[Tensor],
+                        roundtrip: Optional[Tensor]) -> Tensor:
+        """`[N]` bool: the judge's `counts` less the candidates the problem's other rules known before scoring
+        reject: the log-density minimum (given `log_density: [N]`) and the round trip's minimum (given
+        `roundtrip: [N]`), each where set. The one place these rules are applied (records and filters alike)."""
+        counts = counts.clone()
+        if self.min_log_density is not None and log_density is not None:
+            counts &= log_density >= self.min_log_density
+        if self.hooks.min_roundtrip is not None and roundtrip is not None:
+            counts &= roundtrip >= self.hooks.min_roundtrip
+        return counts
 
     def free_counts(self, x: Tensor) -> Tensor:
-        """`[N]` bool: whether candidates `x: [N, D]` (original space) count by every rule known before scoring:
-        the judge's validity and novelty, and where they are set the prior's log-density minimum and the round
-        trip's minimum (`hooks`). The free filters keep these (judging costs no objective evaluation); the
+        """`[N]` bool: whether candidates `x: [N, D]` (original space) count by every rule known before scoring
+        (`counts_by_rules`). The free filters keep these (judging costs no objective evaluation); the
         log-density and a decoding plus encoding per candidate are paid only where those rules are on. Outcome
         constraints are measured with the score, so no filter knows them."""
-        counts = self.judge(x).counts.clone()
-        if self.min_log_density is not None:
-            counts &= self.log_density(x) >= self.min_log_density
+        log_density = self.log_density(x) if self.min_log_density is not None else None
+        roundtrip = None
         if self.hooks.min_roundtrip is not None:
             decoded = self.hooks.decode(x)
             roundtrip = self.hooks.roundtrip(x, decoded) if decoded is not None else None
-            if roundtrip is not None:
-                counts &= roundtrip >= self.hooks.min_roundtrip
-        return counts
+        return self.counts_by_rules(self.judge(x).counts, log_density, roundtrip)
 
     def to_normalized(self, x: Tensor) -> Tensor:
         return self.run.standardizer.transform(x)

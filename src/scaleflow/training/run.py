@@ -409,13 +409,9 @@ class Run:
         """`[N]` float64 log-density of original-space points `x: [N, D]` under the prior: exact where the prior
         has one in closed form (Gaussian, GMM, KDE reference priors), else the flow's instantaneous change of
         variables (`search.log_density`: exact divergence up to D = 1024, Hutchinson above)."""
-        from scaleflow.search.log_density import log_density
+        from scaleflow.search.log_density import prior_log_density
 
-        exact = getattr(self.model, "log_prob", None)
-        if exact is not None:
-            with torch.no_grad():
-                return exact(self.standardizer.transform(x.detach().double())) - self.standardizer.log_scale
-        return log_density(self.velocity, x.double(), standardizer=self.standardizer).log_density
+        return prior_log_density(self, x)
 
     def scoring_normalization(self, data: PreparedData) -> Optional[Standardizer]:
         """The per-dimension standardization of the run's training rows (`data`: its `data()`), where the run
