@@ -65,6 +65,7 @@ def test_demo_trains_evaluates_and_draws(demo_run):
     assert "Frechet distance" in result.stderr and "Validity" in result.stderr and str(out / "figures") in " ".join(result.stderr.split())
     # The reference priors' row beside the prior's, and the line saying which ranks higher.
     assert set(report["reference"]["priors"]) == {"gaussian", "kde"}
+    assert {row["solver"] for row in report["nfe_curve"]} == {"euler", "heun"}  # the demo's curve
     assert "ref gaussian" in result.stdout or "ref kde" in result.stdout
     assert "reference priors on the same rows" in result.stderr
 
@@ -103,6 +104,16 @@ def test_a_demo_killed_before_its_first_checkpoint_runs_again(tmp_path, monkeypa
     assert result.exit_code == 0, result.output
     assert "resuming" in result.output
     assert json.loads((out / "summary.json").read_text())["steps"] == 10
+
+
+@pytest.mark.parametrize("option", [["--reference", "gmm,nope"], ["--nfe-solvers", "euler,nope"]])
+def test_demo_options_are_checked_before_training(option, tmp_path, user_error):
+    from scaleflow.cli.main import app
+    from typer.testing import CliRunner
+
+    out = tmp_path / "demo"
+    user_error(CliRunner().invoke(app, ["demo", "--out", str(out), *option]), option[0], "nope")
+    assert not out.exists()  # refused before a step was trained
 
 
 def test_demo_trains_the_default_prior_of_scaleflow_train():

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from scaleflow.cli.errors import user_errors
-from scaleflow.evaluation.evaluate import evaluate
+from scaleflow.evaluation.evaluate import NFE_SOLVERS, evaluate
 from scaleflow.evaluation.ranking import ranked_ratios, worst_ratio
 from scaleflow.evaluation.report import FD_NOTE, FD_ROWS, INTERVAL_NOTE, metric_entries, ratio_to_floor
 from scaleflow.evaluation.scores import DEFAULT_K, min_samples
@@ -102,19 +102,32 @@ def rank_summary(report: dict) -> Optional[str]:
 
 
 def evaluate_and_save(run_dir: Path, n: int | None = None, solver: str = "heun", steps: int = 20, bootstrap: int = 200,
-                      seed: int = 0, nfe_curve: bool = True, device: str = "auto", noise_scale: float = 1.0,
-                      references: Sequence[str] = DEFAULT_REFERENCES, project_sphere: bool = False) -> dict:
-    """Evaluate the run in `run_dir`, write `eval.json` and `eval_samples.safetensors`, return the report."""
+                      seed: int = 0, nfe_solvers: Sequence[str] = NFE_SOLVERS, device: str = "auto",
+                      noise_scale: float = 1.0, references: Sequence[str] = DEFAULT_REFERENCES,
+                      project_sphere: bool = False) -> dict:
+    """Evaluate the run in `run_dir`, write `eval.json` and `eval_samples.safetensors`, return the report.
+
+    `nfe_solvers`: the solvers of the quality-vs-steps curve (empty: no curve).
+    """
     if solver not in SOLVERS:
         raise ConfigError(f"--solver {solver!r}: choose one of {', '.join(SOLVERS)}")
     target = resolve_device(device)
     run = load_run(run_dir, device=target)
     report, generated = evaluate(run, n, solver, steps, bootstrap, seed, device=target,
-                                 nfe_solvers=("euler", "heun", "rk4", "dopri5") if nfe_curve else (),
+                                 nfe_solvers=tuple(nfe_solvers),
                                  noise_scale=noise_scale, references=references, project_sphere=project_sphere)
     write_json(run_dir / "eval.json", report)
     write_safetensors(run_dir / "eval_samples.safetensors", {"generated": generated})
     return report
+
+
+def parse_nfe_solvers(text: str) -> tuple[str, ...]:
+    """`--nfe-solvers euler,heun` -> ("euler", "heun"); an unknown or empty list is a ConfigError."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in SOLVERS]
+    if unknown or not names:
+        raise ConfigError(f"--nfe-solvers {text!r}: give one or more of {', '.join(SOLVERS)}, comma-separated")
+    return names
 
 
 @user_errors
@@ -126,6 +139,8 @@ def eval_command(
     bootstrap: int = typer.Option(200, help="bootstrap resamples for the 95% intervals"),
     seed: int = typer.Option(0, help="noise and bootstrap seed"),
     nfe_curve: bool = typer.Option(True, "--nfe-curve/--no-nfe-curve", help="also measure quality vs solver steps"),
+    nfe_solvers: str = typer.Option(",".join(NFE_SOLVERS), "--nfe-solvers",
+                                    help="solvers of the quality-vs-steps curve (comma-separated)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     noise_scale: float = typer.Option(1.0, "--noise-scale", help="temperature of the starting noise (< 1: more "
                                       "precise, less diverse samples)"),
@@ -150,7 +165,8 @@ def eval_command(
     except ValueError as err:
         raise ConfigError(f"--reference: {err}") from None
     try:
-        report = evaluate_and_save(run, n or None, solver, steps, bootstrap, seed, nfe_curve, device, noise_scale,
+        report = evaluate_and_save(run, n or None, solver, steps, bootstrap, seed,
+                                   parse_nfe_solvers(nfe_solvers) if nfe_curve else (), device, noise_scale,
                                    references, project_sphere)
     except ValueError as err:
         if "--project-sphere" not in str(err):
