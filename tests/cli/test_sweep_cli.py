@@ -85,7 +85,7 @@ def test_rerun_trains_nothing_and_records_nothing_new(sweep_run):
     assert "4 trials (0 failed)" in done.stdout
 
 
-def test_summarize_redraws_on_another_metric(sweep_run):
+def test_summarize_redraws_on_another_metric(sweep_run, cli):
     _, out, _ = sweep_run
     (out / "results.csv").unlink()
     done = _scaleflow("sweep", "summarize", out, "--metric", "fd")
@@ -100,8 +100,8 @@ def test_summarize_redraws_on_another_metric(sweep_run):
     assert str(table.schema.field("worst_ratio").type) == "double" and str(table.schema.field("seed").type) == "int64"
     assert str(table.schema.field("status").type) == "string"
     assert any(name.startswith("reference.") and name.endswith("_ratio") for name in table.column_names)
-    helped = _scaleflow("sweep", "summarize", "--help")
-    assert helped.returncode == 0 and "Usage: scaleflow sweep summarize" in " ".join(helped.stdout.split())
+    helped = cli(["sweep", "summarize", "--help"])
+    assert helped.exit_code == 0 and "Usage: scaleflow sweep summarize" in " ".join(helped.stdout.split())
 
 
 def test_a_second_sweep_evaluates_the_runs_it_shares(sweep_run, tmp_path):
@@ -119,30 +119,31 @@ def test_a_second_sweep_evaluates_the_runs_it_shares(sweep_run, tmp_path):
     assert sorted((out / "runs").iterdir()) == before and record["result"]["eval_settings"]["noise_scale"] == 0.9
 
 
-def test_flags_build_a_sweep_without_a_file(tmp_path):
-    done = _scaleflow("sweep", "--axis", "arch=mlp,dit", "--set", "steps=50", "--seeds", "0,1", "--dry-run",
-                      "--out", tmp_path / "s")
-    assert done.returncode == 0, done.stderr
+def test_flags_build_a_sweep_without_a_file(tmp_path, cli):
+    done = cli(["sweep", "--axis", "arch=mlp,dit", "--set", "steps=50", "--seeds", "0,1", "--dry-run",
+                "--out", tmp_path / "s"])
+    assert done.exit_code == 0, done.output
     assert "4 trials ->" in done.stdout and "steps=50 arch=dit seed=1" in done.stdout
 
 
-def test_user_mistakes_are_one_line(tmp_path, sweep_run):
+def test_user_mistakes_are_one_line(tmp_path, sweep_run, cli, user_error):
     spec_file, out, _ = sweep_run
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: b\naxes: {widht: [1, 2]}\n")
+    # The console script's own error path once; the rest in process (the same code, no 4 s start each).
     _one_error_line(_scaleflow("sweep", bad), str(bad), "axes.widht: not an option of a train trial")
     bad.write_text("name: b\naxes: {lr: [0.001, -1.0]}\n")
-    _one_error_line(_scaleflow("sweep", bad, "--dry-run"), str(bad), "trial", "lr")
-    _one_error_line(_scaleflow("sweep", "summarize", tmp_path), "not a sweep folder")
-    _one_error_line(_scaleflow("sweep", "summarize", out, "--metric", "bogus"), "--metric 'bogus'", "fd_ratio")
-    _one_error_line(_scaleflow("sweep"), "give a sweep YAML file or at least one --axis")
-    _one_error_line(_scaleflow("sweep", "--axis", "lr"), "--axis 'lr': expected NAME=V1,V2")
-    _one_error_line(_scaleflow("sweep", "--axis", "lr=1", "--seeds", "a,b"), "--seeds 'a,b'")
-    _one_error_line(_scaleflow("sweep", tmp_path / "missing.yaml"), "missing.yaml", "not found")
-    _one_error_line(_scaleflow("sweep", spec_file, "--out", out, "--jobs", "0"), "--jobs")
+    user_error(cli(["sweep", bad, "--dry-run"]), str(bad), "trial", "lr")
+    user_error(cli(["sweep", "summarize", tmp_path]), "not a sweep folder")
+    user_error(cli(["sweep", "summarize", out, "--metric", "bogus"]), "--metric 'bogus'", "fd_ratio")
+    user_error(cli(["sweep"]), "give a sweep YAML file or at least one --axis")
+    user_error(cli(["sweep", "--axis", "lr"]), "--axis 'lr': expected NAME=V1,V2")
+    user_error(cli(["sweep", "--axis", "lr=1", "--seeds", "a,b"]), "--seeds 'a,b'")
+    user_error(cli(["sweep", tmp_path / "missing.yaml"]), "missing.yaml", "not found")
+    user_error(cli(["sweep", spec_file, "--out", out, "--jobs", "0"]), "--jobs")
     other = tmp_path / "other.yaml"
     other.write_text("name: other\naxes: {lr: [0.5]}\n")
-    _one_error_line(_scaleflow("sweep", other, "--out", out), "different sweep")
+    user_error(cli(["sweep", other, "--out", out]), "different sweep")
 
 
 def test_a_busy_sweep_folder_is_refused_and_summarize_still_reads_it(sweep_run, cli, user_error):
@@ -183,13 +184,13 @@ def test_vit_scale_sweeps_have_the_notes_shape():
     assert {t["optimizer"] for t in quick} == {t["optimizer"] for t in full} == {"sgd", "adamw", "muon"}
 
 
-def test_vit_sweep_end_to_end_with_one_optimizer_set(tmp_path):
+def test_vit_sweep_end_to_end_with_one_optimizer_set(tmp_path, cli, user_error):
     """`scaleflow sweep --task vit`, `--set optimizer=...` for one optimizer, `sweep summarize` redrawing it."""
     out = tmp_path / "vit"
-    done = _scaleflow("sweep", ROOT / "configs" / "sweeps" / "vit-scale-quick.yaml", "--set", "optimizer=muon",
-                      "--axis", "scale=tiny", "--set", "epochs=1", "--set", "batch_size=256", "--set", "checkpoints=0",
-                      "--seeds", "0", "--out", out, "--dry-run")
-    assert done.returncode == 0, done.stderr
+    done = cli(["sweep", ROOT / "configs" / "sweeps" / "vit-scale-quick.yaml", "--set", "optimizer=muon",
+                "--axis", "scale=tiny", "--set", "epochs=1", "--set", "batch_size=256", "--set", "checkpoints=0",
+                "--seeds", "0", "--out", out, "--dry-run"])
+    assert done.exit_code == 0, done.output
     assert "1 trials ->" in done.stdout and "optimizer=muon" in done.stdout
     done = _scaleflow("sweep", "--task", "vit", "--axis", "optimizer=adamw,sgd", "--set", "epochs=1",
                       "--set", "batch_size=256", "--set", "analysis_rows=64", "--seeds", "0,1", "--checkpoints", "2",
@@ -201,9 +202,9 @@ def test_vit_sweep_end_to_end_with_one_optimizer_set(tmp_path):
     assert sorted(p.name for p in (out / "figures").iterdir()) == ["evolution.png", "scale_study.png"]
     record = json.loads((out / "results.jsonl").read_text().splitlines()[0])
     assert [c["step"] for c in record["result"]["checkpoints"]] == [2, 5]
-    redraw = _scaleflow("sweep", "summarize", out, "--metric", "gap_acc")
-    assert redraw.returncode == 0 and "ranked by gap_acc" in redraw.stdout, redraw.stderr
-    _one_error_line(_scaleflow("sweep", "summarize", out, "--metric", "fd_ratio"), "--metric 'fd_ratio'", "test_acc")
+    redraw = cli(["sweep", "summarize", out, "--metric", "gap_acc"])
+    assert redraw.exit_code == 0 and "ranked by gap_acc" in redraw.stdout, redraw.output
+    user_error(cli(["sweep", "summarize", out, "--metric", "fd_ratio"]), "--metric 'fd_ratio'", "test_acc")
 
 
 def test_vit_sweep_mistakes_are_one_line(tmp_path, cli, user_error, monkeypatch):
@@ -218,9 +219,9 @@ def test_vit_sweep_mistakes_are_one_line(tmp_path, cli, user_error, monkeypatch)
                "patch_size: 3 does not divide the 8-pixel images of digits")
 
 
-def test_axis_values_are_yaml_lists_and_numbers(tmp_path):
-    done = _scaleflow("sweep", "--axis", "lr=1e-3,3e-4", "--axis", "model={hidden_dim: 16},{hidden_dim: 32}", "--dry-run")
-    assert done.returncode == 0, done.stderr
+def test_axis_values_are_yaml_lists_and_numbers(tmp_path, cli, user_error):
+    done = cli(["sweep", "--axis", "lr=1e-3,3e-4", "--axis", "model={hidden_dim: 16},{hidden_dim: 32}", "--dry-run"])
+    assert done.exit_code == 0, done.output
     assert "lr=0.001" in done.stdout and "lr=0.0003" in done.stdout and "{'hidden_dim': 16}" in done.stdout
-    _one_error_line(_scaleflow("sweep", "--axis", "lr=[1,", "--dry-run"), "--axis 'lr=[1,': not a YAML value")
-    _one_error_line(_scaleflow("sweep", "--axis", "lr=1", "--metric", "bogus", "--dry-run"), "--metric 'bogus'")
+    user_error(cli(["sweep", "--axis", "lr=[1,", "--dry-run"]), "--axis 'lr=[1,': not a YAML value")
+    user_error(cli(["sweep", "--axis", "lr=1", "--metric", "bogus", "--dry-run"]), "--metric 'bogus'")
