@@ -1,5 +1,5 @@
-"""`refit_every`: the GP's hyperparameters fitted every k steps and reused between; a search so made resumes and is
-asked/told exactly as one made in one go."""
+"""`refit_every`: the GP's hyperparameters fitted every k steps and reused between; `gp_warm_start`: each fit
+starting from the one before. A search so made resumes and is asked/told exactly as one made in one go."""
 import pytest
 import torch
 
@@ -29,17 +29,39 @@ def test_given_hyperparameters_reproduce_the_fit_on_the_same_data():
     assert torch.equal(more.model.likelihood.noise, fitted.model.likelihood.noise)
 
 
-@pytest.mark.parametrize("method", ["guided", "prior-filtered"])
-def test_a_search_refitting_every_3_steps_resumes_exactly(problem, tmp_path, method):
+def test_a_warm_start_reaches_the_cold_fit():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 6, generator=g)
+    y = (x[:, 0] - 0.5 * x[:, 1] ** 2).double()
+    cold = fit_gp(x, y)
+    earlier = gp_hyperparameters(fit_gp(x[:32], y[:32]))
+    warm = fit_gp(x, y, start=earlier)
+    probe = torch.randn(9, 6, generator=g, dtype=torch.float64)
+    a, b = (s.model.posterior(probe).mean.squeeze() for s in (cold, warm))
+    assert torch.allclose(a, b, atol=0.05 * float(y.std()))
+    # Started at its own optimum, a fit stays there.
+    again = fit_gp(x, y, start=gp_hyperparameters(cold))
+    lengths = [s.model.covar_module.base_kernel.lengthscale if hasattr(s.model.covar_module, "base_kernel")
+               else s.model.covar_module.lengthscale for s in (cold, again)]
+    assert torch.allclose(lengths[0], lengths[1], rtol=0.02)
+
+
+@pytest.mark.parametrize("method, settings", [("guided", {"refit_every": 3}),
+                                              ("prior-filtered", {"refit_every": 2, "gp_warm_start": True}),
+                                              ("guided", {"gp_warm_start": True})])
+def test_a_search_refitting_on_its_schedule_resumes_exactly(problem, tmp_path, method, settings):
     once, twice = tmp_path / "once", tmp_path / "twice"
-    run_search(problem, build_method(method, {"refit_every": 3}), 48, 8, 0, once)
-    run_search(problem, build_method(method, {"refit_every": 3}), 24, 8, 0, twice)
-    run_search(problem, build_method(method, {"refit_every": 3}), 48, 8, 0, twice)  # a new process: no cache
+    run_search(problem, build_method(method, settings), 48, 8, 0, once)
+    run_search(problem, build_method(method, settings), 24, 8, 0, twice)
+    run_search(problem, build_method(method, settings), 48, 8, 0, twice)  # a new process: no cache
     assert essentials(once) == essentials(twice)
     every = tmp_path / "every"
     run_search(problem, build_method(method, {}), 48, 8, 0, every)
-    later = [r for r in essentials(every) if r["step"] >= 3]  # steps 2, 3 reuse step 1's fit: other proposals
-    assert [r["embedding"] for r in later] != [r["embedding"] for r in essentials(once) if r["step"] >= 3]
+    # From step 2 on (3 with refit_every 3: steps 2, 3 reuse step 1's fit) the proposals differ from cold fits
+    # at every step.
+    first = 3 if settings.get("refit_every") == 3 else 2
+    later = [r for r in essentials(every) if r["step"] >= first]
+    assert [r["embedding"] for r in later] != [r["embedding"] for r in essentials(once) if r["step"] >= first]
 
 
 def test_ask_tell_with_refit_every_matches_the_loop(problem, tmp_path):

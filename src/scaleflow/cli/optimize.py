@@ -167,6 +167,8 @@ def optimize(
     refit_every: int = typer.Option(1, "--refit-every", help="guided and prior-filtered: fit the GP's "
                                     "hyperparameters every K steps, conditioning on new scores in between (1: every "
                                     "step)"),
+    gp_warm_start: bool = typer.Option(False, "--gp-warm-start/--no-gp-warm-start", help="guided and "
+                                       "prior-filtered: start each GP fit from the previous fit's hyperparameters"),
 ) -> None:
     """Search embedding space for valid, novel candidates that maximize an objective.
 
@@ -225,6 +227,7 @@ def optimize(
                 "oversample": oversample, "diversity": diversity,
                 **({"density_weight": density_weight} if density_weight else {}),
                 **({"refit_every": refit_every} if refit_every != 1 else {}),
+                **({"gp_warm_start": True} if gp_warm_start else {}),
                 **({"max_batch_cosine": max_batch_cosine} if max_batch_cosine < 1 else {}),
                 **({"constraints": list(constraint)} if constraint else {}),
                 **({"ref_point": ref_values} if ref_values is not None else {}), "steps": steps,

@@ -88,13 +88,15 @@ def gp_hyperparameters(surrogate: "Surrogate") -> dict:
 
 
 def fit_gp(x: Tensor, y: Tensor, projection: Optional[Projection] = None,
-           hyperparameters: Optional[dict] = None) -> Surrogate:
+           hyperparameters: Optional[dict] = None, start: Optional[dict] = None) -> Surrogate:
     """Fit a `SingleTaskGP` to scores `y: [N]` of embeddings `x: [N, D]` (original space).
 
     Marginal-likelihood fit with BoTorch's `fit_gpytorch_mll` (L-BFGS); its warnings about fits that
     stopped early are kept quiet (a slightly unconverged GP still ranks points). With `hyperparameters`
     (`gp_hyperparameters` of an earlier fit) nothing is fitted: the GP takes them and conditions on `x, y`
-    (the input normalization and outcome standardization are still this data's)."""
+    (the input normalization and outcome standardization are still this data's). With `start` (the same
+    kind of dict) the fit starts from those values instead of the priors' defaults (a warm start: a few
+    more rows move the optimum little, so L-BFGS stops sooner)."""
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
     from botorch.models.transforms import Normalize, Standardize
@@ -114,6 +116,8 @@ def fit_gp(x: Tensor, y: Tensor, projection: Optional[Projection] = None,
             getattr(model, part).load_state_dict(state)
         model.eval()
         return Surrogate(model, train_x, train_y, projection)
+    for part, state in (start or {}).items():
+        getattr(model, part).load_state_dict(state)
     # A fit that stops early is retried from hyperparameters drawn from their priors with torch's global
     # generator: seeded here, a resumed search fits what an uninterrupted one did.
     with warnings.catch_warnings(), torch.random.fork_rng():

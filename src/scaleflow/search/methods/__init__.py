@@ -19,6 +19,8 @@ def build_method(name: str, settings: Mapping[str, Any]) -> SearchMethod:
     filtered = {k: settings[k] for k in ("oversample",) if k in settings}
     guided = {**sampler, **filtered, **{k: settings[k] for k in ("acquisition", "pca", "diversity", "refit_every")
                                         if k in settings}}
+    if get("gp_warm_start"):  # absent: off (folders written before it existed fitted every GP cold)
+        guided["warm_start"] = True
     if get("guidance") is not None:
         guided["guidance"] = GuidanceConfig(**settings["guidance"])
     # Absent means off (1.0): folders written before the spread existed ran without it.
@@ -28,7 +30,7 @@ def build_method(name: str, settings: Mapping[str, Any]) -> SearchMethod:
     options = {
         "guided": guided,
         "prior-filtered": {k: v for k, v in guided.items() if k in ("acquisition", "pca", "oversample", "steps",
-                                                                     "noise_scale", "refit_every",
+                                                                     "noise_scale", "refit_every", "warm_start",
                                                                      "max_batch_cosine")},
         "prior": sampler,
         "bo": filtered,

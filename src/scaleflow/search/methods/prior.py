@@ -84,6 +84,7 @@ class FilteredPrior:
     pca: int | None = None
     oversample: int = SEARCH_OVERSAMPLE
     refit_every: int = 1
+    warm_start: bool = False
     max_batch_cosine: float = 1.0
     name: str = "prior-filtered"
 
@@ -93,7 +94,7 @@ class FilteredPrior:
 
     def propose(self, problem, history: History, n: int, seed: int, step: int) -> Proposal:
         surrogate = _fit_surrogate(problem, history, self.pca, self.refit_every, self._hyperparameters,
-                                   self.acquisition, seed)
+                                   self.acquisition, seed, self.warm_start)
         draws = n * self.oversample
         batch = generate(problem.run.velocity, draws, problem.dim, self.solver, self.steps, noise_seed(seed, step),
                          batch_size=draws, noise_scale=self.noise_scale)
@@ -103,15 +104,17 @@ class FilteredPrior:
 
 
 def _fit_surrogate(problem, history: History, pca: int | None, refit_every: int = 1,
-                   cache: Optional[dict] = None, acquisition: str = "ucb", seed: int = 0):
+                   cache: Optional[dict] = None, acquisition: str = "ucb", seed: int = 0, warm_start: bool = False):
     """The GP on everything scored, on the top-`pca` principal directions of the training rows if asked; for
     acquisition "qlognehvi", one GP per objective of a Pareto search (`pareto_gp`, fitted every step) with the
     seed's reference point (`problem.objective(seed)`, a `pareto.ParetoObjective`).
 
-    `refit_every` k > 1: the hyperparameters are fitted at steps 1, 1 + k, 1 + 2k, ... on what was scored
-    before them, and the steps between condition a GP with those on everything scored (no fit: the fit is
-    most of a batch's time). The anchor fit is a pure function of the history, so a resumed search recomputes
-    it (once; `cache` keeps it between steps of one process) and proposes what an uninterrupted one did."""
+    The hyperparameters are fitted at the anchor steps 1, 1 + k, 1 + 2k, ... (`refit_every` k), each on what
+    was scored before it; the steps between condition a GP with the last anchor's on everything scored (no
+    fit: the fit is most of a batch's time). `warm_start`: each anchor's fit starts from the previous
+    anchor's values, else from the priors' defaults. Every anchor fit is a pure function of the history (a
+    warm one of the anchors before it too), so a resumed search recomputes the ones it lacks (`cache` keeps
+    them between steps of one process) and proposes what an uninterrupted one did."""
     projection = Projection.fit(problem.reference, pca) if pca else None
     if acquisition == PARETO_ACQUISITION:
         objective = problem.objective(seed)
@@ -120,19 +123,30 @@ def _fit_surrogate(problem, history: History, pca: int | None, refit_every: int 
         ref_point = objective.reference_point(initial_scores(history))
         return fit_pareto_gp(history.x, history.objectives, ref_point, projection)
     step = history.n_steps
-    if refit_every <= 1 or step <= 1:
+    if not warm_start and (refit_every <= 1 or step <= 1):
         return fit_gp(history.x, history.y, projection)
-    anchor = 1 + ((step - 1) // refit_every) * refit_every
-    if anchor == step:
-        return fit_gp(history.x, history.y, projection)
-    n_anchor = sum(s < anchor for s in history.steps)
-    key = (anchor, n_anchor, hashlib.sha256(history.y[:n_anchor].numpy().tobytes()
-                                            + history.x[:n_anchor].numpy().tobytes()).hexdigest())
     cache = {} if cache is None else cache
-    if key not in cache:
-        cache.clear()  # one anchor at a time
-        cache[key] = gp_hyperparameters(fit_gp(history.x[:n_anchor], history.y[:n_anchor], projection))
-    return fit_gp(history.x, history.y, projection, hyperparameters=cache[key])
+    anchors = list(range(1, max(step, 1) + 1, refit_every))
+    # Each anchor: (its step, the rows scored before it, a digest of those rows).
+    keys = []
+    for anchor in anchors[::-1]:  # from the latest back to one already fitted (or to the first, cold)
+        n_anchor = sum(s < anchor for s in history.steps)
+        keys.append((anchor, n_anchor, hashlib.sha256(history.y[:n_anchor].numpy().tobytes()
+                                                      + history.x[:n_anchor].numpy().tobytes()).hexdigest()))
+        if keys[-1] in cache or not warm_start:
+            break
+    keys.reverse()
+    hyperparameters, fitted = cache.get(keys[0]), None
+    for key in keys[hyperparameters is not None:]:
+        n_anchor = key[1]
+        fitted = fit_gp(history.x[:n_anchor], history.y[:n_anchor], projection,
+                        start=hyperparameters if warm_start else None)
+        hyperparameters = gp_hyperparameters(fitted)
+    cache.clear()  # only the latest anchor is needed from here on
+    cache[keys[-1]] = hyperparameters
+    if fitted is not None and keys[-1][1] == len(history.y):  # this step's own fit, on everything scored
+        return fitted
+    return fit_gp(history.x, history.y, projection, hyperparameters=hyperparameters)
 
 
 def _check(acquisition: str, oversample: int, max_batch_cosine: float) -> None:
@@ -178,6 +192,7 @@ class GuidedPrior:
     diversity: float = SEARCH_DIVERSITY
     density_weight: float = 0.0
     refit_every: int = 1
+    warm_start: bool = False
     max_batch_cosine: float = 1.0
     name: str = "guided"
 
@@ -189,7 +204,7 @@ class GuidedPrior:
 
     def propose(self, problem, history: History, n: int, seed: int, step: int) -> Proposal:
         surrogate = _fit_surrogate(problem, history, self.pca, self.refit_every, self._hyperparameters,
-                                   self.acquisition, seed)
+                                   self.acquisition, seed, self.warm_start)
         draws = n * self.oversample
         guide = make_guide(surrogate, self.acquisition, draws, seed=noise_seed(seed, step))
         constrained = getattr(problem, "constraints", None)
