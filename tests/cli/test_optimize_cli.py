@@ -326,3 +326,16 @@ def test_category_objective_on_the_builtin_data(cli, train_builtin, tmp_path):
     user_error = cli(["optimize", run, "--objective", "category", "--category", "noun.unicorn", "--out",
                       tmp_path / "x", "--budget", "8"])
     assert user_error.exit_code == 2 and "noun.unicorn" in user_error.output and "noun.animal" in user_error.output
+
+
+def test_gp_fit_schedule_options_are_the_folders_settings(cli, user_error, text_run, tmp_path):
+    out = tmp_path / "warm"
+    done = cli(["optimize", text_run, "--out", out, "--method", "guided", "--seeds", "1", *FAST,
+                "--gp-warm-start", "--refit-every", "2"])
+    assert done.exit_code == 0, done.output
+    settings = json.loads((out / "search.json").read_text())
+    assert settings["gp_warm_start"] is True and settings["refit_every"] == 2
+    assert len(_lines(out)) == 12
+    # Resuming with cold fits would mix two searches in one folder.
+    user_error(cli(["optimize", text_run, "--out", out, "--method", "guided", "--seeds", "1", *FAST,
+                    "--refit-every", "2"]), "gp_warm_start differ")

@@ -46,17 +46,17 @@ def test_a_warm_start_reaches_the_cold_fit():
     assert torch.allclose(lengths[0], lengths[1], rtol=0.02)
 
 
-@pytest.mark.parametrize("method, settings", [("guided", {"refit_every": 3}),
-                                              ("prior-filtered", {"refit_every": 2, "gp_warm_start": True}),
-                                              ("guided", {"gp_warm_start": True})])
-def test_a_search_refitting_on_its_schedule_resumes_exactly(problem, tmp_path, method, settings):
+@pytest.mark.parametrize("method, settings, budget", [("guided", {"refit_every": 3}, 48),
+                                                      ("prior-filtered", {"refit_every": 2, "gp_warm_start": True}, 48),
+                                                      ("guided", {"gp_warm_start": True}, 32)])
+def test_a_search_refitting_on_its_schedule_resumes_exactly(problem, tmp_path, method, settings, budget):
     once, twice = tmp_path / "once", tmp_path / "twice"
-    run_search(problem, build_method(method, settings), 48, 8, 0, once)
-    run_search(problem, build_method(method, settings), 24, 8, 0, twice)
-    run_search(problem, build_method(method, settings), 48, 8, 0, twice)  # a new process: no cache
+    run_search(problem, build_method(method, settings), budget, 8, 0, once)
+    run_search(problem, build_method(method, settings), budget // 2, 8, 0, twice)
+    run_search(problem, build_method(method, settings), budget, 8, 0, twice)  # a new process: no cache
     assert essentials(once) == essentials(twice)
     every = tmp_path / "every"
-    run_search(problem, build_method(method, {}), 48, 8, 0, every)
+    run_search(problem, build_method(method, {}), budget, 8, 0, every)
     # From step 2 on (3 with refit_every 3: steps 2, 3 reuse step 1's fit) the proposals differ from cold fits
     # at every step.
     first = 3 if settings.get("refit_every") == 3 else 2
@@ -64,11 +64,12 @@ def test_a_search_refitting_on_its_schedule_resumes_exactly(problem, tmp_path, m
     assert [r["embedding"] for r in later] != [r["embedding"] for r in essentials(once) if r["step"] >= first]
 
 
-def test_ask_tell_with_refit_every_matches_the_loop(problem, tmp_path):
-    run_search(problem, build_method("guided", {"refit_every": 2}), 32, 8, 0, tmp_path / "loop")
+@pytest.mark.parametrize("settings", [{"refit_every": 2}, {"refit_every": 2, "gp_warm_start": True}])
+def test_ask_tell_with_refit_every_matches_the_loop(problem, tmp_path, settings):
+    run_search(problem, build_method("guided", settings), 32, 8, 0, tmp_path / "loop")
     objective = problem.objective(0)
     for _ in range(4):
-        search = Search(problem, build_method("guided", {"refit_every": 2}), tmp_path / "asked", objective_name="t")
+        search = Search(problem, build_method("guided", settings), tmp_path / "asked", objective_name="t")
         batch = search.ask(8)
         scores = objective(torch.tensor([c["embedding"] for c in batch], dtype=torch.float32), None)
         search.tell({c["id"]: float(v) for c, v in zip(batch, scores)})
