@@ -174,3 +174,24 @@ def test_guidance_refuses_a_caller_that_does_not_announce_steps():
     guided = GuidedVelocity(tiny_field(), linear_guide(torch.ones(DIM)), GuidanceConfig(strength=1.0))
     with pytest.raises(ValueError, match="fixed-step solver"):
         guided(torch.randn(2, DIM), torch.full((2,), 0.5))
+
+
+@pytest.mark.parametrize("acquisition", ["ucb", "mean"])
+def test_closed_form_acquisitions_equal_botorchs(acquisition):
+    """The guide's UCB and posterior mean (one joint posterior over the batch) are BoTorch's q = 1 values, with
+    the same gradients; the filter's ranking values too."""
+    from scaleflow.search.gp import acquisition_values, make_acquisition
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(60, 7, generator=g)
+    surrogate = fit_gp(x, (x[:, 0] - x[:, 1] ** 2).double())
+    query = (x[:16] + 0.3 * torch.randn(16, 7, generator=g)).double().requires_grad_(True)
+    value, sigma = AcquisitionGuide(surrogate, acquisition)(query)
+    (gradient,) = torch.autograd.grad(value.sum(), query)
+    reference = make_acquisition(acquisition, surrogate)(query.unsqueeze(1)).reshape(16) / surrogate.score_std
+    (reference_gradient,) = torch.autograd.grad(reference.sum(), query)
+    assert torch.allclose(value, reference, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(gradient, reference_gradient, rtol=1e-7, atol=1e-10)
+    assert torch.allclose(sigma, surrogate.posterior_std(query.detach()), rtol=1e-7, atol=1e-10)
+    ranked = acquisition_values(surrogate, acquisition, query.detach())
+    assert torch.allclose(ranked, reference.detach() * surrogate.score_std, rtol=1e-9, atol=1e-12)
