@@ -330,12 +330,27 @@ def test_category_objective_on_the_builtin_data(cli, train_builtin, tmp_path):
 
 def test_gp_fit_schedule_options_are_the_folders_settings(cli, user_error, text_run, tmp_path):
     out = tmp_path / "warm"
-    done = cli(["optimize", text_run, "--out", out, "--method", "guided", "--seeds", "1", *FAST,
-                "--gp-warm-start", "--refit-every", "2"])
+    done = cli(["optimize", text_run, "--out", out, "--method", "guided", "--seeds", "1", *FAST, "--refit-every", "2"])
     assert done.exit_code == 0, done.output
     settings = json.loads((out / "search.json").read_text())
-    assert settings["gp_warm_start"] is True and settings["refit_every"] == 2
+    assert settings["gp_warm_start"] is True and settings["refit_every"] == 2  # warm by default
     assert len(_lines(out)) == 12
     # Resuming with cold fits would mix two searches in one folder.
     user_error(cli(["optimize", text_run, "--out", out, "--method", "guided", "--seeds", "1", *FAST,
-                    "--refit-every", "2"]), "gp_warm_start differ")
+                    "--refit-every", "2", "--no-gp-warm-start"]), "gp_warm_start differ")
+
+
+def test_a_folder_from_before_the_warm_start_resumes_cold(cli, text_run, tmp_path):
+    old, cold = tmp_path / "old", tmp_path / "cold"
+    more = [a if a != "12" else "16" for a in FAST]
+    assert cli(["optimize", text_run, "--out", old, "--method", "guided", "--seeds", "1", *FAST,
+                "--no-gp-warm-start"]).exit_code == 0
+    settings = json.loads((old / "search.json").read_text())
+    del settings["gp_warm_start"]  # as the previous version wrote it
+    (old / "search.json").write_text(json.dumps(settings))
+    done = cli(["optimize", text_run, "--out", old, "--method", "guided", "--seeds", "1", *more])
+    assert done.exit_code == 0, done.output
+    assert "gp_warm_start" not in json.loads((old / "search.json").read_text())
+    assert cli(["optimize", text_run, "--out", cold, "--method", "guided", "--seeds", "1", *more,
+                "--no-gp-warm-start"]).exit_code == 0
+    assert [r["embedding"] for r in _lines(old)] == [r["embedding"] for r in _lines(cold)]

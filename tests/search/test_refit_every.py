@@ -46,7 +46,7 @@ def test_a_warm_start_reaches_the_cold_fit():
     assert torch.allclose(lengths[0], lengths[1], rtol=0.02)
 
 
-@pytest.mark.parametrize("method, settings, budget", [("guided", {"refit_every": 3}, 48),
+@pytest.mark.parametrize("method, settings, budget", [("guided", {"refit_every": 3, "gp_warm_start": False}, 48),
                                                       ("prior-filtered", {"refit_every": 2, "gp_warm_start": True}, 48),
                                                       ("guided", {"gp_warm_start": True}, 32)])
 def test_a_search_refitting_on_its_schedule_resumes_exactly(problem, tmp_path, method, settings, budget):
@@ -56,7 +56,7 @@ def test_a_search_refitting_on_its_schedule_resumes_exactly(problem, tmp_path, m
     run_search(problem, build_method(method, settings), budget, 8, 0, twice)  # a new process: no cache
     assert essentials(once) == essentials(twice)
     every = tmp_path / "every"
-    run_search(problem, build_method(method, {}), budget, 8, 0, every)
+    run_search(problem, build_method(method, {"gp_warm_start": False}), budget, 8, 0, every)  # cold, every step
     # From step 2 on (3 with refit_every 3: steps 2, 3 reuse step 1's fit) the proposals differ from cold fits
     # at every step.
     first = 3 if settings.get("refit_every") == 3 else 2

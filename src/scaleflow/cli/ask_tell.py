@@ -21,9 +21,9 @@ from scaleflow.search.judge import JUDGE_VERSION
 from scaleflow.search.loop import check_search_folder, search_folder_lock
 from scaleflow.search.methods import METHODS, build_method
 from scaleflow.search.constraints import parse_told_constraint
-from scaleflow.search.methods.prior import SEARCH_MAX_BATCH_COSINE, SEARCH_OVERSAMPLE
+from scaleflow.search.methods.prior import SEARCH_GP_WARM_START, SEARCH_MAX_BATCH_COSINE, SEARCH_OVERSAMPLE
 from scaleflow.search.problem import build_problem
-from scaleflow.search.report import SETTINGS_FILE
+from scaleflow.search.report import LATER_SETTINGS, SETTINGS_FILE
 from scaleflow.search.text_hooks import load_hooks
 from scaleflow.cli.optimize import DECODER_HELP, ENCODER_HELP, LOG_DENSITY_HELP, ROUNDTRIP_HELP
 from scaleflow.training.config import ConfigError
@@ -42,7 +42,7 @@ def _settings(folder: Path, given: dict) -> dict:
             raise ConfigError(f"{folder}: no search here yet; the first ask needs --run RUN (the prior to search)")
         settings = {"mode": "ask-tell", "objective": EXTERNAL, "judge": JUDGE_VERSION, "method": "guided", "seed": 0,
                     "initial": None, "acquisition": "ucb", "oversample": SEARCH_OVERSAMPLE, "steps": 20,
-                    "max_batch_cosine": SEARCH_MAX_BATCH_COSINE,
+                    "max_batch_cosine": SEARCH_MAX_BATCH_COSINE, "gp_warm_start": SEARCH_GP_WARM_START,
                     **{k: v for k, v in given.items() if v is not None}}
         settings["run"] = str(Path(settings["run"]).resolve())
         return settings
@@ -52,12 +52,13 @@ def _settings(folder: Path, given: dict) -> dict:
                           "ask/tell needs a folder of its own")
     if given.get("run") is not None:
         given = {**given, "run": str(Path(given["run"]).resolve())}
-    before = {"max_batch_cosine": 1.0, **saved}  # a folder from before the spread existed ran without it
+    # A folder from before the spread or the warm start existed ran without them.
+    before = {"max_batch_cosine": 1.0, **LATER_SETTINGS, **saved}
     changed = sorted(k for k, v in given.items() if v is not None and before.get(k) != v)
     if changed:
         raise ConfigError(f"{folder}: its search was asked with other settings ({', '.join(changed)} differ, see "
                           f"{path}); leave them out or use another folder")
-    return saved
+    return before
 
 
 def _open(folder: Path, settings: dict) -> Search:
@@ -111,6 +112,9 @@ def optimize_ask(
     encoder: Optional[str] = typer.Option(None, "--encoder", help=ENCODER_HELP),
     min_roundtrip: Optional[float] = typer.Option(None, "--min-roundtrip", help=ROUNDTRIP_HELP),
     min_log_density: Optional[float] = typer.Option(None, "--min-log-density", help=LOG_DENSITY_HELP),
+    gp_warm_start: Optional[bool] = typer.Option(None, "--gp-warm-start/--no-gp-warm-start", help="guided and "
+                                                 "prior-filtered: start each GP fit from the previous fit's (first "
+                                                 "ask; default on)"),
 ) -> None:
     """Propose the next batch of a search scored outside the process; asking again before `tell` gives the same batch."""
     if n < 1:
@@ -137,7 +141,7 @@ def optimize_ask(
                                   "initial": initial, "acquisition": acquisition, "oversample": oversample,
                                   "max_batch_cosine": max_batch_cosine,
                                   "decoder": decoder, "encoder": encoder, "min_roundtrip": min_roundtrip,
-                                  "min_log_density": min_log_density})
+                                  "min_log_density": min_log_density, "gp_warm_start": gp_warm_start})
     search = _open(folder, settings)
     with search_folder_lock(folder):
         if not (folder / SETTINGS_FILE).exists():

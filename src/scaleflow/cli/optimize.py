@@ -19,14 +19,14 @@ from scaleflow.search.loop import check_search_folder, run_search, search_folder
 from scaleflow.search.methods import METHODS, build_method
 from scaleflow.search.methods.cmaes import CMAES
 from scaleflow.search.methods.latent_bo import LatentBO
-from scaleflow.search.methods.prior import (SEARCH_DIVERSITY, SEARCH_GUIDANCE, SEARCH_MAX_BATCH_COSINE,
-                                           SEARCH_OVERSAMPLE)
+from scaleflow.search.methods.prior import (SEARCH_DIVERSITY, SEARCH_GP_WARM_START, SEARCH_GUIDANCE,
+                                           SEARCH_MAX_BATCH_COSINE, SEARCH_OVERSAMPLE)
 from scaleflow.search.methods.turbo import TuRBO, TurboState
 from scaleflow.search.pareto import MAX_OBJECTIVES, parse_ref_point
 from scaleflow.search.pareto_gp import PARETO_ACQUISITION
 from scaleflow.search.pareto_report import table_columns
 from scaleflow.search.problem import BUILTIN_OBJECTIVES, DEFAULT_CATEGORY, TARGET_SETS, TWO_CATEGORY, build_problem
-from scaleflow.search.report import SETTINGS_FILE, summarize_search
+from scaleflow.search.report import LATER_SETTINGS, SETTINGS_FILE, summarize_search
 from scaleflow.search.constraints import parse_constraint
 from scaleflow.search.text_hooks import load_hooks
 from scaleflow.training.config import ConfigError
@@ -76,7 +76,7 @@ def _check_settings(out: Path, settings: dict) -> None:
     then records the latest budget, which its report holds every method to."""
     path = out / SETTINGS_FILE
     if path.exists():
-        saved = read_json(path)
+        saved = {**LATER_SETTINGS, **read_json(path)}  # a folder from before a setting existed ran without it
         older = [k for k in VERSIONED if k not in saved]
         if older:
             raise ConfigError(f"{out}: holds a search written before its settings recorded {', '.join(older)} (its "
@@ -88,10 +88,19 @@ def _check_settings(out: Path, settings: dict) -> None:
             raise ConfigError(f"{out}: holds a search with other settings ({', '.join(changed)} differ, see "
                               f"{path}); use a new --out folder")
         if saved.get("budget") != settings["budget"]:
-            write_json(path, {**saved, "budget": settings["budget"]})
+            write_json(path, {**read_json(path), "budget": settings["budget"]})
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_json(path, settings)
+
+
+def _folder_default(out: Path, key: str, given: Optional[bool], default: bool) -> bool:
+    """An option left out takes the folder's value when resuming (`LATER_SETTINGS` for a folder from before the
+    option existed), else `default`; one given is checked against the folder by `_check_settings`."""
+    if given is not None:
+        return given
+    path = out / SETTINGS_FILE
+    return bool({**LATER_SETTINGS, **read_json(path)}.get(key, default)) if path.exists() else default
 
 
 def _positive(flag: str, value: float, most: float = float("inf")) -> None:
@@ -167,8 +176,10 @@ def optimize(
     refit_every: int = typer.Option(1, "--refit-every", help="guided and prior-filtered: fit the GP's "
                                     "hyperparameters every K steps, conditioning on new scores in between (1: every "
                                     "step)"),
-    gp_warm_start: bool = typer.Option(False, "--gp-warm-start/--no-gp-warm-start", help="guided and "
-                                       "prior-filtered: start each GP fit from the previous fit's hyperparameters"),
+    gp_warm_start: Optional[bool] = typer.Option(None, "--gp-warm-start/--no-gp-warm-start", help="guided and "
+                                                 "prior-filtered: start each GP fit from the previous fit's "
+                                                 "hyperparameters (default: on; a folder from before it existed "
+                                                 "resumes as it began, off)"),
 ) -> None:
     """Search embedding space for valid, novel candidates that maximize an objective.
 
@@ -227,7 +238,7 @@ def optimize(
                 "oversample": oversample, "diversity": diversity,
                 **({"density_weight": density_weight} if density_weight else {}),
                 **({"refit_every": refit_every} if refit_every != 1 else {}),
-                **({"gp_warm_start": True} if gp_warm_start else {}),
+                "gp_warm_start": _folder_default(out, "gp_warm_start", gp_warm_start, SEARCH_GP_WARM_START),
                 **({"max_batch_cosine": max_batch_cosine} if max_batch_cosine < 1 else {}),
                 **({"constraints": list(constraint)} if constraint else {}),
                 **({"ref_point": ref_values} if ref_values is not None else {}), "steps": steps,

@@ -25,6 +25,9 @@ from scaleflow.storage.ledger import Ledger
 
 SEARCH_FILE = "search.jsonl"
 SETTINGS_FILE = "search.json"
+# Settings added after folders were written, with what their absence means (how those folders ran): a
+# reader of a folder's settings overlays them first, so an old folder resumes as it began.
+LATER_SETTINGS = {"gp_warm_start": False}
 INITIAL = "initial"
 
 

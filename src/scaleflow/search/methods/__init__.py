@@ -19,8 +19,8 @@ def build_method(name: str, settings: Mapping[str, Any]) -> SearchMethod:
     filtered = {k: settings[k] for k in ("oversample",) if k in settings}
     guided = {**sampler, **filtered, **{k: settings[k] for k in ("acquisition", "pca", "diversity", "refit_every")
                                         if k in settings}}
-    if get("gp_warm_start"):  # absent: off (folders written before it existed fitted every GP cold)
-        guided["warm_start"] = True
+    if "gp_warm_start" in settings:  # absent: the default (a folder's reader says when its folder predates it)
+        guided["warm_start"] = bool(settings["gp_warm_start"])
     if get("guidance") is not None:
         guided["guidance"] = GuidanceConfig(**settings["guidance"])
     # Absent means off (1.0): folders written before the spread existed ran without it.

@@ -33,6 +33,9 @@ SEARCH_OVERSAMPLE = OVERSAMPLE
 SEARCH_DIVERSITY = 1.0
 # The filter's spread (`common.diverse_counted_first`): off (1.0) until measured (README, "Diverse batches").
 SEARCH_MAX_BATCH_COSINE = 1.0
+# Each GP fit starts from the previous fit's hyperparameters: on the 5 dev targets at budget 200 the same best
+# score (paired difference -0.000 [-0.009, +0.008]) with fits ~4x shorter (README, "Fast enough to think with").
+SEARCH_GP_WARM_START = True
 
 
 @register("prior")
@@ -84,7 +87,7 @@ class FilteredPrior:
     pca: int | None = None
     oversample: int = SEARCH_OVERSAMPLE
     refit_every: int = 1
-    warm_start: bool = False
+    warm_start: bool = SEARCH_GP_WARM_START
     max_batch_cosine: float = 1.0
     name: str = "prior-filtered"
 
@@ -192,7 +195,7 @@ class GuidedPrior:
     diversity: float = SEARCH_DIVERSITY
     density_weight: float = 0.0
     refit_every: int = 1
-    warm_start: bool = False
+    warm_start: bool = SEARCH_GP_WARM_START
     max_batch_cosine: float = 1.0
     name: str = "guided"
 
