@@ -52,6 +52,15 @@ def test_ask_refusals(text_run, cli, user_error, tmp_path):
     user_error(cli(["optimize", "ask", tmp_path / "s", "--method", "guided"]), "other settings (method differ")
     user_error(cli(["optimize", "ask", tmp_path / "s", "--out", tmp_path / "b.txt"]), "--out", ".csv or .jsonl")
     user_error(cli(["optimize", "tell", tmp_path / "none", tmp_path / "x.csv"]), "no ask/tell search here")
+    # The GP schedule: warm by default; an opposite one given again is refused; a folder from before the warm
+    # start (no key) reads as cold, so --no-gp-warm-start agrees with it and --gp-warm-start does not.
+    assert json.loads((tmp_path / "s" / "search.json").read_text())["gp_warm_start"] is True
+    user_error(cli(["optimize", "ask", tmp_path / "s", "--no-gp-warm-start"]), "other settings (gp_warm_start differ")
+    settings = json.loads((tmp_path / "s" / "search.json").read_text())
+    del settings["gp_warm_start"]
+    (tmp_path / "s" / "search.json").write_text(json.dumps(settings))
+    assert cli(["optimize", "ask", tmp_path / "s", "--no-gp-warm-start", "--n", "2"]).exit_code == 0
+    user_error(cli(["optimize", "ask", tmp_path / "s", "--gp-warm-start"]), "other settings (gp_warm_start differ")
     help_text = cli(["optimize", "ask", "--help"])
     assert help_text.exit_code == 0 and "asking again before" in " ".join(help_text.output.split())
 

@@ -340,7 +340,7 @@ def test_gp_fit_schedule_options_are_the_folders_settings(cli, user_error, text_
                     "--refit-every", "2", "--no-gp-warm-start"]), "gp_warm_start differ")
 
 
-def test_a_folder_from_before_the_warm_start_resumes_cold(cli, text_run, tmp_path):
+def test_a_folder_from_before_the_warm_start_resumes_cold(cli, user_error, text_run, tmp_path):
     old, cold = tmp_path / "old", tmp_path / "cold"
     more = [a if a != "12" else "16" for a in FAST]
     assert cli(["optimize", text_run, "--out", old, "--method", "guided", "--seeds", "1", *FAST,
@@ -351,6 +351,8 @@ def test_a_folder_from_before_the_warm_start_resumes_cold(cli, text_run, tmp_pat
     done = cli(["optimize", text_run, "--out", old, "--method", "guided", "--seeds", "1", *more])
     assert done.exit_code == 0, done.output
     assert "gp_warm_start" not in json.loads((old / "search.json").read_text())
+    user_error(cli(["optimize", text_run, "--out", old, "--method", "guided", "--seeds", "1", *more,
+                    "--gp-warm-start"]), "gp_warm_start differ")
     assert cli(["optimize", text_run, "--out", cold, "--method", "guided", "--seeds", "1", *more,
                 "--no-gp-warm-start"]).exit_code == 0
     assert [r["embedding"] for r in _lines(old)] == [r["embedding"] for r in _lines(cold)]

@@ -237,13 +237,14 @@ def test_eval_unknown_solver(text_run, cli, user_error):
 def test_eval_nfe_solvers_choose_the_curve(text_run, cli, user_error, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(text_run, run)
-    result = cli(["eval", run, "--n", "40", "--bootstrap", "2", "--reference", "none", "--nfe-solvers", "euler, rk4"])
+    result = cli(["eval", run, "--n", "40", "--bootstrap", "2", "--reference", "none", "--nfe-solvers", "euler, rk4,euler"])
     assert result.exit_code == 0, result.output
     curve = json.loads((run / "eval.json").read_text())["nfe_curve"]
     assert [row["solver"] for row in curve] == ["euler"] * 6 + ["rk4"] * 6
     assert [row["nfe"] for row in curve if row["solver"] == "rk4"] == [4, 8, 16, 32, 64, 128]
     for bad in ("rk5", ","):
         user_error(cli(["eval", text_run, "--nfe-solvers", bad]), "--nfe-solvers", repr(bad), "euler")
+    user_error(cli(["eval", text_run, "--no-nfe-curve", "--nfe-solvers", "rk5"]), "--nfe-solvers")
 
 
 def test_eval_not_a_run(cli, user_error, tmp_path):

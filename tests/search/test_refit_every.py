@@ -46,6 +46,22 @@ def test_a_warm_start_reaches_the_cold_fit():
     assert torch.allclose(lengths[0], lengths[1], rtol=0.02)
 
 
+def test_a_warm_fit_starts_where_it_is_told(monkeypatch):
+    """With the optimizer stubbed out, the model holds exactly the start values (else the priors' defaults)."""
+    import botorch.fit
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(20, 3, generator=g)
+    y = x[:, 0].double()
+    start = gp_hyperparameters(fit_gp(x, y))
+    monkeypatch.setattr(botorch.fit, "fit_gpytorch_mll", lambda mll, **kwargs: mll)
+    held, unfit = gp_hyperparameters(fit_gp(x, y, start=start)), gp_hyperparameters(fit_gp(x, y))
+    for part, state in start.items():
+        for name, value in state.items():
+            assert torch.equal(held[part][name], value), name
+    assert any(not torch.equal(unfit[p][n], v) for p, st in start.items() for n, v in st.items())
+
+
 @pytest.mark.parametrize("method, settings, budget", [("guided", {"refit_every": 3, "gp_warm_start": False}, 48),
                                                       ("prior-filtered", {"refit_every": 2, "gp_warm_start": True}, 48),
                                                       ("guided", {"gp_warm_start": True}, 32)])
@@ -55,16 +71,18 @@ def test_a_search_refitting_on_its_schedule_resumes_exactly(problem, tmp_path, m
     run_search(problem, build_method(method, settings), budget // 2, 8, 0, twice)
     run_search(problem, build_method(method, settings), budget, 8, 0, twice)  # a new process: no cache
     assert essentials(once) == essentials(twice)
+    # The setting under test changes the proposals: a warm search's from its cold twin (from step 2 on), a cold
+    # refit_every 3's from fits at every step (from step 3 on: steps 2 and 3 reuse step 1's fit).
+    warm = settings.get("gp_warm_start", True)
+    other = {**settings, "gp_warm_start": False} if warm else {"gp_warm_start": False}
     every = tmp_path / "every"
-    run_search(problem, build_method(method, {"gp_warm_start": False}), budget, 8, 0, every)  # cold, every step
-    # From step 2 on (3 with refit_every 3: steps 2, 3 reuse step 1's fit) the proposals differ from cold fits
-    # at every step.
-    first = 3 if settings.get("refit_every") == 3 else 2
+    run_search(problem, build_method(method, other), budget, 8, 0, every)
+    first = 2 if warm else 3
     later = [r for r in essentials(every) if r["step"] >= first]
     assert [r["embedding"] for r in later] != [r["embedding"] for r in essentials(once) if r["step"] >= first]
 
 
-@pytest.mark.parametrize("settings", [{"refit_every": 2}, {"refit_every": 2, "gp_warm_start": True}])
+@pytest.mark.parametrize("settings", [{"refit_every": 2, "gp_warm_start": False}, {"refit_every": 2, "gp_warm_start": True}])
 def test_ask_tell_with_refit_every_matches_the_loop(problem, tmp_path, settings):
     run_search(problem, build_method("guided", settings), 32, 8, 0, tmp_path / "loop")
     objective = problem.objective(0)

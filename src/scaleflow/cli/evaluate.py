@@ -123,7 +123,7 @@ def evaluate_and_save(run_dir: Path, n: int | None = None, solver: str = "heun",
 
 def parse_nfe_solvers(text: str) -> tuple[str, ...]:
     """`--nfe-solvers euler,heun` -> ("euler", "heun"); an unknown or empty list is a ConfigError."""
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))  # each once, in order
     unknown = [name for name in names if name not in SOLVERS]
     if unknown or not names:
         raise ConfigError(f"--nfe-solvers {text!r}: give one or more of {', '.join(SOLVERS)}, comma-separated")
@@ -164,9 +164,10 @@ def eval_command(
         references = parse_references(reference)
     except ValueError as err:
         raise ConfigError(f"--reference: {err}") from None
+    curve_solvers = parse_nfe_solvers(nfe_solvers)  # checked with --no-nfe-curve too
     try:
         report = evaluate_and_save(run, n or None, solver, steps, bootstrap, seed,
-                                   parse_nfe_solvers(nfe_solvers) if nfe_curve else (), device, noise_scale,
+                                   curve_solvers if nfe_curve else (), device, noise_scale,
                                    references, project_sphere)
     except ValueError as err:
         if "--project-sphere" not in str(err):

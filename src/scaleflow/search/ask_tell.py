@@ -109,7 +109,12 @@ class Search:
 
     def _propose(self, n: int, history: History) -> dict:
         began = time.perf_counter()
+        cache = getattr(self.method, "gp_cache", None)  # guided / prior-filtered: the latest GP fit
+        if cache is not None and not cache:
+            cache.update(_read_gp_cache(self.folder / GP_CACHE_FILE))
         proposal, proposed_by = next_proposal(self.problem, self.method, history, self.seed, n, self.n_initial or n)
+        if cache:  # each ask is often a new process: without it a warm-started search would replay every fit
+            _write_gp_cache(self.folder / GP_CACHE_FILE, cache)
         took = time.perf_counter() - began
         fields, counts = judge_batch(self.problem, proposal)
         step = history.n_steps
@@ -198,3 +203,22 @@ def _finite(value: object, what: str) -> float:
     if isinstance(value, bool) or not math.isfinite(number):
         raise TellError(f"{what}: {value!r} is not a finite number")
     return number
+
+
+GP_CACHE_FILE = "gp_fits.pt"  # the latest anchor's GP hyperparameters, keyed by a digest of the rows it saw
+
+
+def _read_gp_cache(path: Path) -> dict:
+    """What `_write_gp_cache` wrote, or {} (no file, or one that cannot be read: the fits are then replayed;
+    a key names the exact rows a fit saw, so a stale entry is never used)."""
+    try:
+        loaded = torch.load(path, weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _write_gp_cache(path: Path, cache: dict) -> None:
+    partial = path.with_name(path.name + ".partial")
+    torch.save(dict(cache), partial)
+    partial.replace(path)  # atomic: a kill leaves the old cache or the new one

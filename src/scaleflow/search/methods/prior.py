@@ -92,11 +92,11 @@ class FilteredPrior:
     name: str = "prior-filtered"
 
     def __post_init__(self) -> None:
-        _check(self.acquisition, self.oversample, self.max_batch_cosine)
-        self._hyperparameters: dict = {}
+        _check(self.acquisition, self.oversample, self.max_batch_cosine, self.refit_every)
+        self.gp_cache: dict = {}  # the latest anchor's fit, by its history digest (`_fit_surrogate`)
 
     def propose(self, problem, history: History, n: int, seed: int, step: int) -> Proposal:
-        surrogate = _fit_surrogate(problem, history, self.pca, self.refit_every, self._hyperparameters,
+        surrogate = _fit_surrogate(problem, history, self.pca, self.refit_every, self.gp_cache,
                                    self.acquisition, seed, self.warm_start)
         draws = n * self.oversample
         batch = generate(problem.run.velocity, draws, problem.dim, self.solver, self.steps, noise_seed(seed, step),
@@ -152,7 +152,9 @@ def _fit_surrogate(problem, history: History, pca: int | None, refit_every: int 
     return fit_gp(history.x, history.y, projection, hyperparameters=hyperparameters)
 
 
-def _check(acquisition: str, oversample: int, max_batch_cosine: float) -> None:
+def _check(acquisition: str, oversample: int, max_batch_cosine: float, refit_every: int) -> None:
+    if refit_every < 1:
+        raise ValueError(f"refit_every must be >= 1; got {refit_every}")
     if not -1 < max_batch_cosine <= 1:
         raise ValueError(f"max_batch_cosine must be in (-1, 1] (1: no spread); got {max_batch_cosine}")
     if acquisition not in ACQUISITIONS:
@@ -200,13 +202,11 @@ class GuidedPrior:
     name: str = "guided"
 
     def __post_init__(self) -> None:
-        _check(self.acquisition, self.oversample, self.max_batch_cosine)
-        if self.refit_every < 1:
-            raise ValueError(f"refit_every must be >= 1; got {self.refit_every}")
-        self._hyperparameters: dict = {}
+        _check(self.acquisition, self.oversample, self.max_batch_cosine, self.refit_every)
+        self.gp_cache: dict = {}  # the latest anchor's fit, by its history digest (`_fit_surrogate`)
 
     def propose(self, problem, history: History, n: int, seed: int, step: int) -> Proposal:
-        surrogate = _fit_surrogate(problem, history, self.pca, self.refit_every, self._hyperparameters,
+        surrogate = _fit_surrogate(problem, history, self.pca, self.refit_every, self.gp_cache,
                                    self.acquisition, seed, self.warm_start)
         draws = n * self.oversample
         guide = make_guide(surrogate, self.acquisition, draws, seed=noise_seed(seed, step))
