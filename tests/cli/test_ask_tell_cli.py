@@ -54,13 +54,19 @@ def test_ask_refusals(text_run, cli, user_error, tmp_path):
     user_error(cli(["optimize", "tell", tmp_path / "none", tmp_path / "x.csv"]), "no ask/tell search here")
     # The GP schedule: warm by default; an opposite one given again is refused; a folder from before the warm
     # start (no key) reads as cold, so --no-gp-warm-start agrees with it and --gp-warm-start does not.
-    assert json.loads((tmp_path / "s" / "search.json").read_text())["gp_warm_start"] is True
-    user_error(cli(["optimize", "ask", tmp_path / "s", "--no-gp-warm-start"]), "other settings (gp_warm_start differ")
     settings = json.loads((tmp_path / "s" / "search.json").read_text())
-    del settings["gp_warm_start"]
+    assert settings["gp_warm_start"] is True and settings["max_batch_cosine"] == 1.0
+    user_error(cli(["optimize", "ask", tmp_path / "s", "--no-gp-warm-start"]), "other settings (gp_warm_start differ")
+    del settings["gp_warm_start"], settings["max_batch_cosine"]
     (tmp_path / "s" / "search.json").write_text(json.dumps(settings))
-    assert cli(["optimize", "ask", tmp_path / "s", "--no-gp-warm-start", "--n", "2"]).exit_code == 0
+    assert cli(["optimize", "ask", tmp_path / "s", "--no-gp-warm-start", "--max-batch-cosine", "1",
+                "--n", "2"]).exit_code == 0
     user_error(cli(["optimize", "ask", tmp_path / "s", "--gp-warm-start"]), "other settings (gp_warm_start differ")
+    user_error(cli(["optimize", "ask", tmp_path / "s", "--max-batch-cosine", "0.5"]),
+               "other settings (max_batch_cosine differ")
+    plain = tmp_path / "plain"
+    assert cli(["optimize", "ask", plain, "--run", text_run, "--oversample", "1", "--n", "2"]).exit_code == 0
+    assert json.loads((plain / "search.json").read_text())["max_batch_cosine"] == 1.0  # no filter, no spread
     help_text = cli(["optimize", "ask", "--help"])
     assert help_text.exit_code == 0 and "asking again before" in " ".join(help_text.output.split())
 

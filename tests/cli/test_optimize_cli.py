@@ -334,25 +334,33 @@ def test_gp_fit_schedule_options_are_the_folders_settings(cli, user_error, text_
     assert done.exit_code == 0, done.output
     settings = json.loads((out / "search.json").read_text())
     assert settings["gp_warm_start"] is True and settings["refit_every"] == 2  # warm by default
+    assert settings["max_batch_cosine"] == 1.0  # no spread by default
     assert len(_lines(out)) == 12
     # Resuming with cold fits would mix two searches in one folder.
     user_error(cli(["optimize", text_run, "--out", out, "--method", "guided", "--seeds", "1", *FAST,
                     "--refit-every", "2", "--no-gp-warm-start"]), "gp_warm_start differ")
 
 
-def test_a_folder_from_before_the_warm_start_resumes_cold(cli, user_error, text_run, tmp_path):
-    old, cold = tmp_path / "old", tmp_path / "cold"
+def test_a_folder_from_before_the_warm_start_and_the_spread_resumes_as_it_began(cli, user_error, text_run, tmp_path):
+    old, then = tmp_path / "old", tmp_path / "then"
     more = [a if a != "12" else "16" for a in FAST]
-    assert cli(["optimize", text_run, "--out", old, "--method", "guided", "--seeds", "1", *FAST,
-                "--no-gp-warm-start"]).exit_code == 0
+    before = ["--no-gp-warm-start", "--max-batch-cosine", "1"]  # what the previous version did
+    assert cli(["optimize", text_run, "--out", old, "--method", "guided", "--seeds", "1", *FAST, *before]).exit_code == 0
     settings = json.loads((old / "search.json").read_text())
-    del settings["gp_warm_start"]  # as the previous version wrote it
+    del settings["gp_warm_start"], settings["max_batch_cosine"]  # as the previous version wrote it
     (old / "search.json").write_text(json.dumps(settings))
     done = cli(["optimize", text_run, "--out", old, "--method", "guided", "--seeds", "1", *more])
     assert done.exit_code == 0, done.output
-    assert "gp_warm_start" not in json.loads((old / "search.json").read_text())
-    user_error(cli(["optimize", text_run, "--out", old, "--method", "guided", "--seeds", "1", *more,
-                    "--gp-warm-start"]), "gp_warm_start differ")
-    assert cli(["optimize", text_run, "--out", cold, "--method", "guided", "--seeds", "1", *more,
-                "--no-gp-warm-start"]).exit_code == 0
-    assert [r["embedding"] for r in _lines(old)] == [r["embedding"] for r in _lines(cold)]
+    assert not {"gp_warm_start", "max_batch_cosine"} & set(json.loads((old / "search.json").read_text()))
+    for opposite in (["--gp-warm-start"], ["--max-batch-cosine", "0.5"]):
+        user_error(cli(["optimize", text_run, "--out", old, "--method", "guided", "--seeds", "1", *more, *opposite]),
+                   "differ")
+    assert cli(["optimize", text_run, "--out", then, "--method", "guided", "--seeds", "1", *more, *before]).exit_code == 0
+    assert [r["embedding"] for r in _lines(old)] == [r["embedding"] for r in _lines(then)]
+
+
+def test_no_filter_means_no_spread(cli, text_run, tmp_path):
+    done = cli(["optimize", text_run, "--out", tmp_path / "s", "--method", "prior", "--seeds", "1", *FAST,
+                "--oversample", "1"])
+    assert done.exit_code == 0, done.output
+    assert json.loads((tmp_path / "s" / "search.json").read_text())["max_batch_cosine"] == 1.0

@@ -45,6 +45,8 @@ def _settings(folder: Path, given: dict) -> dict:
                     "max_batch_cosine": SEARCH_MAX_BATCH_COSINE, "gp_warm_start": SEARCH_GP_WARM_START,
                     **{k: v for k, v in given.items() if v is not None}}
         settings["run"] = str(Path(settings["run"]).resolve())
+        if settings["oversample"] == 1 and given.get("max_batch_cosine") is None:
+            settings["max_batch_cosine"] = 1.0  # nothing drawn beyond what is scored: nothing to spread
         return settings
     saved = read_json(path)
     if saved.get("mode") != "ask-tell":
@@ -53,7 +55,7 @@ def _settings(folder: Path, given: dict) -> dict:
     if given.get("run") is not None:
         given = {**given, "run": str(Path(given["run"]).resolve())}
     # A folder from before the spread or the warm start existed ran without them.
-    before = {"max_batch_cosine": 1.0, **LATER_SETTINGS, **saved}
+    before = {**LATER_SETTINGS, **saved}
     changed = sorted(k for k, v in given.items() if v is not None and before.get(k) != v)
     if changed:
         raise ConfigError(f"{folder}: its search was asked with other settings ({', '.join(changed)} differ, see "

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import typer
@@ -94,13 +94,13 @@ def _check_settings(out: Path, settings: dict) -> None:
         write_json(path, settings)
 
 
-def _folder_default(out: Path, key: str, given: Optional[bool], default: bool) -> bool:
+def _folder_default(out: Path, key: str, given: Any, default: Any) -> Any:
     """An option left out takes the folder's value when resuming (`LATER_SETTINGS` for a folder from before the
     option existed), else `default`; one given is checked against the folder by `_check_settings`."""
     if given is not None:
         return given
     path = out / SETTINGS_FILE
-    return bool({**LATER_SETTINGS, **read_json(path)}.get(key, default)) if path.exists() else default
+    return {**LATER_SETTINGS, **read_json(path)}.get(key, default) if path.exists() else default
 
 
 def _positive(flag: str, value: float, most: float = float("inf")) -> None:
@@ -148,9 +148,10 @@ def optimize(
                                    "dropped before scoring, at no evaluation; 1: no filter)"),
     diversity: float = typer.Option(SEARCH_DIVERSITY, help="weight of the term that pushes the candidates of a "
                                     "guided batch apart (0: none; see README)"),
-    max_batch_cosine: float = typer.Option(SEARCH_MAX_BATCH_COSINE, "--max-batch-cosine", help="guided and "
-                                           "prior-filtered: the filter takes a candidate only below this cosine to "
-                                           "the batch's better ones, topping up when too few are (1: no spread)"),
+    max_batch_cosine: Optional[float] = typer.Option(None, "--max-batch-cosine", help="guided and "
+                                                     "prior-filtered: the filter takes a candidate only below this "
+                                                     "cosine to the batch's better ones, topping up when too few are "
+                                                     f"(1: no spread; default {SEARCH_MAX_BATCH_COSINE:g})"),
     density_weight: float = typer.Option(0.0, "--density-weight", help="add this weight x the prior's "
                                          "log-density to the guide of --method guided (0: off)"),
     cmaes_sigma: float = typer.Option(CMAES.sigma0, "--cmaes-sigma", help="CMA-ES initial step size (normalized "
@@ -201,13 +202,16 @@ def optimize(
     for flag, value in (("--diversity", diversity), ("--density-weight", density_weight)):
         if not (value >= 0 and value < float("inf")):
             raise ConfigError(f"{flag} must be >= 0 and finite; got {value}")
-    if not -1 < max_batch_cosine <= 1:
+    if max_batch_cosine is not None and not -1 < max_batch_cosine <= 1:
         raise ConfigError(f"--max-batch-cosine must be in (-1, 1] (1: no spread); got {max_batch_cosine}")
-    pareto, ref_values = _check_objectives(objective, ref_point)
-    acquisition = acquisition or (PARETO_ACQUISITION if pareto else "ucb")
-    if max_batch_cosine < 1 and oversample == 1:
+    if max_batch_cosine is not None and max_batch_cosine < 1 and oversample == 1:
         raise ConfigError("--max-batch-cosine: the spread chooses among the drawn candidates, and --oversample 1 draws "
                           "no more than it scores; raise --oversample or leave --max-batch-cosine out")
+    # Left out: the folder's (resuming), else the default; with --oversample 1 there is nothing to spread.
+    max_batch_cosine = float(_folder_default(out, "max_batch_cosine", max_batch_cosine,
+                                             SEARCH_MAX_BATCH_COSINE if oversample > 1 else 1.0))
+    pareto, ref_values = _check_objectives(objective, ref_point)
+    acquisition = acquisition or (PARETO_ACQUISITION if pareto else "ucb")
     if refit_every > 1 and acquisition == PARETO_ACQUISITION:
         raise ConfigError(f"--refit-every {refit_every}: the {PARETO_ACQUISITION} GPs are fitted every step; leave "
                           "--refit-every out")
@@ -238,8 +242,8 @@ def optimize(
                 "oversample": oversample, "diversity": diversity,
                 **({"density_weight": density_weight} if density_weight else {}),
                 **({"refit_every": refit_every} if refit_every != 1 else {}),
-                "gp_warm_start": _folder_default(out, "gp_warm_start", gp_warm_start, SEARCH_GP_WARM_START),
-                **({"max_batch_cosine": max_batch_cosine} if max_batch_cosine < 1 else {}),
+                "gp_warm_start": bool(_folder_default(out, "gp_warm_start", gp_warm_start, SEARCH_GP_WARM_START)),
+                "max_batch_cosine": max_batch_cosine,
                 **({"constraints": list(constraint)} if constraint else {}),
                 **({"ref_point": ref_values} if ref_values is not None else {}), "steps": steps,
                 "noise_scale": noise_scale, "cmaes_sigma": cmaes_sigma, "turbo_length": turbo_length,

@@ -27,7 +27,7 @@ SEARCH_FILE = "search.jsonl"
 SETTINGS_FILE = "search.json"
 # Settings added after folders were written, with what their absence means (how those folders ran): a
 # reader of a folder's settings overlays them first, so an old folder resumes as it began.
-LATER_SETTINGS = {"gp_warm_start": False}
+LATER_SETTINGS = {"gp_warm_start": False, "max_batch_cosine": 1.0}
 INITIAL = "initial"
 
 

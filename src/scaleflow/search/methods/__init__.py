@@ -23,8 +23,8 @@ def build_method(name: str, settings: Mapping[str, Any]) -> SearchMethod:
         guided["warm_start"] = bool(settings["gp_warm_start"])
     if get("guidance") is not None:
         guided["guidance"] = GuidanceConfig(**settings["guidance"])
-    # Absent means off (1.0): folders written before the spread existed ran without it.
-    guided["max_batch_cosine"] = float(get("max_batch_cosine", 1.0))
+    if "max_batch_cosine" in settings:  # absent: the default (a folder's reader says when its folder predates it)
+        guided["max_batch_cosine"] = float(settings["max_batch_cosine"])
     if get("density_weight"):
         guided["density_weight"] = settings["density_weight"]
     options = {

@@ -31,7 +31,9 @@ SEARCH_OVERSAMPLE = OVERSAMPLE
 # times); weight 1 brought that to 0.78 at no measurable cost in the best score (0.763 [0.729, 0.797] against
 # 0.784 [0.736, 0.832], 3 targets, 96 evaluations); weights 3 and 10 gave 0.56 and 0.33 at -0.10 and -0.21.
 SEARCH_DIVERSITY = 1.0
-# The filter's spread (`common.diverse_counted_first`): off (1.0) until measured (README, "Diverse batches").
+# The filter's spread (`common.diverse_counted_first`): off (1.0). At 0.5 a category search's batches are
+# spread (cosine 0.64 -> 0.31) at no cost in the best score, but the candidates that spread them are poor: a
+# batch's 4-diverse best fell from 0.70 to 0.05 (README, "Diverse batches").
 SEARCH_MAX_BATCH_COSINE = 1.0
 # Each GP fit starts from the previous fit's hyperparameters: on the 5 dev targets at budget 200 the same best
 # score (paired difference -0.000 [-0.009, +0.008]) with fits ~4x shorter (README, "Fast enough to think with").
@@ -88,7 +90,7 @@ class FilteredPrior:
     oversample: int = SEARCH_OVERSAMPLE
     refit_every: int = 1
     warm_start: bool = SEARCH_GP_WARM_START
-    max_batch_cosine: float = 1.0
+    max_batch_cosine: float = SEARCH_MAX_BATCH_COSINE
     name: str = "prior-filtered"
 
     def __post_init__(self) -> None:
@@ -198,7 +200,7 @@ class GuidedPrior:
     density_weight: float = 0.0
     refit_every: int = 1
     warm_start: bool = SEARCH_GP_WARM_START
-    max_batch_cosine: float = 1.0
+    max_batch_cosine: float = SEARCH_MAX_BATCH_COSINE
     name: str = "guided"
 
     def __post_init__(self) -> None:
