@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scaleflow.cli.errors import user_errors
-from scaleflow.files import read_json, write_json, write_text
+from scaleflow.files import write_json, write_text
 from scaleflow.search.ask_tell import EXTERNAL, Search, TellError
 from scaleflow.search.gp import ACQUISITIONS
 from scaleflow.search.judge import JUDGE_VERSION
@@ -23,7 +23,7 @@ from scaleflow.search.methods import METHODS, build_method
 from scaleflow.search.constraints import parse_told_constraint
 from scaleflow.search.methods.prior import SEARCH_GP_WARM_START, SEARCH_MAX_BATCH_COSINE, SEARCH_OVERSAMPLE
 from scaleflow.search.problem import build_problem
-from scaleflow.search.report import LATER_SETTINGS, SETTINGS_FILE
+from scaleflow.search.report import SETTINGS_FILE, read_folder_settings
 from scaleflow.search.text_hooks import load_hooks
 from scaleflow.cli.optimize import DECODER_HELP, ENCODER_HELP, LOG_DENSITY_HELP, ROUNDTRIP_HELP
 from scaleflow.training.config import ConfigError
@@ -45,22 +45,18 @@ def _settings(folder: Path, given: dict) -> dict:
                     "max_batch_cosine": SEARCH_MAX_BATCH_COSINE, "gp_warm_start": SEARCH_GP_WARM_START,
                     **{k: v for k, v in given.items() if v is not None}}
         settings["run"] = str(Path(settings["run"]).resolve())
-        if settings["oversample"] == 1 and given.get("max_batch_cosine") is None:
-            settings["max_batch_cosine"] = 1.0  # nothing drawn beyond what is scored: nothing to spread
         return settings
-    saved = read_json(path)
+    saved = read_folder_settings(path)  # a folder from before the spread or the warm start existed ran without them
     if saved.get("mode") != "ask-tell":
         raise ConfigError(f"{folder}: holds a search of `scaleflow optimize` (its objective is called in process); "
                           "ask/tell needs a folder of its own")
     if given.get("run") is not None:
         given = {**given, "run": str(Path(given["run"]).resolve())}
-    # A folder from before the spread or the warm start existed ran without them.
-    before = {**LATER_SETTINGS, **saved}
-    changed = sorted(k for k, v in given.items() if v is not None and before.get(k) != v)
+    changed = sorted(k for k, v in given.items() if v is not None and saved.get(k) != v)
     if changed:
         raise ConfigError(f"{folder}: its search was asked with other settings ({', '.join(changed)} differ, see "
                           f"{path}); leave them out or use another folder")
-    return before
+    return saved
 
 
 def _open(folder: Path, settings: dict) -> Search:

@@ -26,7 +26,7 @@ from scaleflow.search.pareto import MAX_OBJECTIVES, parse_ref_point
 from scaleflow.search.pareto_gp import PARETO_ACQUISITION
 from scaleflow.search.pareto_report import table_columns
 from scaleflow.search.problem import BUILTIN_OBJECTIVES, DEFAULT_CATEGORY, TARGET_SETS, TWO_CATEGORY, build_problem
-from scaleflow.search.report import LATER_SETTINGS, SETTINGS_FILE, summarize_search
+from scaleflow.search.report import SETTINGS_FILE, read_folder_settings, summarize_search
 from scaleflow.search.constraints import parse_constraint
 from scaleflow.search.text_hooks import load_hooks
 from scaleflow.training.config import ConfigError
@@ -76,7 +76,7 @@ def _check_settings(out: Path, settings: dict) -> None:
     then records the latest budget, which its report holds every method to."""
     path = out / SETTINGS_FILE
     if path.exists():
-        saved = {**LATER_SETTINGS, **read_json(path)}  # a folder from before a setting existed ran without it
+        saved = read_folder_settings(path)  # a folder from before a setting existed ran without it
         older = [k for k in VERSIONED if k not in saved]
         if older:
             raise ConfigError(f"{out}: holds a search written before its settings recorded {', '.join(older)} (its "
@@ -94,13 +94,13 @@ def _check_settings(out: Path, settings: dict) -> None:
         write_json(path, settings)
 
 
-def _folder_default(out: Path, key: str, given: Any, default: Any) -> Any:
-    """An option left out takes the folder's value when resuming (`LATER_SETTINGS` for a folder from before the
-    option existed), else `default`; one given is checked against the folder by `_check_settings`."""
+def _folder_default(saved: Optional[dict], key: str, given: Any, default: Any) -> Any:
+    """An option left out takes the folder's value when resuming (`saved`: `read_folder_settings`, which says
+    how a folder from before the option existed ran), else `default`; one given is checked against the folder by
+    `_check_settings`."""
     if given is not None:
         return given
-    path = out / SETTINGS_FILE
-    return {**LATER_SETTINGS, **read_json(path)}.get(key, default) if path.exists() else default
+    return saved.get(key, default) if saved is not None else default
 
 
 def _positive(flag: str, value: float, most: float = float("inf")) -> None:
@@ -207,9 +207,8 @@ def optimize(
     if max_batch_cosine is not None and max_batch_cosine < 1 and oversample == 1:
         raise ConfigError("--max-batch-cosine: the spread chooses among the drawn candidates, and --oversample 1 draws "
                           "no more than it scores; raise --oversample or leave --max-batch-cosine out")
-    # Left out: the folder's (resuming), else the default; with --oversample 1 there is nothing to spread.
-    max_batch_cosine = float(_folder_default(out, "max_batch_cosine", max_batch_cosine,
-                                             SEARCH_MAX_BATCH_COSINE if oversample > 1 else 1.0))
+    saved = read_folder_settings(out / SETTINGS_FILE) if (out / SETTINGS_FILE).exists() else None
+    max_batch_cosine = float(_folder_default(saved, "max_batch_cosine", max_batch_cosine, SEARCH_MAX_BATCH_COSINE))
     pareto, ref_values = _check_objectives(objective, ref_point)
     acquisition = acquisition or (PARETO_ACQUISITION if pareto else "ucb")
     if refit_every > 1 and acquisition == PARETO_ACQUISITION:
@@ -242,7 +241,7 @@ def optimize(
                 "oversample": oversample, "diversity": diversity,
                 **({"density_weight": density_weight} if density_weight else {}),
                 **({"refit_every": refit_every} if refit_every != 1 else {}),
-                "gp_warm_start": bool(_folder_default(out, "gp_warm_start", gp_warm_start, SEARCH_GP_WARM_START)),
+                "gp_warm_start": bool(_folder_default(saved, "gp_warm_start", gp_warm_start, SEARCH_GP_WARM_START)),
                 "max_batch_cosine": max_batch_cosine,
                 **({"constraints": list(constraint)} if constraint else {}),
                 **({"ref_point": ref_values} if ref_values is not None else {}), "steps": steps,

@@ -193,7 +193,7 @@ class AcquisitionGuide:
 
     def __init__(self, surrogate: Surrogate, acquisition: str = "ucb") -> None:
         self.surrogate, self.name = surrogate, acquisition
-        self.acquisition = make_acquisition(acquisition, surrogate)
+        self.acquisition = None if acquisition in CLOSED_FORM_ACQUISITIONS else make_acquisition(acquisition, surrogate)
 
     def __call__(self, x: Tensor) -> tuple[Tensor, Tensor]:
         z = self.surrogate.inputs(x)

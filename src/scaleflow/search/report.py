@@ -31,6 +31,10 @@ LATER_SETTINGS = {"gp_warm_start": False, "max_batch_cosine": 1.0}
 INITIAL = "initial"
 
 
+def read_folder_settings(path: Path) -> dict:
+    """A search folder's settings file (`SETTINGS_FILE`) as the folder ran: `LATER_SETTINGS` under what it holds."""
+    return {**LATER_SETTINGS, **read_json(path)}
+
 
 def counts(record: dict) -> bool:
     """Whether a recorded candidate counts: valid, novel, and where required its text's round trip good enough
