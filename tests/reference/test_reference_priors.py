@@ -82,7 +82,10 @@ def test_gmm_fit_chooses_on_validation_and_separates_clusters():
     model, *_ = mixture(dim=3)
     rows = model.sample(3_000, torch.Generator().manual_seed(5)).double()
     fitted = fit_reference("gmm", rows[:2_500], rows[2_500:], seed=0)
-    assert {r["n_components"] for r in fitted.records} == {2, 4, 8} and len(fitted.records) == 5
+    # Components first (at the starting regularization), then the regularization at the chosen count.
+    assert [r["n_components"] for r in fitted.records[:4]] == [2, 4, 8, 16] and len(fitted.records) == 6
+    assert {r["reg_covar"] for r in fitted.records[4:]} == {0.01, 0.5}
+    assert {r["n_components"] for r in fitted.records[4:]} == {fitted.records[4]["n_components"]}
     assert fitted.val_log_likelihood == max(r["val_log_likelihood"] for r in fitted.records)
     # Three true clusters: the chosen mixture explains held-out rows about as well as the truth does.
     truth = float(model.log_prob(rows[2_500:]).mean())

@@ -40,8 +40,15 @@ FIT_OPTIONS: dict[str, tuple[str, ...]] = {
     "kde": ("bandwidth",),
     "closed-form": ("smoothing", "n_noise"),
 }
-GMM_COMPONENTS = (2, 4, 8)
+# Searched one coordinate at a time: the components at GMM_START_REG, then the regularization at the best count.
+# Measured on the built-in rows (10K, 384-D, standardized): validation log-likelihood per row -395.3 / -380.6 /
+# -371.9 / -373.0 at 2 / 4 / 8 / 16 components (reg 0.1), so 8 is inside the grid; then -366.9 / -371.9 / -444.9
+# at reg 0.01 / 0.1 / 0.5. A finer grid would take reg 0.03 (-361.9) whose samples score lower (worst ratio 0.557
+# against 0.632 at 0.01, precision binding): the coarser grid keeps the reference the stronger competitor by the
+# measures every prior is judged on (README, "Small data").
+GMM_COMPONENTS = (2, 4, 8, 16)
 GMM_REG_COVAR = (0.01, 0.1, 0.5)  # added to each covariance's diagonal, in units of the rows' (unit) variance
+GMM_START_REG = 0.1
 # EM stops when the mean log-likelihood per row moves less than GMM_TOL (sklearn's default 1e-3 is for few
 # dimensions): measured at 10K rows in 384-D, 4 components, 98 iterations and 61 s at 1e-3 against 45 and 28 s
 # at 1e-2, with held-out log-likelihoods of -380.1 and -380.6 (per row, in hundreds of nats).
@@ -138,34 +145,42 @@ def fit_gmm(train: torch.Tensor, val: torch.Tensor, n_components: Optional[int] 
             reg_covar: Optional[float] = None, seed: int = 0) -> FitResult:
     from sklearn.mixture import GaussianMixture
 
-    x = train.double().cpu().numpy()
+    # float32: EM is BLAS products, twice as fast as in float64, with the same iterations and validation
+    # log-likelihoods to 0.01 nats per row on the built-in rows (the fitted parameters are kept in float64).
+    x = train.float().cpu().numpy()
     components = [n_components] if n_components is not None else [k for k in GMM_COMPONENTS if k <= len(x) // 2]
     regs = [reg_covar] if reg_covar is not None else list(GMM_REG_COVAR)
     if any(k > len(x) for k in components):
         raise ReferenceFitError(f"n_components: {n_components!r} is more than the {len(x)} training rows")
-    best, records = None, []
+    best, records, fits = None, [], {}
 
-    def fit(k: int, reg: float) -> None:
+    def fit(k: int, reg: float, start=None) -> None:
         nonlocal best
+        # `start`: a fit with the same components at another regularization, whose solution EM starts from
+        # (3 iterations instead of 7 from k-means at 8 components; a likelihood as good or better).
+        init = {} if start is None else {"weights_init": start.weights_, "means_init": start.means_,
+                                         "precisions_init": start.precisions_}
         fitted = GaussianMixture(k, covariance_type="full", reg_covar=reg, max_iter=GMM_MAX_ITER, tol=GMM_TOL,
-                                 random_state=seed).fit(x)
-        model = _mixture("gmm", fitted.weights_, fitted.means_, fitted.covariances_, x.shape[1],
+                                 random_state=seed, **init).fit(x)
+        fits[k, reg] = fitted
+        model = _mixture("gmm", fitted.weights_.astype(np.float64), fitted.means_.astype(np.float64),
+                         fitted.covariances_.astype(np.float64), x.shape[1],
                          {"covariance": "em", "shrinkage": 0.0, "reg_covar": float(reg)})
         score = _mean_log_likelihood(model, val)
         records.append({"n_components": k, "reg_covar": float(reg), "converged": bool(fitted.converged_),
-                        "val_log_likelihood": score})
+                        "iterations": int(fitted.n_iter_), "val_log_likelihood": score})
         if best is None or score > best[0]:
             best = (score, model, {"n_components": k, "reg_covar": float(reg)})
 
-    # One coordinate at a time (components at the middle regularization, then the regularization at the best
-    # components): 5 EM fits instead of the grid's 9, which at 10K rows in 384-D take ~5-20 s each.
-    middle = regs[len(regs) // 2]
+    # One coordinate at a time (components at the starting regularization, then the regularization at the best
+    # components, each from that fit): 6 EM fits instead of the grid's 12, which at 10K rows in 384-D take ~2-15 s.
+    start_reg = GMM_START_REG if GMM_START_REG in regs else regs[len(regs) // 2]
     for k in components:
-        fit(k, middle)
+        fit(k, start_reg)
     k_best = best[2]["n_components"]
     for reg in regs:
-        if reg != middle:
-            fit(k_best, reg)
+        if reg != start_reg:
+            fit(k_best, reg, start=fits[k_best, start_reg])
     return FitResult(best[1], best[2], records, best[0])
 
 

@@ -23,7 +23,7 @@ from scaleflow.reference.fit import REFERENCE_PRIORS, ReferenceFitError, fit_ref
 # every training row for each candidate (~50 s at 1K rows on one core, ~9x that at 10K); ask for it with
 # `eval --reference`, or train it as a run (`scaleflow train --arch closed-form`).
 DEFAULT_REFERENCES = ("gaussian", "gmm", "kde")
-SCORING_VERSION = 1  # bump when what is scored changes: older cache entries are then ignored
+SCORING_VERSION = 2  # bump when what is scored changes: older cache entries are then ignored
 
 
 def parse_references(text: str) -> tuple[str, ...]:
