@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from scaleflow.cli.errors import user_errors
-from scaleflow.evaluation.evaluate import NFE_SOLVERS, evaluate
+from scaleflow.evaluation.evaluate import NFE_SOLVERS, NFE_STEPS, evaluate
 from scaleflow.evaluation.ranking import ranked_ratios, worst_ratio
 from scaleflow.evaluation.report import FD_NOTE, FD_ROWS, INTERVAL_NOTE, metric_entries, ratio_to_floor
 from scaleflow.evaluation.scores import DEFAULT_K, min_samples
@@ -104,17 +104,17 @@ def rank_summary(report: dict) -> Optional[str]:
 def evaluate_and_save(run_dir: Path, n: int | None = None, solver: str = "heun", steps: int = 20, bootstrap: int = 200,
                       seed: int = 0, nfe_solvers: Sequence[str] = NFE_SOLVERS, device: str = "auto",
                       noise_scale: float = 1.0, references: Sequence[str] = DEFAULT_REFERENCES,
-                      project_sphere: bool = False) -> dict:
+                      project_sphere: bool = False, nfe_steps: Sequence[int] = NFE_STEPS) -> dict:
     """Evaluate the run in `run_dir`, write `eval.json` and `eval_samples.safetensors`, return the report.
 
-    `nfe_solvers`: the solvers of the quality-vs-steps curve (empty: no curve).
+    `nfe_solvers`, `nfe_steps`: the solvers and step counts of the quality-vs-steps curve (no solvers: no curve).
     """
     if solver not in SOLVERS:
         raise ConfigError(f"--solver {solver!r}: choose one of {', '.join(SOLVERS)}")
     target = resolve_device(device)
     run = load_run(run_dir, device=target)
     report, generated = evaluate(run, n, solver, steps, bootstrap, seed, device=target,
-                                 nfe_solvers=tuple(nfe_solvers),
+                                 nfe_solvers=tuple(nfe_solvers), nfe_steps=tuple(nfe_steps),
                                  noise_scale=noise_scale, references=references, project_sphere=project_sphere)
     write_json(run_dir / "eval.json", report)
     write_safetensors(run_dir / "eval_samples.safetensors", {"generated": generated})

@@ -67,12 +67,13 @@ def nfe_curve(velocity: Callable, dim: int, reference: torch.Tensor, n: int, sol
 
 
 NFE_SOLVERS = ("euler", "heun", "rk4", "dopri5")  # the quality-vs-steps curve's, by default
+NFE_STEPS = (1, 2, 4, 8, 16, 32)
 STRAIGHTNESS_ROWS = 1000  # trajectories kept in memory: steps x rows x D floats
 
 
 def evaluate(run, n_samples: Optional[int] = None, solver: str = "heun", steps: int = 20, n_boot: int = 200,
              seed: int = 0, k: int = DEFAULT_K, nfe_solvers: Sequence[str] = NFE_SOLVERS,
-             nfe_steps: Sequence[int] = (1, 2, 4, 8, 16, 32), device: torch.device | str = "cpu",
+             nfe_steps: Sequence[int] = NFE_STEPS, device: torch.device | str = "cpu",
              extrapolate: bool = True, noise_scale: float = 1.0,
              n_boot_inf: Optional[int] = None,
              references: Sequence[str] = DEFAULT_REFERENCES,
