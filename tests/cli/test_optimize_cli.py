@@ -335,6 +335,7 @@ def test_gp_fit_schedule_options_are_the_folders_settings(cli, user_error, text_
     settings = json.loads((out / "search.json").read_text())
     assert settings["gp_warm_start"] is True and settings["refit_every"] == 2  # warm by default
     assert settings["max_batch_cosine"] == 1.0  # no spread by default
+    assert settings["diversity"] == 10.0 and settings["diversity_cosine"] == 0.5  # the ranked hinge by default
     assert len(_lines(out)) == 12
     # Resuming with cold fits would mix two searches in one folder.
     user_error(cli(["optimize", text_run, "--out", out, "--method", "guided", "--seeds", "1", *FAST,
@@ -344,15 +345,19 @@ def test_gp_fit_schedule_options_are_the_folders_settings(cli, user_error, text_
 def test_a_folder_from_before_the_warm_start_and_the_spread_resumes_as_it_began(cli, user_error, text_run, tmp_path):
     old, then = tmp_path / "old", tmp_path / "then"
     more = [a if a != "12" else "16" for a in FAST]
-    before = ["--no-gp-warm-start", "--max-batch-cosine", "1"]  # what the previous version did
+    # What the previous versions did (a diversity weight of 0 is the same in the mean and the hinge forms).
+    before = ["--no-gp-warm-start", "--max-batch-cosine", "1", "--diversity", "0"]
     assert cli(["optimize", text_run, "--out", old, "--method", "guided", "--seeds", "1", *FAST, *before]).exit_code == 0
     settings = json.loads((old / "search.json").read_text())
-    del settings["gp_warm_start"], settings["max_batch_cosine"]  # as the previous version wrote it
+    assert settings["diversity"] == 0 and settings["diversity_cosine"] == 0.5
+    later = ("gp_warm_start", "max_batch_cosine", "diversity_cosine")
+    for key in later:  # as the previous versions wrote it
+        del settings[key]
     (old / "search.json").write_text(json.dumps(settings))
     done = cli(["optimize", text_run, "--out", old, "--method", "guided", "--seeds", "1", *more])
     assert done.exit_code == 0, done.output
-    assert not {"gp_warm_start", "max_batch_cosine"} & set(json.loads((old / "search.json").read_text()))
-    for opposite in (["--gp-warm-start"], ["--max-batch-cosine", "0.5"]):
+    assert not set(later) & set(json.loads((old / "search.json").read_text()))
+    for opposite in (["--gp-warm-start"], ["--max-batch-cosine", "0.5"], ["--diversity-cosine", "0.5"]):
         user_error(cli(["optimize", text_run, "--out", old, "--method", "guided", "--seeds", "1", *more, *opposite]),
                    "differ")
     assert cli(["optimize", text_run, "--out", then, "--method", "guided", "--seeds", "1", *more, *before]).exit_code == 0

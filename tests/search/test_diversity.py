@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from scaleflow.search.report import k_diverse_best
+from scaleflow.search.report import batch_k_diverse_best, k_diverse_best
 
 
 def candidate(degrees: float, score: float, counts: bool = True) -> dict:
@@ -26,3 +26,15 @@ def test_a_collapsed_batch_has_no_diverse_best():
     records = [candidate(d, 1.0 - 0.01 * d) for d in range(0, 40, 5)]  # all within 35 degrees: cosine >= 0.82
     assert k_diverse_best(records) is None
     assert k_diverse_best(records, k=1) == pytest.approx(1.0)
+
+
+def test_the_k_diverse_best_within_each_batch():
+    def at(step, degrees, score, initial=False):
+        return {**candidate(degrees, score), "step": step, "proposed_by": "initial" if initial else "guided"}
+
+    spread = [at(1, d, s) for d, s in ((0, 0.9), (90, 0.8), (180, 0.7), (270, 0.6))]  # 4-diverse: 0.6
+    collapsed = [at(2, d, 1.0) for d in (0, 5, 10, 15)]  # one answer four times: none
+    initial = [at(0, d, 5.0, initial=True) for d in (0, 90, 180, 270)]  # the initial design is not a batch
+    mean, share = batch_k_diverse_best(initial + spread + collapsed)
+    assert mean == pytest.approx(0.3) and share == 0.5
+    assert batch_k_diverse_best(initial) == (None, None)

@@ -170,6 +170,37 @@ def test_diversity_term_pushes_the_rows_of_a_batch_apart():
         DiversityGuide(base, -1.0)
 
 
+def test_hinge_leaves_row_0_alone_and_pushes_only_rows_closer_than_its_cosine():
+    from scaleflow.search.guidance import DiversityGuide
+
+    direction = torch.tensor([1.0, 0.0, 0.0])
+
+    def base(x):  # values rows by their first coordinate
+        return x @ direction, None
+
+    guide = DiversityGuide(base, 10.0, max_cosine=0.5)
+    # Cosines: 0.8 between rows 0 and 1 and between rows 2 and 3, 0.36 between rows 1 and 3, 0 elsewhere.
+    x = torch.tensor([[2.0, 0.0, 0.0], [1.6, 1.2, 0.0], [0.0, 0.0, 1.5], [0.0, 1.2, 1.6]])
+    value, sigma = guide(x)
+    penalty = 10.0 * (0.8 - 0.5) ** 2
+    assert sigma is None
+    # Row 0: free. Row 1: 0.8 to row 0. Rows 2 and 3: 0.8 to each other (0.36 < 0.5 between rows 1 and 3: nothing).
+    assert torch.allclose(value, torch.tensor([2.0, 1.6 - penalty, -penalty, -penalty]), atol=1e-6)
+    z = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(guide(z)[0].sum(), z)
+    assert torch.allclose(grad[0], direction)  # nothing pulls row 0 around, though row 1 is close to it
+    unit = lambda v: torch.nn.functional.normalize(v, dim=0)  # noqa: E731
+    assert unit(x[1] + 0.01 * grad[1]) @ unit(x[0]) < 0.8  # row 1 moves away from row 0
+    moved_2, moved_3 = unit(x[2] + 0.01 * grad[2]), unit(x[3] + 0.01 * grad[3])
+    assert moved_2 @ moved_3 < 0.8  # rows 2 and 3 move apart, both of them
+    assert unit(x[2] + 0.01 * grad[2]) @ unit(x[2]) < 1 and unit(x[3] + 0.01 * grad[3]) @ unit(x[3]) < 1
+    # A batch already farther apart than the cosine is left as the guide has it.
+    apart = torch.eye(3) * 2.0
+    assert torch.equal(guide(apart)[0], base(apart)[0])
+    with pytest.raises(ValueError, match="diversity cosine"):
+        DiversityGuide(base, 1.0, max_cosine=1.0)
+
+
 def test_guidance_refuses_a_caller_that_does_not_announce_steps():
     guided = GuidedVelocity(tiny_field(), linear_guide(torch.ones(DIM)), GuidanceConfig(strength=1.0))
     with pytest.raises(ValueError, match="fixed-step solver"):
@@ -195,3 +226,17 @@ def test_closed_form_acquisitions_equal_botorchs(acquisition):
     assert torch.allclose(sigma, surrogate.posterior_std(query.detach()), rtol=1e-7, atol=1e-10)
     ranked = acquisition_values(surrogate, acquisition, query.detach())
     assert torch.allclose(ranked, reference.detach() * surrogate.score_std, rtol=1e-9, atol=1e-12)
+
+
+def test_the_hinge_never_asks_a_batch_to_be_more_spread_than_real_rows_are():
+    from types import SimpleNamespace
+
+    from scaleflow.search.guidance import median_pairwise_cosine
+    from scaleflow.search.methods.prior import _hinge_cosine
+
+    rows = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # pairwise cosines 0, 0.707, 0.707
+    assert median_pairwise_cosine(rows) == pytest.approx(2 ** -0.5)
+    assert _hinge_cosine(SimpleNamespace(reference=rows), 0.5) == pytest.approx(2 ** -0.5)
+    spread = torch.eye(4)  # real rows at cosine 0: the setting stands
+    assert _hinge_cosine(SimpleNamespace(reference=spread), 0.5) == 0.5
+    assert _hinge_cosine(SimpleNamespace(reference=rows), None) is None  # the mean-cosine form has no hinge

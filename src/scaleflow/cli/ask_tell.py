@@ -21,7 +21,8 @@ from scaleflow.search.judge import JUDGE_VERSION
 from scaleflow.search.loop import check_search_folder, search_folder_lock
 from scaleflow.search.methods import METHODS, build_method
 from scaleflow.search.constraints import parse_told_constraint
-from scaleflow.search.methods.prior import SEARCH_GP_WARM_START, SEARCH_MAX_BATCH_COSINE, SEARCH_OVERSAMPLE
+from scaleflow.search.methods.prior import (SEARCH_DIVERSITY, SEARCH_DIVERSITY_COSINE, SEARCH_GP_WARM_START,
+                                           SEARCH_MAX_BATCH_COSINE, SEARCH_OVERSAMPLE)
 from scaleflow.search.problem import build_problem
 from scaleflow.search.report import SETTINGS_FILE, read_folder_settings
 from scaleflow.search.text_hooks import load_hooks
@@ -43,6 +44,7 @@ def _settings(folder: Path, given: dict) -> dict:
         settings = {"mode": "ask-tell", "objective": EXTERNAL, "judge": JUDGE_VERSION, "method": "guided", "seed": 0,
                     "initial": None, "acquisition": "ucb", "oversample": SEARCH_OVERSAMPLE, "steps": 20,
                     "max_batch_cosine": SEARCH_MAX_BATCH_COSINE, "gp_warm_start": SEARCH_GP_WARM_START,
+                    "diversity": SEARCH_DIVERSITY, "diversity_cosine": SEARCH_DIVERSITY_COSINE,
                     **{k: v for k, v in given.items() if v is not None}}
         settings["run"] = str(Path(settings["run"]).resolve())
         return settings

@@ -19,8 +19,8 @@ from scaleflow.search.loop import check_search_folder, run_search, search_folder
 from scaleflow.search.methods import METHODS, build_method
 from scaleflow.search.methods.cmaes import CMAES
 from scaleflow.search.methods.latent_bo import LatentBO
-from scaleflow.search.methods.prior import (SEARCH_DIVERSITY, SEARCH_GP_WARM_START, SEARCH_GUIDANCE,
-                                           SEARCH_MAX_BATCH_COSINE, SEARCH_OVERSAMPLE)
+from scaleflow.search.methods.prior import (SEARCH_DIVERSITY, SEARCH_DIVERSITY_COSINE, SEARCH_GP_WARM_START,
+                                           SEARCH_GUIDANCE, SEARCH_MAX_BATCH_COSINE, SEARCH_OVERSAMPLE)
 from scaleflow.search.methods.turbo import TuRBO, TurboState
 from scaleflow.search.pareto import MAX_OBJECTIVES, parse_ref_point
 from scaleflow.search.pareto_gp import PARETO_ACQUISITION
@@ -146,8 +146,12 @@ def optimize(
     oversample: int = typer.Option(SEARCH_OVERSAMPLE, help="candidates drawn per candidate scored by guided, "
                                    "prior-filtered, bo, turbo, cmaes and latent-bo (those that would not count are "
                                    "dropped before scoring, at no evaluation; 1: no filter)"),
-    diversity: float = typer.Option(SEARCH_DIVERSITY, help="weight of the term that pushes the candidates of a "
-                                    "guided batch apart (0: none; see README)"),
+    diversity: Optional[float] = typer.Option(None, help="guided: weight of the term that keeps the candidates of "
+                                              f"a batch apart (0: none; default {SEARCH_DIVERSITY:g}; README, "
+                                              "\"Diverse batches\")"),
+    diversity_cosine: Optional[float] = typer.Option(None, "--diversity-cosine", help="guided: each candidate is "
+                                                     "kept below this cosine to the batch's better-valued ones "
+                                                     f"(default {SEARCH_DIVERSITY_COSINE:g})"),
     max_batch_cosine: Optional[float] = typer.Option(None, "--max-batch-cosine", help="guided and "
                                                      "prior-filtered: the filter takes a candidate only below this "
                                                      "cosine to the batch's better ones, topping up when too few are "
@@ -200,8 +204,10 @@ def optimize(
         raise ConfigError(f"--initial {initial}: must be between 1 and --budget ({budget})")
     initial = min(initial or batch, budget)
     for flag, value in (("--diversity", diversity), ("--density-weight", density_weight)):
-        if not (value >= 0 and value < float("inf")):
+        if value is not None and not (value >= 0 and value < float("inf")):
             raise ConfigError(f"{flag} must be >= 0 and finite; got {value}")
+    if diversity_cosine is not None and not -1 < diversity_cosine < 1:
+        raise ConfigError(f"--diversity-cosine must be in (-1, 1); got {diversity_cosine}")
     if max_batch_cosine is not None and not -1 < max_batch_cosine <= 1:
         raise ConfigError(f"--max-batch-cosine must be in (-1, 1] (1: no spread); got {max_batch_cosine}")
     if max_batch_cosine is not None and max_batch_cosine < 1 and oversample == 1:
@@ -209,6 +215,8 @@ def optimize(
                           "no more than it scores; raise --oversample or leave --max-batch-cosine out")
     saved = read_folder_settings(out / SETTINGS_FILE) if (out / SETTINGS_FILE).exists() else None
     max_batch_cosine = float(_folder_default(saved, "max_batch_cosine", max_batch_cosine, SEARCH_MAX_BATCH_COSINE))
+    diversity = float(_folder_default(saved, "diversity", diversity, SEARCH_DIVERSITY))
+    diversity_cosine = _folder_default(saved, "diversity_cosine", diversity_cosine, SEARCH_DIVERSITY_COSINE)
     pareto, ref_values = _check_objectives(objective, ref_point)
     acquisition = acquisition or (PARETO_ACQUISITION if pareto else "ucb")
     if refit_every > 1 and acquisition == PARETO_ACQUISITION:
@@ -238,7 +246,7 @@ def optimize(
     settings = {"run": str(run.resolve()), "objective": objective, "category": category if objective == "category"
                 else None, "targets": target_set, "judge": JUDGE_VERSION, "budget": budget, "batch": batch,
                 "initial": initial, "acquisition": acquisition, "guidance": guidance.as_dict(), "pca": pca,
-                "oversample": oversample, "diversity": diversity,
+                "oversample": oversample, "diversity": diversity, "diversity_cosine": diversity_cosine,
                 **({"density_weight": density_weight} if density_weight else {}),
                 **({"refit_every": refit_every} if refit_every != 1 else {}),
                 "gp_warm_start": bool(_folder_default(saved, "gp_warm_start", gp_warm_start, SEARCH_GP_WARM_START)),
@@ -404,14 +412,15 @@ def _print_table(console: Console, rows: list[dict], budget: Optional[int] = Non
                "interval (every method of a seed shares its target and initial rows). any: best score of any "
                "candidate, invalid ones included; counted: share of generated candidates that are valid and novel; "
                "cosine: mean pairwise cosine within a batch; 4-diverse: the best score 4 counted candidates pairwise "
-               "below cosine 0.7 all reach (mean over the seeds that have 4)"
+               "below cosine 0.7 all reach (mean over the seeds that have 4); batch 4-div: the same within each "
+               "batch (0 for a batch without 4), mean over batches"
                + (". Several objectives: best is the worst objective above the reference point; hypervolume: of the "
                   "counted candidates above it (mean, 95% interval over seeds); guided HV lead: guided minus this "
                   "method, paired over seeds" if pareto else "") + (f". {note}" if note else ""))
     table = Table(title=f"best score of a valid, novel candidate (mean, 95% interval over seeds; budget {budget})",
                   caption=caption)
     columns = ("method", "seeds", "evals", "best", "interval", "lead", "any", "counted", "cosine", "4-diverse",
-               "s/batch") + (("hypervolume", "guided HV lead") if pareto else ())
+               "batch 4-div", "s/batch") + (("hypervolume", "guided HV lead") if pareto else ())
     for column in columns:
         table.add_column(column, justify="left" if column in ("method", "lead") else "right")
 
@@ -427,6 +436,7 @@ def _print_table(console: Console, rows: list[dict], budget: Optional[int] = Non
             best, shown = "not compared", "budget not met"
         table.add_row(row["method"], str(len(row["seeds"])), _evaluations(row, budget), best, shown, _lead(row),
                       _fmt(row["best_any"]), _fmt(row["counted_share"], 2), _fmt(row["batch_cosine"], 2),
-                      _fmt(row.get("k_diverse_best")), _fmt(row["seconds_per_batch"], 2),
+                      _fmt(row.get("k_diverse_best")), _fmt(row.get("batch_k_diverse_best")),
+                      _fmt(row["seconds_per_batch"], 2),
                       *(table_columns(row) if pareto else ()))
     console.print(table)

@@ -23,6 +23,8 @@ def build_method(name: str, settings: Mapping[str, Any]) -> SearchMethod:
         guided["warm_start"] = bool(settings["gp_warm_start"])
     if get("guidance") is not None:
         guided["guidance"] = GuidanceConfig(**settings["guidance"])
+    if "diversity_cosine" in settings:  # absent: the default; None: the mean-cosine form of earlier searches
+        guided["diversity_cosine"] = settings["diversity_cosine"]
     if "max_batch_cosine" in settings:  # absent: the default (a folder's reader says when its folder predates it)
         guided["max_batch_cosine"] = float(settings["max_batch_cosine"])
     if get("density_weight"):
