@@ -56,6 +56,7 @@ def test_ask_refusals(text_run, cli, user_error, tmp_path):
     # start (no key) reads as cold, so --no-gp-warm-start agrees with it and --gp-warm-start does not.
     settings = json.loads((tmp_path / "s" / "search.json").read_text())
     assert settings["gp_warm_start"] is True and settings["max_batch_cosine"] == 1.0
+    assert settings["diversity"] == 10.0 and settings["diversity_cosine"] == 0.5  # the hinge, row 0 free
     user_error(cli(["optimize", "ask", tmp_path / "s", "--no-gp-warm-start"]), "other settings (gp_warm_start differ")
     del settings["gp_warm_start"], settings["max_batch_cosine"]
     (tmp_path / "s" / "search.json").write_text(json.dumps(settings))

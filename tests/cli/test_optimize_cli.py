@@ -335,7 +335,7 @@ def test_gp_fit_schedule_options_are_the_folders_settings(cli, user_error, text_
     settings = json.loads((out / "search.json").read_text())
     assert settings["gp_warm_start"] is True and settings["refit_every"] == 2  # warm by default
     assert settings["max_batch_cosine"] == 1.0  # no spread by default
-    assert settings["diversity"] == 10.0 and settings["diversity_cosine"] == 0.5  # the ranked hinge by default
+    assert settings["diversity"] == 10.0 and settings["diversity_cosine"] == 0.5  # the hinge (row 0 free) by default
     assert len(_lines(out)) == 12
     # Resuming with cold fits would mix two searches in one folder.
     user_error(cli(["optimize", text_run, "--out", out, "--method", "guided", "--seeds", "1", *FAST,

@@ -94,6 +94,14 @@ def test_gmm_fit_chooses_on_validation_and_separates_clusters():
         fit_reference("gmm", rows, rows, {"reg_covar": 0.0})
 
 
+def test_gmm_fit_at_a_tiny_regularization_falls_back_to_float64():
+    # A constant coordinate and a copied one: in float32, EM's covariances at reg 1e-8 are singular.
+    rows = torch.randn(240, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    rows[:, 3], rows[:, 5] = 5.0, 2 * rows[:, 0]
+    fitted = fit_reference("gmm", rows[:200], rows[200:], {"n_components": 2, "reg_covar": 1e-8}, seed=0)
+    assert fitted.chosen == {"n_components": 2, "reg_covar": 1e-8} and math.isfinite(fitted.val_log_likelihood)
+
+
 def test_kde_log_density_matches_scipy_and_its_denoiser_ends_where_it_should():
     rows = torch.randn(30, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     model = KernelDensityPrior(3, 30, bandwidth=0.4)

@@ -36,5 +36,6 @@ def test_the_k_diverse_best_within_each_batch():
     collapsed = [at(2, d, 1.0) for d in (0, 5, 10, 15)]  # one answer four times: none
     initial = [at(0, d, 5.0, initial=True) for d in (0, 90, 180, 270)]  # the initial design is not a batch
     mean, share = batch_k_diverse_best(initial + spread + collapsed)
-    assert mean == pytest.approx(0.3) and share == 0.5
+    assert mean == pytest.approx(0.6) and share == 0.5  # the mean is over the batches that hold 4
+    assert batch_k_diverse_best(initial + collapsed) == (None, 0.0)
     assert batch_k_diverse_best(initial) == (None, None)

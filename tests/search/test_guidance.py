@@ -191,9 +191,17 @@ def test_hinge_leaves_row_0_alone_and_pushes_only_rows_closer_than_its_cosine():
     assert torch.allclose(grad[0], direction)  # nothing pulls row 0 around, though row 1 is close to it
     unit = lambda v: torch.nn.functional.normalize(v, dim=0)  # noqa: E731
     assert unit(x[1] + 0.01 * grad[1]) @ unit(x[0]) < 0.8  # row 1 moves away from row 0
-    moved_2, moved_3 = unit(x[2] + 0.01 * grad[2]), unit(x[3] + 0.01 * grad[3])
-    assert moved_2 @ moved_3 < 0.8  # rows 2 and 3 move apart, both of them
-    assert unit(x[2] + 0.01 * grad[2]) @ unit(x[2]) < 1 and unit(x[3] + 0.01 * grad[3]) @ unit(x[3]) < 1
+    # The hinge's own gradient, by hand: d/dx_i of -w relu(cos - c)^2 is -2 w (cos - c) dcos/dx_i, with
+    # dcos/dx_i = (u_j - cos u_i) / |x_i|. Row 0 pushes row 1 once; rows 2 and 3 push each other, and each pair
+    # term sits in both rows' values, so twice.
+    def push(i, j, times):
+        u_i, u_j = unit(x[i]), unit(x[j])
+        cos = u_i @ u_j
+        return -times * 2 * 10.0 * (cos - 0.5) * (u_j - cos * u_i) / x[i].norm()
+
+    assert torch.allclose(grad[1] - direction, push(1, 0, 1), atol=1e-5)
+    assert torch.allclose(grad[2] - direction, push(2, 3, 2), atol=1e-5)
+    assert torch.allclose(grad[3] - direction, push(3, 2, 2), atol=1e-5)
     # A batch already farther apart than the cosine is left as the guide has it.
     apart = torch.eye(3) * 2.0
     assert torch.equal(guide(apart)[0], base(apart)[0])

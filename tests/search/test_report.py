@@ -335,3 +335,19 @@ def test_summary_of_real_searches(problem, tmp_path):
                         reverse=True)[:5]
         assert [c["score"] for c in best[method]] == scores
     assert (tmp_path / "figures" / "best_so_far.png").stat().st_size > 1000
+
+
+def test_a_folder_from_before_the_hinge_builds_the_mean_cosine_term(tmp_path):
+    import json as _json
+
+    from scaleflow.search.methods import build_method
+    from scaleflow.search.report import read_folder_settings
+
+    path = tmp_path / "search.json"
+    path.write_text(_json.dumps({"mode": "ask-tell", "method": "guided"}))  # an ask/tell folder before the hinge
+    method = build_method("guided", read_folder_settings(path))
+    assert (method.diversity, method.diversity_cosine) == (1.0, None)
+    path.write_text(_json.dumps({"diversity": 3.0}))  # an optimize folder before it: its weight was recorded
+    method = build_method("guided", read_folder_settings(path))
+    assert (method.diversity, method.diversity_cosine) == (3.0, None)
+    assert (build_method("guided", {}).diversity, build_method("guided", {}).diversity_cosine) == (10.0, 0.5)

@@ -149,9 +149,11 @@ def optimize(
     diversity: Optional[float] = typer.Option(None, help="guided: weight of the term that keeps the candidates of "
                                               f"a batch apart (0: none; default {SEARCH_DIVERSITY:g}; README, "
                                               "\"Diverse batches\")"),
-    diversity_cosine: Optional[float] = typer.Option(None, "--diversity-cosine", help="guided: each candidate is "
-                                                     "kept below this cosine to the batch's better-valued ones "
-                                                     f"(default {SEARCH_DIVERSITY_COSINE:g})"),
+    diversity_cosine: Optional[float] = typer.Option(None, "--diversity-cosine", help="guided: the rows of a batch "
+                                                     "other than the first are kept below this cosine to each other "
+                                                     "and to the first (raised to the median cosine between two of "
+                                                     f"the prior's training rows; default {SEARCH_DIVERSITY_COSINE:g}; "
+                                                     "a folder from before it resumes with the mean-cosine term)"),
     max_batch_cosine: Optional[float] = typer.Option(None, "--max-batch-cosine", help="guided and "
                                                      "prior-filtered: the filter takes a candidate only below this "
                                                      "cosine to the batch's better ones, topping up when too few are "
@@ -413,7 +415,7 @@ def _print_table(console: Console, rows: list[dict], budget: Optional[int] = Non
                "candidate, invalid ones included; counted: share of generated candidates that are valid and novel; "
                "cosine: mean pairwise cosine within a batch; 4-diverse: the best score 4 counted candidates pairwise "
                "below cosine 0.7 all reach (mean over the seeds that have 4); batch 4-div: the same within each "
-               "batch (0 for a batch without 4), mean over batches"
+               "batch, mean over the batches that have 4"
                + (". Several objectives: best is the worst objective above the reference point; hypervolume: of the "
                   "counted candidates above it (mean, 95% interval over seeds); guided HV lead: guided minus this "
                   "method, paired over seeds" if pareto else "") + (f". {note}" if note else ""))

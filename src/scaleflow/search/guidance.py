@@ -118,7 +118,10 @@ class DiversityGuide:
       times its mean cosine similarity to the other rows; every row is pushed off the batch's mean direction,
       so many rows sharing a good region are pushed out of it.
 
-    `weight` is in the guide's units (the acquisition in units of the scores' spread).
+    `weight` is in the guide's units (the acquisition in units of the scores' spread). Guidance follows the
+    gradient of the batch's summed value, so a close pair of rows other than row 0 counts twice (in each row's
+    value) and pushes each of them with twice the force row 0 exerts on a row near it; the default weight was
+    measured as it is.
     """
 
     def __init__(self, guide: "Guide", weight: float, max_cosine: Optional[float] = None) -> None:

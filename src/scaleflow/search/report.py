@@ -27,7 +27,7 @@ SEARCH_FILE = "search.jsonl"
 SETTINGS_FILE = "search.json"
 # Settings added after folders were written, with what their absence means (how those folders ran): a
 # reader of a folder's settings overlays them first, so an old folder resumes as it began.
-# (An ask/tell folder recorded no diversity weight before the ranked hinge: it ran the mean-cosine term at 1.)
+# (An ask/tell folder recorded no diversity weight before the hinge: it ran the mean-cosine term at weight 1.)
 LATER_SETTINGS = {"gp_warm_start": False, "max_batch_cosine": 1.0, "diversity": 1.0, "diversity_cosine": None}
 INITIAL = "initial"
 
@@ -127,9 +127,10 @@ def k_diverse_best(records: list[dict], k: int = DIVERSE_K, max_cosine: float = 
 
 def batch_k_diverse_best(records: list[dict], k: int = DIVERSE_K,
                          max_cosine: float = DIVERSE_MAX_COSINE) -> tuple[Optional[float], Optional[float]]:
-    """Per proposed batch (initial design excluded), the k-diverse best of its own candidates (`k_diverse_best`;
-    what a user who takes k different candidates from one round gets): (its mean over batches, a batch without k
-    such candidates counting 0; the share of batches that hold k). (None, None) without proposed batches."""
+    """Per proposed batch (initial design excluded), the k-diverse best of its own candidates (`k_diverse_best`:
+    what a user who takes k different candidates from one round gets). Returns (its mean over the batches that
+    hold k such candidates, or None where none does; the share of batches that hold k, or None without proposed
+    batches)."""
     by_step: dict[int, list[dict]] = defaultdict(list)
     for r in records:
         if r["proposed_by"] != INITIAL:
@@ -137,7 +138,8 @@ def batch_k_diverse_best(records: list[dict], k: int = DIVERSE_K,
     values = [k_diverse_best(batch, k, max_cosine) for batch in by_step.values()]
     if not values:
         return None, None
-    return float(np.mean([v or 0.0 for v in values])), float(np.mean([v is not None for v in values]))
+    held = [v for v in values if v is not None]
+    return (float(np.mean(held)) if held else None), float(len(held) / len(values))
 
 
 @dataclass
@@ -196,7 +198,7 @@ def summarize_search(folder: str | Path, budget: Optional[int] = None) -> Search
             # k candidates a user can take, pairwise below cosine 0.7, all at least this good (mean over seeds)
             "k_diverse_best": _mean_or_none([k_diverse_best(r) for r in seeds.values()]),
             "k_diverse_best_per_seed": {s: k_diverse_best(r) for s, r in sorted(seeds.items())},
-            # the same within each batch: k different good candidates from one round (0 where a batch has none)
+            # the same within each batch: k different good candidates from one round (over the batches that hold k)
             "batch_k_diverse_best": _mean_or_none([batch_k_diverse_best(r)[0] for r in seeds.values()]),
             "batches_with_k_diverse": _mean_or_none([batch_k_diverse_best(r)[1] for r in seeds.values()]),
             "seconds_per_batch": _seconds_per_batch(seeds),

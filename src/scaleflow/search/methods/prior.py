@@ -35,9 +35,9 @@ SEARCH_OVERSAMPLE = OVERSAMPLE
 # and at weights 3 and 10 cost `target` 0.10 and 0.21 of its best score.
 SEARCH_DIVERSITY = 10.0
 SEARCH_DIVERSITY_COSINE: Optional[float] = 0.5
-# The filter's spread (`common.diverse_counted_first`): off (1.0). At 0.5 a category search's batches are
-# spread (cosine 0.64 -> 0.31) at no cost in the best score, but the candidates that spread them are poor: a
-# batch's 4-diverse best fell from 0.70 to 0.05 (README, "Diverse batches").
+# The filter's spread (`common.diverse_counted_first`): off (1.0). Measured with the mean-cosine diversity term
+# (weight 1) of that time: at 0.5 a category search's batches were spread (cosine 0.64 -> 0.31) at no cost in the
+# best score, but by poor candidates: a batch's 4-diverse best fell from 0.36 to 0.05 (README, "Diverse batches").
 SEARCH_MAX_BATCH_COSINE = 1.0
 # Each GP fit starts from the previous fit's hyperparameters: on the 5 dev targets at budget 200 the same best
 # score (paired difference -0.000 [-0.009, +0.008]) with fits ~4x shorter (README, "Fast enough to think with").
@@ -188,7 +188,8 @@ class GuidedPrior:
         pca: GP on the top-`pca` principal directions of the prior's training rows (None: the full space).
         oversample: candidates drawn per candidate scored.
         diversity: weight of the batch's diversity term (`guidance.DiversityGuide`; 0: none).
-        diversity_cosine: its ranked hinge's cosine (None: the mean-cosine form of earlier searches).
+        diversity_cosine: its hinge's cosine, row 0 free (raised to the median cosine between two of the prior's
+            training rows; None: the mean-cosine form of earlier searches).
         density_weight: weight of the prior's log-density in the guide (`density_penalty`; 0: none).
         max_batch_cosine: the filter takes a counted candidate only below this cosine to those it took before
             (`common.diverse_counted_first`; 1: no spread).
@@ -211,6 +212,8 @@ class GuidedPrior:
 
     def __post_init__(self) -> None:
         _check(self.acquisition, self.oversample, self.max_batch_cosine, self.refit_every)
+        if self.diversity_cosine is not None and not -1 < self.diversity_cosine < 1:
+            raise ValueError(f"diversity_cosine must be in (-1, 1) (or None); got {self.diversity_cosine}")
         self.gp_cache: dict = {}  # the latest anchor's fit, by its history digest (`_fit_surrogate`)
 
     def propose(self, problem, history: History, n: int, seed: int, step: int) -> Proposal:
