@@ -236,7 +236,7 @@ def test_closed_form_acquisitions_equal_botorchs(acquisition):
     assert torch.allclose(ranked, reference.detach() * surrogate.score_std, rtol=1e-9, atol=1e-12)
 
 
-def test_the_hinge_never_asks_a_batch_to_be_more_spread_than_real_rows_are():
+def test_the_hinge_never_asks_a_batch_to_be_more_spread_than_real_rows_are(problem):
     from types import SimpleNamespace
 
     from scaleflow.search.guidance import median_pairwise_cosine
@@ -244,7 +244,9 @@ def test_the_hinge_never_asks_a_batch_to_be_more_spread_than_real_rows_are():
 
     rows = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # pairwise cosines 0, 0.707, 0.707
     assert median_pairwise_cosine(rows) == pytest.approx(2 ** -0.5)
-    assert _hinge_cosine(SimpleNamespace(reference=rows), 0.5) == pytest.approx(2 ** -0.5)
-    spread = torch.eye(4)  # real rows at cosine 0: the setting stands
-    assert _hinge_cosine(SimpleNamespace(reference=spread), 0.5) == 0.5
-    assert _hinge_cosine(SimpleNamespace(reference=rows), None) is None  # the mean-cosine form has no hinge
+    assert _hinge_cosine(SimpleNamespace(median_cosine=median_pairwise_cosine(rows)), 0.5) == pytest.approx(2 ** -0.5)
+    assert _hinge_cosine(SimpleNamespace(median_cosine=0.0), 0.5) == 0.5  # real rows far apart: the setting stands
+    assert _hinge_cosine(SimpleNamespace(median_cosine=0.0), None) is None  # the mean-cosine form has no hinge
+    # A search problem computes its training rows' median cosine once.
+    assert problem.median_cosine == median_pairwise_cosine(problem.reference)
+    assert "median_cosine" in vars(problem)

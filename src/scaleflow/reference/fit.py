@@ -158,16 +158,17 @@ def fit_gmm(train: torch.Tensor, val: torch.Tensor, n_components: Optional[int] 
         nonlocal best
         # `start`: a fit with the same components at another regularization, whose solution EM starts from
         # (3 iterations instead of 7 from k-means at 8 components; a likelihood as good or better).
-        init = {} if start is None else {"weights_init": start.weights_.astype(x.dtype),
-                                         "means_init": start.means_.astype(x.dtype),
-                                         "precisions_init": start.precisions_.astype(x.dtype)}
+        init = {} if start is None else {"weights_init": start.weights_, "means_init": start.means_,
+                                         "precisions_init": start.precisions_}
+        def em(rows: np.ndarray):
+            start_values = {name: value.astype(rows.dtype) for name, value in init.items()}
+            return GaussianMixture(k, covariance_type="full", reg_covar=reg, max_iter=GMM_MAX_ITER, tol=GMM_TOL,
+                                   random_state=seed, **start_values).fit(rows)
+
         try:
-            fitted = GaussianMixture(k, covariance_type="full", reg_covar=reg, max_iter=GMM_MAX_ITER, tol=GMM_TOL,
-                                     random_state=seed, **init).fit(x)
+            fitted = em(x)
         except ValueError:  # a covariance singular in float32 (a tiny --model-opt reg_covar): float64 fits it
-            init = {name: value.astype(np.float64) for name, value in init.items()}
-            fitted = GaussianMixture(k, covariance_type="full", reg_covar=reg, max_iter=GMM_MAX_ITER, tol=GMM_TOL,
-                                     random_state=seed, **init).fit(x.astype(np.float64))
+            fitted = em(x.astype(np.float64))
         if reg == start_reg:
             fits[k] = fitted  # the regularization fits start from it
         model = _mixture("gmm", fitted.weights_.astype(np.float64), fitted.means_.astype(np.float64),

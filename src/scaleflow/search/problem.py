@@ -21,12 +21,14 @@ Several objectives (`search.pareto`): a list of 2 to 4 `MODULE:FUNCTION` specs, 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
+from scaleflow.search.guidance import median_pairwise_cosine
 from scaleflow.search.judge import CandidateJudge
 from scaleflow.search.log_density import prior_log_density
 from scaleflow.search.text_hooks import TextHooks
@@ -79,6 +81,12 @@ class SearchProblem:
     @property
     def dim(self) -> int:
         return int(self.reference.shape[1])
+
+    @functools.cached_property
+    def median_cosine(self) -> float:
+        """How alike two of the prior's training rows typically are (`guidance.median_pairwise_cosine`; computed
+        once, ~30 ms: the diversity hinge of every guided batch reads it)."""
+        return median_pairwise_cosine(self.reference)
 
     def objective(self, seed: int) -> Objective:
         """The objective of search seed `seed` (the `target` objective cycles through its targets)."""

@@ -75,18 +75,23 @@ def best_so_far(records: list[dict]) -> list[Optional[float]]:
     return curve
 
 
+def proposed_batches(records: list[dict]) -> list[list[dict]]:
+    """The records of each proposed batch (the initial design excluded), by step."""
+    by_step: dict[int, list[dict]] = defaultdict(list)
+    for r in records:
+        if r["proposed_by"] != INITIAL:
+            by_step[r["step"]].append(r)
+    return list(by_step.values())
+
+
 def batch_diversity(records: list[dict]) -> Optional[float]:
     """Mean pairwise cosine similarity of the candidates within each proposed batch (initial design
     excluded), averaged over batches: near 1 means a batch collapsed onto one point."""
-    by_step: dict[int, list[list[float]]] = defaultdict(list)
-    for r in records:
-        if r["proposed_by"] != INITIAL:
-            by_step[r["step"]].append(r["embedding"])
     values = []
-    for rows in by_step.values():
-        if len(rows) < 2:
+    for batch in proposed_batches(records):
+        if len(batch) < 2:
             continue
-        x = np.asarray(rows, dtype=np.float64)
+        x = np.asarray([r["embedding"] for r in batch], dtype=np.float64)
         x /= np.linalg.norm(x, axis=1, keepdims=True).clip(1e-30)
         sims = x @ x.T
         values.append(float((sims.sum() - np.trace(sims)) / (len(x) * (len(x) - 1))))
@@ -131,11 +136,7 @@ def batch_k_diverse_best(records: list[dict], k: int = DIVERSE_K,
     what a user who takes k different candidates from one round gets). Returns (its mean over the batches that
     hold k such candidates, or None where none does; the share of batches that hold k, or None without proposed
     batches)."""
-    by_step: dict[int, list[dict]] = defaultdict(list)
-    for r in records:
-        if r["proposed_by"] != INITIAL:
-            by_step[r["step"]].append(r)
-    values = [k_diverse_best(batch, k, max_cosine) for batch in by_step.values()]
+    values = [k_diverse_best(batch, k, max_cosine) for batch in proposed_batches(records)]
     if not values:
         return None, None
     held = [v for v in values if v is not None]
@@ -187,6 +188,8 @@ def summarize_search(folder: str | Path, budget: Optional[int] = None) -> Search
         scored = [b for b in bests.values() if b is not None]
         mean, interval = mean_interval(scored) if scored and complete else (None, None)
         generated = [r for records in seeds.values() for r in records if r["proposed_by"] != INITIAL]
+        diverse = {s: k_diverse_best(r) for s, r in sorted(seeds.items())}
+        per_batch = [batch_k_diverse_best(r) for r in seeds.values()]
         rows.append({
             "method": method, "seeds": sorted(seeds), "evaluations": evaluations, "budget_complete": complete,
             "best": mean, "best_interval": interval, "best_per_seed": bests,
@@ -196,11 +199,11 @@ def summarize_search(folder: str | Path, budget: Optional[int] = None) -> Search
             "counted_share": _share(generated, "counts"),
             "batch_cosine": _mean_or_none([batch_diversity(r) for r in seeds.values()]),
             # k candidates a user can take, pairwise below cosine 0.7, all at least this good (mean over seeds)
-            "k_diverse_best": _mean_or_none([k_diverse_best(r) for r in seeds.values()]),
-            "k_diverse_best_per_seed": {s: k_diverse_best(r) for s, r in sorted(seeds.items())},
+            "k_diverse_best": _mean_or_none(list(diverse.values())),
+            "k_diverse_best_per_seed": diverse,
             # the same within each batch: k different good candidates from one round (over the batches that hold k)
-            "batch_k_diverse_best": _mean_or_none([batch_k_diverse_best(r)[0] for r in seeds.values()]),
-            "batches_with_k_diverse": _mean_or_none([batch_k_diverse_best(r)[1] for r in seeds.values()]),
+            "batch_k_diverse_best": _mean_or_none([best for best, _ in per_batch]),
+            "batches_with_k_diverse": _mean_or_none([share for _, share in per_batch]),
             "seconds_per_batch": _seconds_per_batch(seeds),
         })
         counted = sorted((r for records in seeds.values() for r in records if counts(r)),

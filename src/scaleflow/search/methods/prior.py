@@ -14,7 +14,7 @@ from scaleflow.search.constraints import FeasibilityGuide
 from scaleflow.search.density_penalty import DensityPenaltyGuide
 from scaleflow.search.gp import (ACQUISITIONS, Projection, Surrogate, acquisition_values, fit_gp, gp_hyperparameters,
                                  make_guide)
-from scaleflow.search.guidance import DiversityGuide, GuidanceConfig, GuidedVelocity, median_pairwise_cosine
+from scaleflow.search.guidance import DiversityGuide, GuidanceConfig, GuidedVelocity
 from scaleflow.search.methods.base import History, Proposal, noise_seed, register
 from scaleflow.search.methods.common import OVERSAMPLE, diverse_counted_first, filter_info
 from scaleflow.search.pareto import initial_scores
@@ -249,7 +249,7 @@ def _hinge_cosine(problem, setting: Optional[float]) -> Optional[float]:
     a lower hinge would push candidates off the data). None (the mean-cosine form) stays None."""
     if setting is None:
         return None
-    return min(max(setting, median_pairwise_cosine(problem.reference)), 0.999)
+    return min(max(setting, problem.median_cosine), 0.999)
 
 
 def _mean(values: list[float]) -> float | None:
