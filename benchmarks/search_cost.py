@@ -5,7 +5,8 @@ Each method proposes one batch from the same history (`--scored` held-out rows s
 `target` objective, or with `--from-search DIR` the first `--scored` records of a guided search's seed 0:
 what the GP sees late in a real search), `--repeats` times; the guided method's time is also split into
 its parts (the GP fit from the priors' defaults, the fit warm-started from the fit before the last batch,
-conditioning on fixed hyperparameters, guided sampling with the acquisition gradient, judging and ranking
+conditioning on fixed hyperparameters, guided sampling with the acquisition gradient (with the default
+diversity hinge, and without it), judging and ranking
 the oversampled draws), and the records' log-density (Hutchinson) of a batch is timed apart, since the
 loop adds it to every method. The parts give a guided batch's time under each GP schedule.
 
@@ -22,10 +23,10 @@ import torch
 
 from scaleflow.sampling.sample import generate
 from scaleflow.search.gp import fit_gp, gp_hyperparameters, make_guide
-from scaleflow.search.guidance import GuidedVelocity
+from scaleflow.search.guidance import DiversityGuide, GuidedVelocity
 from scaleflow.search.methods import METHODS
 from scaleflow.search.methods.base import History, noise_seed
-from scaleflow.search.methods.prior import filter_by_acquisition
+from scaleflow.search.methods.prior import diversity_hinge_cosine, filter_by_acquisition
 from scaleflow.search.methods.real_rows import random_rows
 from scaleflow.search.problem import build_problem
 from scaleflow.training.run import load_run
@@ -73,13 +74,16 @@ def main() -> None:
     parts["gp_condition"], _ = timed(lambda: fit_gp(history.x, history.y, hyperparameters=earlier), args.repeats)
     draws = args.batch * guided.oversample
 
-    def sample():
+    def sample(diversity: bool = True):
         guide = make_guide(surrogate, guided.acquisition, draws, seed=1)
+        if diversity and guided.diversity > 0:  # the default's hinge, as `GuidedPrior.propose` adds it
+            guide = DiversityGuide(guide, guided.diversity, diversity_hinge_cosine(problem, guided.diversity_cosine))
         field = GuidedVelocity(problem.run.velocity, guide, guided.guidance, to_original=problem.to_original)
         return problem.to_original(generate(field, draws, problem.dim, guided.solver, guided.steps, noise_seed(0, 1),
                                             batch_size=draws).x).float()
 
     parts["guided_sampling"], x = timed(sample, args.repeats)
+    parts["guided_sampling_without_diversity"], _ = timed(lambda: sample(diversity=False), args.repeats)
     parts["judge_and_rank"], _ = timed(lambda: filter_by_acquisition(problem, surrogate, guided.acquisition, x,
                                                                      args.batch, 1, guided.max_batch_cosine),
                                        args.repeats)

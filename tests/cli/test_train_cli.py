@@ -367,6 +367,8 @@ def test_scaleflow_train_takes_the_shipped_recipe_at_few_rows(tmp_path, cli):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["recipe"]["set"] == {k: v for k, v in recipe.options.items() if k != "steps"}
     assert summary["steps"] == 4 and summary["selected_by"] == recipe.options["select_by"]
+    model = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert model.get("residual", "none") == recipe.options.get("residual", "none")
     off = cli(["train", "--data", data, "--arch", "mlp", "--steps", "4", "--val-every", "2", "--n-val", "40",
                   "--n-test", "40", "--batch-size", "32", "--out", tmp_path / "off", "--quiet", "--recipe", "none"])
     assert off.exit_code == 0, off.output

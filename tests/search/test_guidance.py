@@ -240,13 +240,13 @@ def test_the_hinge_never_asks_a_batch_to_be_more_spread_than_real_rows_are(probl
     from types import SimpleNamespace
 
     from scaleflow.search.guidance import median_pairwise_cosine
-    from scaleflow.search.methods.prior import _hinge_cosine
+    from scaleflow.search.methods.prior import diversity_hinge_cosine
 
     rows = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # pairwise cosines 0, 0.707, 0.707
     assert median_pairwise_cosine(rows) == pytest.approx(2 ** -0.5)
-    assert _hinge_cosine(SimpleNamespace(median_cosine=median_pairwise_cosine(rows)), 0.5) == pytest.approx(2 ** -0.5)
-    assert _hinge_cosine(SimpleNamespace(median_cosine=0.0), 0.5) == 0.5  # real rows far apart: the setting stands
-    assert _hinge_cosine(SimpleNamespace(median_cosine=0.0), None) is None  # the mean-cosine form has no hinge
+    assert diversity_hinge_cosine(SimpleNamespace(median_cosine=median_pairwise_cosine(rows)), 0.5) == pytest.approx(2 ** -0.5)
+    assert diversity_hinge_cosine(SimpleNamespace(median_cosine=0.0), 0.5) == 0.5  # real rows far apart: the setting stands
+    assert diversity_hinge_cosine(SimpleNamespace(median_cosine=0.0), None) is None  # the mean-cosine form has no hinge
     # A search problem computes its training rows' median cosine once.
     assert problem.median_cosine == median_pairwise_cosine(problem.reference)
     assert "median_cosine" in vars(problem)

@@ -107,6 +107,15 @@ def test_early_stopping_fires_after_patience(small_data, tmp_path, monkeypatch):
     assert summary["best_step"] == 20 and summary["best_val_loss"] == 0.9
 
 
+def test_early_stopping_waits_for_min_steps(small_data, tmp_path, monkeypatch):
+    """A plateau at the start (a Gaussian-residual run's first validations) does not stop a run before min_steps."""
+    losses = iter([1.0, 1.0] + [1.0, 1.0] * 4 + [0.5, 0.5] + [0.6, 0.6] * 10)
+    monkeypatch.setattr(Trainer, "validate", lambda self, model: next(losses))
+    summary = train(_config(small_data, steps=100, patience=2, min_steps=60), tmp_path / "run", progress=False)
+    assert summary["best_step"] == 60 and summary["best_val_loss"] == 0.5  # found after the plateau
+    assert summary["steps"] == 80 and summary["stopped_early"]  # then patience counts as before
+
+
 def test_nan_loss_stops_with_a_clear_message(small_data, tmp_path, monkeypatch):
     original = Trainer.loss
 

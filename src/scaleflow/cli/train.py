@@ -64,6 +64,7 @@ def train(
     ot_method: Optional[str] = typer.Option(None, help=_help("ot_method") + ": exact | sinkhorn"),
     time_sampling: Optional[str] = typer.Option(None, help=_help("time_sampling") + ": uniform | logit-normal"),
     source: Optional[str] = typer.Option(None, "--source", help=_help("source") + ": standard | gaussian"),
+    residual: Optional[str] = typer.Option(None, "--residual", help=_help("residual") + ": none | gaussian"),
     aug: Optional[str] = typer.Option(None, "--aug", help=_help("aug")),
     steps: Optional[int] = typer.Option(None, help=_help("steps")),
     batch_size: Optional[int] = typer.Option(None, help=_help("batch_size")),
@@ -75,6 +76,7 @@ def train(
     ema_decay: Optional[float] = typer.Option(None, help=_help("ema_decay")),
     val_every: Optional[int] = typer.Option(None, help=_help("val_every")),
     patience: Optional[int] = typer.Option(None, help=_help("patience")),
+    min_steps: Optional[int] = typer.Option(None, help=_help("min_steps")),
     select_by: Optional[str] = typer.Option(None, "--select-by", help=_help("select_by") + ": val_loss | samples"),
     checkpoint_every: Optional[int] = typer.Option(None, help=_help("checkpoint_every")),
     log_every: Optional[int] = typer.Option(None, help=_help("log_every")),
@@ -128,7 +130,8 @@ def train(
         if cfg.is_reference:
             return say(f"fitting reference prior {cfg.arch} on {cfg.data} -> {run_dir}")
         resolved = make_config(yaml_path=run_dir / "config.yaml")  # as written: after the data-size recipe
-        say(f"training {resolved.arch}/{resolved.scale} with {resolved.flow} on {cfg.data} -> {run_dir}")
+        residual = " over a Gaussian (residual)" if resolved.residual == "gaussian" else ""
+        say(f"training {resolved.arch}/{resolved.scale}{residual} with {resolved.flow} on {cfg.data} -> {run_dir}")
     try:
         summary = run_training(cfg, run_dir, resume=resume, progress=not quiet, on_start=announce)
     except ModelOptionError as err:  # name where the network options came from: the command line, a file, or both

@@ -53,6 +53,10 @@ class TrainConfig(BaseModel):
     scale: Optional[str] = Field("small", description="tiny | small | base (None: the family's defaults)")
     model: dict[str, Any] = Field(default_factory=dict, description="overrides of the scale's config")
     prediction: Literal["velocity", "x1"] = Field("x1", description="what the network outputs")
+    residual: Literal["none", "gaussian"] = Field(
+        "none", description="gaussian: the network's output is added to the exact x1-prediction of a Ledoit-Wolf "
+                            "Gaussian fitted to the training rows, so it learns what the Gaussian misses "
+                            "(nets/gaussian_residual.py)")
 
     # flow
     flow: str = Field("icfm", description="probability path and coupling")
@@ -84,6 +88,8 @@ class TrainConfig(BaseModel):
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay, warmed up as min(decay, (1+s)/(10+s))")
     val_every: int = Field(100, gt=0, description="steps between validations")
     patience: int = Field(0, ge=0, description="validations without improvement before stopping (0: never)")
+    min_steps: int = Field(0, ge=0, description="patience never stops a run before this step (a Gaussian-residual "
+                                                "run's samples sit on a plateau for its first several hundred steps)")
     select_by: Literal["val_loss", "samples"] = Field(
         "val_loss", description="what picks the best weights (and counts patience): the validation loss, or the "
                                 "memorization-aware worst ratio of EMA samples against the validation rows (samples)")
@@ -174,6 +180,7 @@ class TrainConfig(BaseModel):
                         (self.prediction != "x1", f"prediction: reference prior {name} predicts x1 in closed form"),
                         (bool(self.aug), f"aug: reference prior {name} is fitted to the rows as they are"),
                         (self.source != "standard", f"source: reference prior {name} starts from N(0, I) by definition"),
+                        (self.residual != "none", f"residual: reference prior {name} is itself fitted (leave --residual out)"),
                         (self.init_from is not None, f"init_from: reference prior {name} is fitted, not fine-tuned")]
             for failed, message in problems:
                 if failed:
@@ -182,6 +189,8 @@ class TrainConfig(BaseModel):
                 check_fit_options(name, self.model)
             except ReferenceFitError as err:
                 raise ValueError(f"model: {err}") from None
+        if self.residual == "gaussian" and self.prediction != "x1":
+            raise ValueError("residual: gaussian adds the network's output to a Gaussian's x1-prediction; use --prediction x1")
         if self.init_normalization is not None and self.init_from is None:
             raise ValueError("init_normalization: only with init_from, the run to start from")
         if (self.source == "gaussian" and self.init_from is not None and self.init_normalization != "refit"

@@ -51,7 +51,7 @@ def pretrain_config(config: TrainConfig) -> TrainConfig:
     """The pretraining config for fine-tuning run `config`: its network (arch, scale, options, prediction,
     flow) on the built-in rows outside its data, the default recipe otherwise."""
     return make_config({**PRETRAIN_RECIPE, "arch": config.arch, "scale": config.scale, "model": dict(config.model),
-                        "prediction": config.prediction, "flow": "icfm" if config.flow == "reflow" else config.flow,
+                        "prediction": config.prediction, "residual": config.residual, "flow": "icfm" if config.flow == "reflow" else config.flow,
                         "device": config.device, "categories": pretrain_categories(config)})
 
 
@@ -59,6 +59,8 @@ def builtin_prior_folder(config: TrainConfig) -> Path:
     """Where the built-in prior for `config`'s network lives (a digest of its pretraining config)."""
     # "recipe" is left out so that priors pretrained before the option existed are found again.
     pretrain = pretrain_config(config).model_dump(exclude={"out", "device", "wandb", "wandb_project", "recipe"})
+    if pretrain["residual"] == "none":  # likewise for priors pretrained before `residual` existed
+        del pretrain["residual"]
     digest = hashlib.sha256(json.dumps(pretrain, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return cache_root() / "pretrained" / f"builtin-{config.arch}-{config.scale or 'custom'}-{digest}"
 

@@ -36,6 +36,7 @@ from scaleflow.flows.registry import create_flow
 from scaleflow.flows.time_sampling import make_time_sampler
 from scaleflow.nets import count_parameters, create_model, resolve_config
 from scaleflow.sampling.velocity import VelocityField
+from scaleflow.nets.gaussian_residual import GaussianResidual, fit_gaussian_residual, unfitted_gaussian_residual
 from scaleflow.training.config import ConfigError, TrainConfig, make_config
 from scaleflow.files import read_json, read_safetensors, write_json, write_safetensors, write_text
 from scaleflow.training.lock import check_not_busy, run_lock
@@ -107,8 +108,11 @@ def _initialize_from(model: nn.Module, source: str) -> None:
     weights = Path(source) / "ema.safetensors"
     if not weights.exists():
         raise ConfigError(f"init_from: {source} has no ema.safetensors to start from")
+    state = read_safetensors(weights)
+    if isinstance(model, GaussianResidual):  # the network's weights; the Gaussian is this run's rows' own
+        model, state = model.net, {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
     try:
-        model.load_state_dict(read_safetensors(weights))
+        model.load_state_dict(state)
     except RuntimeError as err:
         raise ConfigError(f"init_from: {source} holds a different network ({str(err).splitlines()[0]})") from None
 
@@ -130,6 +134,9 @@ def check_transfer_source(config: TrainConfig, model: nn.Module, dim: int) -> di
     if info.get("prediction", config.prediction) != config.prediction:
         raise ConfigError(f"init_from: {source} predicts {info.get('prediction')}, this run {config.prediction}: the "
                           "network's output would mean something else (use --prediction of the source)")
+    if info.get("residual", "none") != config.residual:
+        raise ConfigError(f"init_from: {source} has residual {info.get('residual', 'none')}, this run {config.residual}: "
+                          "the network's output would mean something else (use --residual of the source)")
     if info.get("arch") != config.arch or theirs != ours:
         raise ConfigError(f"init_from: {source} holds {_network_name(info.get('arch'), info.get('scale'), theirs)}; "
                           f"this run builds {_network_name(config.arch, config.scale, ours)}: transfer needs the same "
@@ -263,6 +270,8 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
         train_rows, val_rows = data.train.to(device), data.val.to(device)
         if config.flow == "reflow":
             train_rows, val_rows = pairs["x1"], pairs.get("val_x1", val_rows)
+    if config.residual == "gaussian":  # fitted to the rows in the space the network sees
+        model = GaussianResidual(model, fit_gaussian_residual(data.train))
     if config.init_from and not (resume and last.exists()):  # a restart (no checkpoint yet) starts where the first did
         _initialize_from(model, config.init_from)
     flow = build_flow(config)
@@ -362,6 +371,7 @@ def _write_run_header(run_dir: Path, config: TrainConfig, model: nn.Module, data
     write_json(run_dir / "model.json", {
         "arch": config.arch, "scale": config.scale, "config": model.config, "input_dim": data.dim,
         "prediction": config.prediction, "flow": config.flow, "params": count_parameters(model),
+        **({"residual": config.residual} if config.residual != "none" else {}),
         "data_source": data.source, **({"reflow_pairs": reflow_pairs} if reflow_pairs is not None else {}),
         **({"init_from": transfer} if transfer is not None else {}),
         **({"recipe": recipe} if recipe is not None else {}),
@@ -461,6 +471,8 @@ def load_run(path: str | Path, weights: str = "ema", device: str | torch.device 
         raise ConfigError(f"{path / 'model.json'}: expected the keys arch, config and input_dim, found {sorted(info)}")
     config = make_config(yaml_path=path / "config.yaml")
     model = create_model(info["arch"], **info["config"])
+    if config.residual == "gaussian":
+        model = GaussianResidual(model, unfitted_gaussian_residual(int(info["input_dim"])))
     try:
         model.load_state_dict(read_safetensors(weights_file))
     except RuntimeError as err:

@@ -295,7 +295,7 @@ class Trainer:
             self.save_best()
         else:
             state.bad_validations += 1
-        return self.cfg.patience > 0 and state.bad_validations >= self.cfg.patience
+        return self.cfg.patience > 0 and step >= self.cfg.min_steps and state.bad_validations >= self.cfg.patience
 
 
 

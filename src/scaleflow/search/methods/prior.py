@@ -227,7 +227,7 @@ class GuidedPrior:
             models = [fit_gp(history.x, history.constraints[:, j]) for j in range(len(constrained))]
             guide = FeasibilityGuide(guide, models, constrained)
         if self.diversity > 0:
-            guide = DiversityGuide(guide, self.diversity, _hinge_cosine(problem, self.diversity_cosine))
+            guide = DiversityGuide(guide, self.diversity, diversity_hinge_cosine(problem, self.diversity_cosine))
         if self.density_weight > 0:
             guide = DensityPenaltyGuide(guide, problem.run.velocity, problem.to_normalized, self.density_weight)
         guided = GuidedVelocity(problem.run.velocity, guide, self.guidance, to_original=problem.to_original)
@@ -243,7 +243,7 @@ class GuidedPrior:
         return Proposal(x, [None] * n, info)
 
 
-def _hinge_cosine(problem, setting: Optional[float]) -> Optional[float]:
+def diversity_hinge_cosine(problem, setting: Optional[float]) -> Optional[float]:
     """The diversity hinge's cosine: `setting`, but never below the median cosine between two of the prior's
     training rows: a batch is never asked to be more spread than real rows are (where every row points one way,
     a lower hinge would push candidates off the data). None (the mean-cosine form) stays None."""
