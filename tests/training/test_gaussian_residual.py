@@ -99,3 +99,22 @@ def test_combinations_without_meaning_are_refused_in_one_line(options, fragment)
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")) as err:
         make_config({"residual": "gaussian", **options})
     assert "\n" not in str(err.value)
+
+
+def test_the_builtin_source_of_a_residual_run_is_a_residual_prior_chosen_by_its_samples():
+    from scaleflow.training.pretrained import builtin_prior_folder, pretrain_config
+
+    residual = make_config({"residual": "gaussian", "init_from": "builtin", "recipe": "none", "categories": "noun.animal"})
+    plain = make_config({"init_from": "builtin", "recipe": "none", "categories": "noun.animal"})
+    pretrain = pretrain_config(residual)
+    assert (pretrain.residual, pretrain.select_by) == ("gaussian", "samples")
+    assert (pretrain_config(plain).residual, pretrain_config(plain).select_by) == ("none", "val_loss")
+    # Two different priors, cached apart; the plain one's folder is the one it had before `residual` and `min_steps`
+    # existed (its digest, computed as it was then).
+    assert builtin_prior_folder(residual) != builtin_prior_folder(plain)
+    import hashlib
+
+    before = pretrain_config(plain).model_dump(exclude={"out", "device", "wandb", "wandb_project", "recipe",
+                                                        "residual", "min_steps"})
+    digest = hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    assert builtin_prior_folder(plain).name.endswith(digest)

@@ -22,6 +22,8 @@ from scaleflow.training.lock import RunFolderBusy
 # What is pretrained: the defaults' recipe on all built-in rows; only the network follows the fine-tuned run.
 # The plain defaults at every size (recipe none): the source does not change with how many rows it has.
 PRETRAIN_RECIPE = {"data": "builtin", "steps": 3000, "seed": 0, "recipe": "none"}
+# Options added after priors were first cached: at these values they leave a prior's folder name as it was.
+LATER_OPTIONS = {"residual": "none", "min_steps": 0}
 
 
 def pretrain_categories(config: TrainConfig) -> Optional[str]:
@@ -50,17 +52,21 @@ def check_builtin_transfer(config: TrainConfig, dim: int) -> None:
 def pretrain_config(config: TrainConfig) -> TrainConfig:
     """The pretraining config for fine-tuning run `config`: its network (arch, scale, options, prediction,
     flow) on the built-in rows outside its data, the default recipe otherwise."""
+    # A Gaussian-residual network is chosen by its samples: the validation loss cannot see what it adds to the
+    # Gaussian (README, "Small data").
+    residual = {"residual": "gaussian", "select_by": "samples"} if config.residual == "gaussian" else {}
     return make_config({**PRETRAIN_RECIPE, "arch": config.arch, "scale": config.scale, "model": dict(config.model),
-                        "prediction": config.prediction, "residual": config.residual, "flow": "icfm" if config.flow == "reflow" else config.flow,
-                        "device": config.device, "categories": pretrain_categories(config)})
+                        "prediction": config.prediction, "flow": "icfm" if config.flow == "reflow" else config.flow,
+                        "device": config.device, "categories": pretrain_categories(config), **residual})
 
 
 def builtin_prior_folder(config: TrainConfig) -> Path:
     """Where the built-in prior for `config`'s network lives (a digest of its pretraining config)."""
     # "recipe" is left out so that priors pretrained before the option existed are found again.
     pretrain = pretrain_config(config).model_dump(exclude={"out", "device", "wandb", "wandb_project", "recipe"})
-    if pretrain["residual"] == "none":  # likewise for priors pretrained before `residual` existed
-        del pretrain["residual"]
+    for option, default in LATER_OPTIONS.items():  # likewise for priors pretrained before these options existed
+        if pretrain[option] == default:
+            del pretrain[option]
     digest = hashlib.sha256(json.dumps(pretrain, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return cache_root() / "pretrained" / f"builtin-{config.arch}-{config.scale or 'custom'}-{digest}"
 
