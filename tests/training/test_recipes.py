@@ -116,10 +116,27 @@ def test_a_sweep_trial_with_recipe_auto_recognizes_its_own_run(tmp_path):
     from scaleflow.training.config import ConfigError
 
     wanted = make_config({"recipe": "auto", "n_train": 1000, "seed": 1})
-    (recipe,) = SIZE_RECIPES
+    recipe = SIZE_RECIPES[0]
     trained, record = apply_recipe(wanted, 1000, (recipe,))
     write_text(tmp_path / "config.yaml", trained.to_yaml())
     write_json(tmp_path / "model.json", {"recipe": record})
     _check_same_training(wanted, tmp_path)  # no error
     with pytest.raises(ConfigError, match="lr"):
         _check_same_training(make_config({"recipe": "auto", "n_train": 1000, "seed": 1, "lr": 0.01}), tmp_path)
+
+
+def test_the_shipped_table_gives_the_residual_where_a_run_can_take_it_and_the_earlier_recipe_elsewhere():
+    with_residual, without = SIZE_RECIPES
+    config, record = apply_recipe(make_config({}), 1000)
+    assert record["name"] == with_residual.name and config.residual == "gaussian" and config.min_steps == 1500
+    config, record = apply_recipe(make_config({}), 2000)
+    assert record["name"] == with_residual.name
+    # Runs that keep no residual: given none, a velocity prediction, a path the closed form does not fit.
+    for options in ({"residual": "none"}, {"prediction": "velocity"}, {"flow": "si-gvp"}, {"sigma": 0.1}):
+        config, record = apply_recipe(make_config(options), 1000)
+        assert record["name"] == without.name and config.residual == "none", options
+        assert (config.lr, config.steps) == (without.options["lr"], without.options["steps"])
+        assert apply_recipe(make_config(options), 2000) == (make_config(options), None)  # the plain defaults
+    # Given the residual, a run keeps it and takes the rest of its recipe.
+    config, record = apply_recipe(make_config({"residual": "gaussian"}), 1500)
+    assert record["name"] == with_residual.name and "residual" in record["kept"] and config.lr == 1e-3

@@ -114,6 +114,12 @@ def test_early_stopping_waits_for_min_steps(small_data, tmp_path, monkeypatch):
     summary = train(_config(small_data, steps=100, patience=2, min_steps=60), tmp_path / "run", progress=False)
     assert summary["best_step"] == 60 and summary["best_val_loss"] == 0.5  # found after the plateau
     assert summary["steps"] == 80 and summary["stopped_early"]  # then patience counts as before
+    # Validations without improvement before min_steps do not count: a run that never improves stops patience
+    # validations after it.
+    flat = iter([1.0, 1.0] + [1.0, 1.0] * 9)
+    monkeypatch.setattr(Trainer, "validate", lambda self, model: next(flat))
+    summary = train(_config(small_data, steps=100, patience=2, min_steps=40), tmp_path / "flat", progress=False)
+    assert summary["best_step"] == 10 and summary["steps"] == 60
 
 
 def test_nan_loss_stops_with_a_clear_message(small_data, tmp_path, monkeypatch):

@@ -6,8 +6,8 @@ it learns fewer directions still. On the built-in data the samples' covariance p
 sums to 1.3 where the training rows' sums to 26, and FD binds at ~2.3x its floor (README, "Small data").
 Adding the exact denoiser of a Ledoit-Wolf Gaussian fitted to the training rows (`reference.mixture`, in
 closed form for the straight path from N(0, I)) gives every direction the rows' variance from the first
-step: with AdaLN-Zero's zero-initialized output the run starts as the Gaussian reference prior, and the
-network learns the non-Gaussian structure on top of it.
+step: with AdaLN-Zero's zero-initialized output (dit) the run starts as that Gaussian (the `gaussian`
+reference prior where it chooses Ledoit-Wolf), and the network learns the non-Gaussian structure on top.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class GaussianResidual(nn.Module):
 
     The Gaussian is a one-component `GaussianMixturePrior` held as buffers (saved with the weights, never
     trained); `fit_gaussian_residual` fills it. `config`, `arch` and `scale` are the wrapped network's (transfer
-    and model.json describe the network; the run's config says `base: gaussian`).
+    and model.json describe the network; the run's config says `residual: gaussian`).
     """
 
     def __init__(self, net: nn.Module, gaussian: GaussianMixturePrior):

@@ -22,7 +22,13 @@ from scaleflow.reference.fit import REFERENCE_PRIORS, ReferenceFitError, check_f
 
 # Options that only a trained network uses: a reference prior refuses them rather than ignore them.
 TRAINING_ONLY = frozenset({"steps", "optimizer", "lr", "warmup_steps", "min_lr_ratio", "grad_clip", "ema_decay",
-                           "val_every", "patience", "select_by", "checkpoint_every", "log_every", "precision"})
+                           "val_every", "patience", "min_steps", "select_by", "checkpoint_every", "log_every", "precision"})
+
+
+def residual_fits_path(flow: str, sigma: float) -> bool:
+    """Whether a Gaussian's closed-form x1-prediction (`nets/gaussian_residual.py`) is that of `flow`'s path: the
+    straight path from N(0, I) without noise around it (`residual: gaussian` needs it)."""
+    return flow in ("icfm", "otcfm", "reflow") and sigma == 0
 
 
 class ConfigError(ValueError):
@@ -88,8 +94,9 @@ class TrainConfig(BaseModel):
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay, warmed up as min(decay, (1+s)/(10+s))")
     val_every: int = Field(100, gt=0, description="steps between validations")
     patience: int = Field(0, ge=0, description="validations without improvement before stopping (0: never)")
-    min_steps: int = Field(0, ge=0, description="patience never stops a run before this step (a Gaussian-residual "
-                                                "run's samples sit on a plateau for its first several hundred steps)")
+    min_steps: int = Field(0, ge=0, description="patience counts validations without improvement only after this step "
+                                                "(a Gaussian-residual run's samples sit on a plateau for its first "
+                                                "several hundred steps)")
     select_by: Literal["val_loss", "samples"] = Field(
         "val_loss", description="what picks the best weights (and counts patience): the validation loss, or the "
                                 "memorization-aware worst ratio of EMA samples against the validation rows (samples)")
@@ -191,6 +198,9 @@ class TrainConfig(BaseModel):
                 raise ValueError(f"model: {err}") from None
         if self.residual == "gaussian" and self.prediction != "x1":
             raise ValueError("residual: gaussian adds the network's output to a Gaussian's x1-prediction; use --prediction x1")
+        if self.residual == "gaussian" and not residual_fits_path(self.flow, self.sigma):
+            raise ValueError(f"residual: gaussian is the closed-form x1-prediction of the straight path from N(0, I) with "
+                             f"sigma 0 (icfm, otcfm, reflow), not of flow {self.flow} with sigma {self.sigma:g}")
         if self.init_normalization is not None and self.init_from is None:
             raise ValueError("init_normalization: only with init_from, the run to start from")
         if (self.source == "gaussian" and self.init_from is not None and self.init_normalization != "refit"

@@ -293,9 +293,9 @@ class Trainer:
             state.best_val_loss, state.best_step, state.bad_validations = val_loss, step, 0
             state.best_score = record.get("val_worst_ratio", state.best_score)
             self.save_best()
-        else:
+        elif step > self.cfg.min_steps:  # patience counts from min_steps: a plateau before it costs nothing
             state.bad_validations += 1
-        return self.cfg.patience > 0 and step >= self.cfg.min_steps and state.bad_validations >= self.cfg.patience
+        return self.cfg.patience > 0 and state.bad_validations >= self.cfg.patience
 
 
 
