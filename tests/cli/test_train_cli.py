@@ -374,3 +374,22 @@ def test_scaleflow_train_takes_the_shipped_recipe_at_few_rows(tmp_path, cli):
     assert off.exit_code == 0, off.output
     assert "recipe" not in json.loads((tmp_path / "off" / "summary.json").read_text())
     assert "training mlp/small" in off.stderr
+
+
+@pytest.mark.parametrize("climbs", [False, True])
+def test_a_residual_run_that_never_leaves_its_gaussian_says_so(tmp_path, cli, data_files, monkeypatch, climbs):
+    """The samples of a Gaussian-residual run sit at the Gaussian's level until the network leaves it; weights chosen
+    there are the Gaussian's, and `scaleflow train` says so (and records it) instead of reporting them as trained."""
+    from scaleflow.training.trainer import Trainer
+
+    scores = iter([0.20, 0.21, 0.22, 0.40] if climbs else [0.20, 0.21, 0.22, 0.21])
+    monkeypatch.setattr(Trainer, "sample_score", lambda self, model: (next(scores), "coverage"))
+    out = tmp_path / "run"
+    result = cli(["train", "--data", data_files[0], "--arch", "mlp", "--scale", "tiny", "--residual", "gaussian",
+                  "--select-by", "samples", "--recipe", "none", "--steps", "8", "--val-every", "2", "--n-val", "40",
+                  "--n-test", "40", "--batch-size", "32", "--out", out, "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["left_the_gaussian"] is climbs and summary["gaussian_val_worst_ratio"] == 0.20
+    assert ("warning: the network never left the Gaussian it adds to (validation worst ratio 0.200 at the first "
+            "validation, 0.220 at the best)" in result.stderr) is not climbs

@@ -156,5 +156,9 @@ def train(
                   else f"best val loss {summary['best_val_loss']:.4f}")
         say(f"done: {chosen} (baseline {summary['baseline_val_loss']:.4f}) "
             f"at step {summary['best_step']}, {summary['steps']} steps in {summary['wall_seconds']:.0f}s")
+    if summary.get("left_the_gaussian") is False:
+        say(f"warning: the network never left the Gaussian it adds to (validation worst ratio "
+            f"{summary['gaussian_val_worst_ratio']:.3f} at the first validation, {summary['best_val_worst_ratio']:.3f} "
+            "at the best): its samples are the Gaussian's; train longer (--steps, --min-steps), or use --residual none")
     say(f"run folder: {run_dir}")
     say(f"next: scaleflow sample {shlex.quote(str(run_dir))} --n 1000 --out samples.npy")
