@@ -23,8 +23,9 @@ FD_ROWS = ("fd_excess", "fd_inf")
 
 # Printed wherever FD / floor is (`scaleflow eval`, `compare`): what FD can and cannot tell.
 FD_NOTE = ("Reading FD: at n ~ 1,000 it reads mostly means and covariances (a Gaussian fitted to the rows can "
-           "sit near its floor), so read it with precision, coverage and validity, which read the samples' support; "
-           "compare two runs' FD_inf only by their intervals.")
+           "come close to its floor; where the floor's draw is every training row, as at 1,000 of them, even the "
+           "training rows' exact mean and covariance sampled afresh score ~1.4x it), so read it with precision, "
+           "coverage and validity, which read the samples' support; compare two runs' FD_inf only by their intervals.")
 INTERVAL_NOTE = ("Intervals: 95% bootstrap; FD and MMD resample every set, precision/recall/density/coverage/validity/"
                  "nearest cosine recompute their radii and thresholds on half-samples of every set; memorization's is "
                  "conditional on the training set and its threshold (they define a copy).")
