@@ -55,3 +55,20 @@ def fit_gaussian_residual(rows: torch.Tensor) -> GaussianMixturePrior:
 def unfitted_gaussian_residual(dim: int) -> GaussianMixturePrior:
     """A one-component Gaussian of dimension `dim` to load a saved run's buffers into."""
     return GaussianMixturePrior(dim, 1)
+
+
+# A run starts as its Gaussian, and its samples sit at the Gaussian's level until the network leaves it (steps 700-900
+# at 1-2K rows with the small-data recipe, later or never under other schedules: README, "Small data"). Best weights
+# within this margin of the first validation's worst ratio have not left it.
+PLATEAU_MARGIN = 0.05
+
+
+def plateau_record(val_worst_ratios: list, best_score: float) -> dict:
+    """Whether a run chosen by its samples left its Gaussian: {"left_the_gaussian": the chosen weights' validation
+    worst ratio `best_score` is above the first validation's (the Gaussian's level) by PLATEAU_MARGIN,
+    "gaussian_val_worst_ratio": that level}, from the validations' ratios in order (None entries skipped); {} when
+    there are none."""
+    scores = [score for score in val_worst_ratios if score is not None]
+    if not scores:
+        return {}
+    return {"left_the_gaussian": bool(best_score >= scores[0] + PLATEAU_MARGIN), "gaussian_val_worst_ratio": scores[0]}

@@ -15,7 +15,6 @@ Run folder:
 """
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +33,10 @@ from scaleflow.data.splits import Splits
 from scaleflow.flows.base import Flow
 from scaleflow.flows.registry import create_flow
 from scaleflow.flows.time_sampling import make_time_sampler
-from scaleflow.nets import count_parameters, create_model, resolve_config
+from scaleflow.nets import count_parameters, create_model
+from scaleflow.nets.gaussian_residual import (GaussianResidual, fit_gaussian_residual, plateau_record,
+                                              unfitted_gaussian_residual)
 from scaleflow.sampling.velocity import VelocityField
-from scaleflow.nets.gaussian_residual import GaussianResidual, fit_gaussian_residual, unfitted_gaussian_residual
 from scaleflow.training.config import ConfigError, TrainConfig, make_config
 from scaleflow.files import read_json, read_safetensors, write_json, write_safetensors, write_text
 from scaleflow.training.lock import check_not_busy, run_lock
@@ -46,6 +46,7 @@ from scaleflow.training.recipes import apply_recipe
 from scaleflow.training.recipes import describe as describe_recipe
 from scaleflow.training.signals import stop_on_signals
 from scaleflow.training.trainer import Trainer
+from scaleflow.training.transfer import check_transfer_source, initialize_from
 
 
 def resolve_device(name: str) -> torch.device:
@@ -102,56 +103,6 @@ def _load_reflow_pairs(run_dir: Path, dim: int, device: torch.device) -> tuple[d
     with safe_open(str(path), "pt") as f:
         metadata = f.metadata() or {}
     return {k: v.to(device) for k, v in pairs.items()}, metadata
-
-
-def _initialize_from(model: nn.Module, source: str) -> None:
-    weights = Path(source) / "ema.safetensors"
-    if not weights.exists():
-        raise ConfigError(f"init_from: {source} has no ema.safetensors to start from")
-    state = read_safetensors(weights)
-    if isinstance(model, GaussianResidual):  # the network's weights; the Gaussian is this run's rows' own
-        model, state = model.net, {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise ConfigError(f"init_from: {source} holds a different network ({str(err).splitlines()[0]})") from None
-
-
-def _network_name(arch: str, scale: Optional[str], dim: int) -> str:
-    return f"{arch}/{scale or 'custom'} at {dim}-D"
-
-
-def check_transfer_source(config: TrainConfig, model: nn.Module, dim: int) -> dict:
-    """What `init_from` names, checked before anything is written: a run folder whose network is the one this
-    config builds (family, every option, input dimension). Returns its provenance record (for model.json and
-    the summary). ConfigError in one line naming the source and the difference."""
-    assert config.init_from is not None, "check_transfer_source is for runs with init_from"
-    source = Path(config.init_from)
-    if not (source / "model.json").is_file():
-        raise ConfigError(f"init_from: {source} is not a run folder (no model.json)")
-    info = read_json(source / "model.json")
-    theirs, ours = info.get("input_dim"), dim
-    if info.get("prediction", config.prediction) != config.prediction:
-        raise ConfigError(f"init_from: {source} predicts {info.get('prediction')}, this run {config.prediction}: the "
-                          "network's output would mean something else (use --prediction of the source)")
-    if info.get("residual", "none") != config.residual:
-        raise ConfigError(f"init_from: {source} has residual {info.get('residual', 'none')}, this run {config.residual}: "
-                          "the network's output would mean something else (use --residual of the source)")
-    if info.get("arch") != config.arch or theirs != ours:
-        raise ConfigError(f"init_from: {source} holds {_network_name(info.get('arch'), info.get('scale'), theirs)}; "
-                          f"this run builds {_network_name(config.arch, config.scale, ours)}: transfer needs the same "
-                          "network and embedding dimension")
-    # Options that change no weight (dropout is a training regularizer) may differ; keys a source written before
-    # an option existed take its default.
-    mine = json.loads(json.dumps(model.config))  # tuples as JSON lists, as model.json holds them
-    theirs = json.loads(json.dumps(resolve_config(info["arch"], None, **info.get("config", {}))))
-    different = sorted(k for k in set(mine) | set(theirs) if "dropout" not in k and mine.get(k) != theirs.get(k))
-    if different:
-        detail = ", ".join(f"{k} {theirs.get(k)!r} vs {mine.get(k)!r}" for k in different[:4])
-        raise ConfigError(f"init_from: {source} holds a different {config.arch} network ({detail}); use its scale and "
-                          "--model-opt")
-    return {"run": str(source.resolve()), "arch": info.get("arch"), "scale": info.get("scale"),
-            "data_source": info.get("data_source"), "normalization": config.init_normalization or "source"}
 
 
 def _scoring_maps(data: PreparedData, normalization) -> dict:
@@ -273,7 +224,7 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
     if config.residual == "gaussian":  # fitted to the rows in the space the network sees
         model = GaussianResidual(model, fit_gaussian_residual(data.train))
     if config.init_from and not (resume and last.exists()):  # a restart (no checkpoint yet) starts where the first did
-        _initialize_from(model, config.init_from)
+        initialize_from(model, config.init_from)
     flow = build_flow(config)
     with run_lock(run_dir):
         _check_folder(run_dir, resume)  # again: another process may have changed the folder meanwhile
@@ -316,26 +267,11 @@ def train(config: TrainConfig, run_dir: Optional[str | Path] = None, resume: boo
             "autocast": str(trainer.autocast).removeprefix("torch.") if trainer.autocast else "fp32",
             **({"init_from": transfer} if transfer else {}),
             **({"recipe": recipe} if recipe else {}),
-            **_residual_plateau(config, state.history, state.best_score),
+            **(plateau_record([r.get("val_worst_ratio") for r in state.history], state.best_score)
+               if config.residual == "gaussian" and config.select_by == "samples" else {}),
         }
         write_json(run_dir / "summary.json", summary)
     return summary
-
-
-# A Gaussian-residual run starts as its Gaussian and its samples sit at the Gaussian's level until the network leaves
-# it (steps 700-900 at 1-2K rows with the recipe, later or never under other schedules: README, "Small data"). Best
-# weights within this margin of the first validation's worst ratio have not left it.
-PLATEAU_MARGIN = 0.05
-
-
-def _residual_plateau(config: TrainConfig, history: list[dict], best_score: float) -> dict:
-    """For a Gaussian-residual run chosen by its samples: {"left_the_gaussian": whether the chosen weights score
-    above the first validation's (the Gaussian's level) by PLATEAU_MARGIN, "gaussian_val_worst_ratio": that
-    level}; {} for other runs."""
-    scores = [r["val_worst_ratio"] for r in history if r.get("val_worst_ratio") is not None]
-    if config.residual != "gaussian" or config.select_by != "samples" or not scores:
-        return {}
-    return {"left_the_gaussian": bool(best_score >= scores[0] + PLATEAU_MARGIN), "gaussian_val_worst_ratio": scores[0]}
 
 
 def _fit_reference_run(config: TrainConfig, run_dir: Path, data: PreparedData,
