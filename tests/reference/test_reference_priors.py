@@ -83,15 +83,38 @@ def test_gmm_fit_chooses_on_validation_and_separates_clusters():
     rows = model.sample(3_000, torch.Generator().manual_seed(5)).double()
     fitted = fit_reference("gmm", rows[:2_500], rows[2_500:], seed=0)
     # Components first (at the starting regularization), then the regularization at the chosen count.
-    assert [r["n_components"] for r in fitted.records[:4]] == [2, 4, 8, 16] and len(fitted.records) == 6
-    assert {r["reg_covar"] for r in fitted.records[4:]} == {0.01, 0.5}
-    assert {r["n_components"] for r in fitted.records[4:]} == {fitted.records[4]["n_components"]}
+    assert [r["n_components"] for r in fitted.records[:4]] == [2, 4, 8, 16]
+    _assert_regularization_line_search(fitted.records)
     assert fitted.val_log_likelihood == max(r["val_log_likelihood"] for r in fitted.records)
     # Three true clusters: the chosen mixture explains held-out rows about as well as the truth does.
     truth = float(model.log_prob(rows[2_500:]).mean())
     assert fitted.val_log_likelihood > truth - 0.1
     with pytest.raises(ReferenceFitError, match="reg_covar"):
         fit_reference("gmm", rows, rows, {"reg_covar": 0.0})
+
+
+def _assert_regularization_line_search(records):
+    """The regularization is searched from 0.1 at the chosen count: 0.01 first; 0.5 only when 0.01 scored worse."""
+    start = max((r for r in records if r["reg_covar"] == 0.1), key=lambda r: r["val_log_likelihood"])
+    searched = [r for r in records if r["reg_covar"] != 0.1]
+    assert {r["n_components"] for r in searched} == {start["n_components"]}
+    assert searched[0]["reg_covar"] == 0.01
+    lower_helped = searched[0]["val_log_likelihood"] > start["val_log_likelihood"]
+    assert [r["reg_covar"] for r in searched] == ([0.01] if lower_helped else [0.01, 0.5])
+
+
+def test_gmm_regularization_line_search_goes_up_when_down_does_not_help():
+    # 60 rows in 20-D: a covariance needs strong regularization, so 0.01 scores below 0.1 and 0.5 is tried.
+    rows = torch.randn(120, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    fitted = fit_reference("gmm", rows[:60], rows[60:], {"n_components": 2}, seed=0)
+    assert [r["reg_covar"] for r in fitted.records] == [0.1, 0.01, 0.5]
+    _assert_regularization_line_search(fitted.records)
+    assert fitted.chosen["reg_covar"] == max(fitted.records, key=lambda r: r["val_log_likelihood"])["reg_covar"]
+    # Where 0.01 helps (3-D rows from three clusters, plenty of them), 0.5 is never fitted.
+    model, *_ = mixture(dim=3)
+    many = model.sample(3_000, torch.Generator().manual_seed(5)).double()
+    dense = fit_reference("gmm", many[:2_500], many[2_500:], {"n_components": 4}, seed=0)
+    assert [r["reg_covar"] for r in dense.records] == [0.1, 0.01]
 
 
 def test_gmm_fit_at_a_tiny_regularization_falls_back_to_float64():
