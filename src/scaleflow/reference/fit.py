@@ -191,8 +191,9 @@ def fit_gmm(train: torch.Tensor, val: torch.Tensor, n_components: Optional[int] 
     k_best = best[2]["n_components"]
     ordered = sorted(regs)
     at = ordered.index(start_reg)
-    for direction in (ordered[at - 1::-1] if at else [], ordered[at + 1:]):
-        for reg in direction:
+    below, above = ordered[:at][::-1], ordered[at + 1:]
+    for side in (below, above):
+        for reg in side:
             before = best[0]
             fit(k_best, reg, start=fits[k_best])
             if best[0] <= before:
