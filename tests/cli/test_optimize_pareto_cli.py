@@ -30,6 +30,7 @@ def test_a_pareto_search_end_to_end_and_resumed(cli, text_run, lab, tmp_path):
     assert records[0]["objective"] == f"{lab}:near & {lab}:first"
     settings = json.loads((out / "search.json").read_text())
     assert settings["objective"] == [f"{lab}:near", f"{lab}:first"] and settings["acquisition"] == "qlognehvi"
+    assert (settings["restart_share"], settings["restart_time"]) == (0.5, 0.5)  # restarts: on with several
     summary = json.loads((out / "summary.json").read_text())
     rows = {m["method"]: m for m in summary["methods"]}
     assert all(m["hypervolume"] is not None and m["hypervolume"] >= 0 for m in rows.values())
@@ -69,6 +70,8 @@ def test_a_fixed_reference_point(cli, text_run, lab, tmp_path):
     (["--objective", "LAB:near", "--objective", "LAB:first", "--ref-point", "0"], ["--ref-point '0'", "2 finite"]),
     (["--objective", "LAB:near", "--acquisition", "qlognehvi"], ["--acquisition qlognehvi", "several objectives"]),
     (["--objective", "LAB:near", "--objective", "LAB:nothing"], ["--objective", "no function 'nothing'"]),
+    (["--objective", "LAB:near", "--objective", "LAB:first", "--restart-share", "1"], ["--restart-share", "[0, 1)"]),
+    (["--objective", "LAB:near", "--restart-time", "0"], ["--restart-time", "(0, 1)"]),
 ])
 def test_pareto_mistakes_are_one_line(cli, user_error, text_run, lab, tmp_path, extra, fragments):
     args = [a.replace("LAB", str(lab)) for a in extra]
@@ -89,6 +92,8 @@ def test_two_category_on_the_builtin_data(cli, train_builtin, tmp_path):
     for facts in problem["pairs"]:
         assert 0 <= facts["best_held_out_min_probability"] <= 0.5  # a softmax: p_a + p_b <= 1
         assert 0 <= facts["held_out_hypervolume"] <= 0.5
+        diverse = facts["held_out_4_diverse_min_probability"]  # None where no 4 different held-out rows exist
+        assert diverse is None or 0 <= diverse <= facts["best_held_out_min_probability"]
     records = _records(out)
     assert all(r["ref_point"] == [0.0, 0.0] and r["score"] == pytest.approx(min(r["scores"])) for r in records)
     a, b = problem["pairs"][0]["pair"]
@@ -98,3 +103,25 @@ def test_two_category_on_the_builtin_data(cli, train_builtin, tmp_path):
     pairs = category_pairs()
     assert not {tuple(p) for p in pairs["dev"]} & {tuple(p) for p in pairs["test"]}
     assert len(pairs["test"]) == 10
+
+
+def test_a_pareto_folder_from_before_restarts_resumes_without_them(cli, user_error, text_run, lab, tmp_path):
+    objectives = ["--objective", f"{lab}:near", "--objective", f"{lab}:first"]
+    fast = ["--method", "guided", "--batch", "4", "--steps", "4", "--seeds", "1"]
+    old, then = tmp_path / "old", tmp_path / "then"
+    assert cli(["optimize", text_run, *objectives, *fast, "--budget", "8", "--restart-share", "0",
+                "--out", old]).exit_code == 0
+    settings = json.loads((old / "search.json").read_text())
+    del settings["restart_share"], settings["restart_time"]  # as the previous version wrote it
+    (old / "search.json").write_text(json.dumps(settings))
+    done = cli(["optimize", text_run, *objectives, *fast, "--budget", "16", "--out", old])
+    assert done.exit_code == 0, done.output
+    user_error(cli(["optimize", text_run, *objectives, *fast, "--budget", "16", "--restart-share", "0.5",
+                    "--out", old]), "differ")
+    assert cli(["optimize", text_run, *objectives, *fast, "--budget", "16", "--restart-share", "0",
+                "--out", then]).exit_code == 0
+    assert [r["embedding"] for r in _records(old)] == [r["embedding"] for r in _records(then)]
+    # And the default (restarts) proposes otherwise once something counts.
+    now = tmp_path / "now"
+    assert cli(["optimize", text_run, *objectives, *fast, "--budget", "16", "--out", now]).exit_code == 0
+    assert [r["embedding"] for r in _records(now)] != [r["embedding"] for r in _records(then)]

@@ -20,7 +20,8 @@ from scaleflow.search.methods import METHODS, build_method
 from scaleflow.search.methods.cmaes import CMAES
 from scaleflow.search.methods.latent_bo import LatentBO
 from scaleflow.search.methods.prior import (SEARCH_DIVERSITY, SEARCH_DIVERSITY_COSINE, SEARCH_GP_WARM_START,
-                                           SEARCH_GUIDANCE, SEARCH_MAX_BATCH_COSINE, SEARCH_OVERSAMPLE)
+                                           SEARCH_GUIDANCE, SEARCH_MAX_BATCH_COSINE, SEARCH_OVERSAMPLE,
+                                           SEARCH_PARETO_RESTART_SHARE, SEARCH_RESTART_TIME)
 from scaleflow.search.methods.turbo import TuRBO, TurboState
 from scaleflow.search.pareto import MAX_OBJECTIVES, parse_ref_point
 from scaleflow.search.pareto_gp import PARETO_ACQUISITION
@@ -158,6 +159,14 @@ def optimize(
                                                      "prior-filtered: the filter takes a candidate only below this "
                                                      "cosine to the batch's better ones, topping up when too few are "
                                                      f"(1: no spread; default {SEARCH_MAX_BATCH_COSINE:g})"),
+    restart_share: Optional[float] = typer.Option(None, "--restart-share", help="guided: share of the drawn rows "
+                                                  "that start part-way along the flow (at --restart-time) from the "
+                                                  "best different candidates found so far, not from fresh noise (0: "
+                                                  f"none; default {SEARCH_PARETO_RESTART_SHARE:g} with several "
+                                                  "objectives, else 0; README, \"Diverse batches\")"),
+    restart_time: Optional[float] = typer.Option(None, "--restart-time", help="guided: the flow time the rows of "
+                                                 "--restart-share start at (0 < t < 1; nearer 1: nearer their "
+                                                 f"candidate; default {SEARCH_RESTART_TIME:g})"),
     density_weight: float = typer.Option(0.0, "--density-weight", help="add this weight x the prior's "
                                          "log-density to the guide of --method guided (0: off)"),
     cmaes_sigma: float = typer.Option(CMAES.sigma0, "--cmaes-sigma", help="CMA-ES initial step size (normalized "
@@ -221,6 +230,13 @@ def optimize(
     diversity_cosine = _folder_default(saved, "diversity_cosine", diversity_cosine, SEARCH_DIVERSITY_COSINE)
     pareto, ref_values = _check_objectives(objective, ref_point)
     acquisition = acquisition or (PARETO_ACQUISITION if pareto else "ucb")
+    restart_share = float(_folder_default(saved, "restart_share", restart_share,
+                                          SEARCH_PARETO_RESTART_SHARE if pareto else 0.0))
+    restart_time = float(_folder_default(saved, "restart_time", restart_time, SEARCH_RESTART_TIME))
+    if not 0 <= restart_share < 1:
+        raise ConfigError(f"--restart-share must be in [0, 1) (0: no restarts); got {restart_share}")
+    if not 0 < restart_time < 1:
+        raise ConfigError(f"--restart-time must be in (0, 1); got {restart_time}")
     if refit_every > 1 and acquisition == PARETO_ACQUISITION:
         raise ConfigError(f"--refit-every {refit_every}: the {PARETO_ACQUISITION} GPs are fitted every step; leave "
                           "--refit-every out")
@@ -250,6 +266,7 @@ def optimize(
                 "initial": initial, "acquisition": acquisition, "guidance": guidance.as_dict(), "pca": pca,
                 "oversample": oversample, "diversity": diversity, "diversity_cosine": diversity_cosine,
                 **({"density_weight": density_weight} if density_weight else {}),
+                "restart_share": restart_share, "restart_time": restart_time,
                 **({"refit_every": refit_every} if refit_every != 1 else {}),
                 "gp_warm_start": bool(_folder_default(saved, "gp_warm_start", gp_warm_start, SEARCH_GP_WARM_START)),
                 "max_batch_cosine": max_batch_cosine,

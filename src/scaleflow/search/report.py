@@ -28,7 +28,8 @@ SETTINGS_FILE = "search.json"
 # Settings added after folders were written, with what their absence means (how those folders ran): a
 # reader of a folder's settings overlays them first, so an old folder resumes as it began.
 # (An ask/tell folder recorded no diversity weight before the hinge: it ran the mean-cosine term at weight 1.)
-LATER_SETTINGS = {"gp_warm_start": False, "max_batch_cosine": 1.0, "diversity": 1.0, "diversity_cosine": None}
+LATER_SETTINGS = {"gp_warm_start": False, "max_batch_cosine": 1.0, "diversity": 1.0, "diversity_cosine": None,
+                  "restart_share": 0.0, "restart_time": 0.5}
 INITIAL = "initial"
 
 
@@ -103,15 +104,26 @@ DIVERSE_K, DIVERSE_MAX_COSINE = 4, 0.7  # "k-diverse best": k candidates, pairwi
 
 def k_diverse_best(records: list[dict], k: int = DIVERSE_K, max_cosine: float = DIVERSE_MAX_COSINE) -> Optional[float]:
     """The best score that `k` counted candidates, pairwise below cosine `max_cosine`, all reach: the largest
-    s such that k candidates scoring >= s are pairwise that different (None if no k such candidates exist).
+    s such that k candidates scoring >= s are pairwise that different (None if no k such candidates exist)."""
+    rows = [r for r in records if counts(r)]
+    if len(rows) < k:
+        return None
+    return k_diverse_best_of(np.asarray([r["embedding"] for r in rows], dtype=np.float64),
+                             np.asarray([r["score"] for r in rows], dtype=np.float64), k, max_cosine)
+
+
+def k_diverse_best_of(x: np.ndarray, scores: np.ndarray, k: int = DIVERSE_K,
+                      max_cosine: float = DIVERSE_MAX_COSINE) -> Optional[float]:
+    """`k_diverse_best` of candidates `x: [N, D]` with `scores: [N]`, all counted.
 
     Exact: candidates are added best first, and after each one a depth-first search looks for k pairwise
     different candidates that include it (the first time such a set exists, its worst score is the answer)."""
-    rows = sorted((r for r in records if counts(r)), key=lambda r: -r["score"])
-    if len(rows) < k:
+    if len(scores) < k:
         return None
-    x = np.asarray([r["embedding"] for r in rows], dtype=np.float64)
-    x /= np.linalg.norm(x, axis=1, keepdims=True).clip(1e-30)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    scores = np.asarray(scores)[order]
+    x = np.asarray(x, dtype=np.float64)[order]
+    x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-30)
     apart = (x @ x.T) < max_cosine  # [N, N]: pairs different enough
 
     def extend(chosen: list[int], options: list[int]) -> bool:
@@ -124,9 +136,9 @@ def k_diverse_best(records: list[dict], k: int = DIVERSE_K, max_cosine: float = 
                 return True
         return False
 
-    for newest in range(k - 1, len(rows)):
+    for newest in range(k - 1, len(scores)):
         if extend([newest], [j for j in range(newest) if apart[newest, j]]):
-            return float(rows[newest]["score"])
+            return float(scores[newest])
     return None
 
 

@@ -29,6 +29,9 @@ def build_method(name: str, settings: Mapping[str, Any]) -> SearchMethod:
         guided["max_batch_cosine"] = float(settings["max_batch_cosine"])
     if get("density_weight"):
         guided["density_weight"] = settings["density_weight"]
+    if get("restart_share"):  # absent or 0: no restarts (`search.restarts`)
+        guided["restart_share"] = float(settings["restart_share"])
+        guided["restart_time"] = float(get("restart_time", prior.SEARCH_RESTART_TIME))
     options = {
         "guided": guided,
         "prior-filtered": {k: v for k, v in guided.items() if k in ("acquisition", "pca", "oversample", "steps",
