@@ -72,6 +72,8 @@ def test_a_fixed_reference_point(cli, text_run, lab, tmp_path):
     (["--objective", "LAB:near", "--objective", "LAB:nothing"], ["--objective", "no function 'nothing'"]),
     (["--objective", "LAB:near", "--objective", "LAB:first", "--restart-share", "1"], ["--restart-share", "[0, 1)"]),
     (["--objective", "LAB:near", "--restart-time", "0"], ["--restart-time", "(0, 1)"]),
+    (["--objective", "LAB:near", "--objective", "LAB:first", "--acquisition", "thompson", "--restart-share", "0.5"],
+     ["--restart-share 0.5", "thompson"]),
 ])
 def test_pareto_mistakes_are_one_line(cli, user_error, text_run, lab, tmp_path, extra, fragments):
     args = [a.replace("LAB", str(lab)) for a in extra]

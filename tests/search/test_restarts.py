@@ -23,6 +23,11 @@ def test_anchors_are_the_best_counted_candidates_pairwise_apart():
     assert restart_anchors(x, score, torch.zeros(5, dtype=torch.bool)).shape == (0, 5)
 
 
+def test_restarts_refuse_thompson_paths():
+    with pytest.raises(ValueError, match="thompson"):
+        build_method("guided", {"restart_share": 0.5, "acquisition": "thompson"})
+
+
 def test_restart_count_leaves_fresh_rows():
     assert restart_count(32, 0.5) == 16 and restart_count(32, 0.0) == 0
     assert restart_count(2, 0.9) == 1

@@ -163,7 +163,8 @@ def optimize(
                                                   "that start part-way along the flow (at --restart-time) from the "
                                                   "best different candidates found so far, not from fresh noise (0: "
                                                   f"none; default {SEARCH_PARETO_RESTART_SHARE:g} with several "
-                                                  "objectives, else 0; README, \"Diverse batches\")"),
+                                                  "objectives, else 0; not with thompson; README, \"Diverse "
+                                                  "batches\")"),
     restart_time: Optional[float] = typer.Option(None, "--restart-time", help="guided: the flow time the rows of "
                                                  "--restart-share start at (0 < t < 1; nearer 1: nearer their "
                                                  f"candidate; default {SEARCH_RESTART_TIME:g})"),
@@ -230,11 +231,15 @@ def optimize(
     diversity_cosine = _folder_default(saved, "diversity_cosine", diversity_cosine, SEARCH_DIVERSITY_COSINE)
     pareto, ref_values = _check_objectives(objective, ref_point)
     acquisition = acquisition or (PARETO_ACQUISITION if pareto else "ucb")
+    # Restarts: on with several objectives, except under Thompson paths (one per row of the whole batch).
     restart_share = float(_folder_default(saved, "restart_share", restart_share,
-                                          SEARCH_PARETO_RESTART_SHARE if pareto else 0.0))
+                                          SEARCH_PARETO_RESTART_SHARE if pareto and acquisition != "thompson" else 0.0))
     restart_time = float(_folder_default(saved, "restart_time", restart_time, SEARCH_RESTART_TIME))
     if not 0 <= restart_share < 1:
         raise ConfigError(f"--restart-share must be in [0, 1) (0: no restarts); got {restart_share}")
+    if restart_share > 0 and acquisition == "thompson":
+        raise ConfigError(f"--restart-share {restart_share:g}: --acquisition thompson draws one path per row of the "
+                          "whole batch, which restarts split; use --restart-share 0 or another acquisition")
     if not 0 < restart_time < 1:
         raise ConfigError(f"--restart-time must be in (0, 1); got {restart_time}")
     if refit_every > 1 and acquisition == PARETO_ACQUISITION:

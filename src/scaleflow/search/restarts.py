@@ -84,7 +84,7 @@ def sample_with_restarts(field, flow, noise: Tensor, anchors: Tensor, n_restarts
 
 
 def restart_count(draws: int, share: float) -> int:
-    """Rows of `draws` that restart at `share` (0: none), leaving row 0 and at least one other fresh."""
+    """Rows of `draws` that restart at `share` (0: none), leaving at least row 0 fresh."""
     if not 0 <= share < 1:
         raise ValueError(f"restart share must be in [0, 1); got {share}")
     return min(round(draws * share), max(draws - 1, 0))

@@ -227,6 +227,9 @@ class GuidedPrior:
         if self.diversity_cosine is not None and not -1 < self.diversity_cosine < 1:
             raise ValueError(f"diversity_cosine must be in (-1, 1) (or None); got {self.diversity_cosine}")
         restart_count(2, self.restart_share)  # checks the share
+        if self.restart_share > 0 and self.acquisition == "thompson":
+            raise ValueError("restarts need a guide that values any row (thompson draws one path per row of the "
+                             "whole batch); set restart_share to 0 or choose another acquisition")
         if not 0 < self.restart_time < 1:
             raise ValueError(f"restart_time must be in (0, 1); got {self.restart_time}")
         self.gp_cache: dict = {}  # the latest anchor's fit, by its history digest (`_fit_surrogate`)
