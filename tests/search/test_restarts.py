@@ -9,7 +9,8 @@ from scaleflow.flows.registry import create_flow
 from scaleflow.sampling.solvers import integrate
 from scaleflow.search.loop import run_search, search_ledger
 from scaleflow.search.methods import build_method
-from scaleflow.search.restarts import restart_anchors, restart_count, sample_with_restarts
+from scaleflow.search.methods.common import counted_apart
+from scaleflow.search.restarts import restart_count, sample_with_restarts
 
 
 def test_anchors_are_the_best_counted_candidates_pairwise_apart():
@@ -17,10 +18,10 @@ def test_anchors_are_the_best_counted_candidates_pairwise_apart():
     x = torch.stack([eye[0], eye[0] + 0.1 * eye[1], eye[2], eye[3], eye[4]])
     score = torch.tensor([0.9, 0.8, 0.7, 0.95, 0.1])
     counts = torch.tensor([True, True, True, False, True])
-    anchors = restart_anchors(x, score, counts, k=3)
+    anchors = x[counted_apart(counts, score, x, 3, 0.7)]
     # 0.95 does not count; 0.8 is a near copy of 0.9 (cosine 0.995); so 0.9, 0.7, then 0.1.
     assert torch.equal(anchors, torch.stack([eye[0], eye[2], eye[4]]))
-    assert restart_anchors(x, score, torch.zeros(5, dtype=torch.bool)).shape == (0, 5)
+    assert counted_apart(torch.zeros(5, dtype=torch.bool), score, x, 3, 0.7) == []
 
 
 def test_restarts_refuse_thompson_paths():

@@ -8,36 +8,18 @@ rows that stay on the prior (they are the prior's samples from that point on) ne
 GP, informed around `x*`, can steer them. On the built-in dev pairs, unguided restarts from the searches' best
 candidates land at cosine ~0.85 to it and ~0.80 to each other from `t0 = 0.5` (~0.65 and ~0.55 from 0.3), and
 a third of them (0-78% by pair) score >= 0.1 at both categories, which fresh prior samples rarely do (README,
-"Diverse batches"). The rows that restart take as anchors the best counted candidates that are pairwise below cosine 0.7
-(the k-diverse best's candidates), best first, in turn.
+"Diverse batches"). The guided method (`methods.prior.GuidedPrior`) takes as anchors the best counted candidates
+that are pairwise below cosine 0.7 (the k-diverse best's candidates), best first; rows take them in turn.
 
 Sampling runs in two phases on the solver's one grid: the fresh rows from 0 to `t0`, then every row from `t0`
 to 1, with guidance told the step of the whole grid (its window and the diversity term see one batch).
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
 from scaleflow.sampling.solvers import integrate
-from scaleflow.search.report import DIVERSE_K, DIVERSE_MAX_COSINE
-
-
-def restart_anchors(x: Tensor, score: Tensor, counts: Tensor, k: int = DIVERSE_K,
-                    max_cosine: float = DIVERSE_MAX_COSINE) -> Tensor:
-    """`[A, D]` (A <= k) anchors: of the counted candidates (`x: [N, D]`, `score: [N]`, `counts: [N]`), the best,
-    then each next best whose cosine to every anchor taken is below `max_cosine`."""
-    order = [int(i) for i in torch.argsort(score.double(), descending=True, stable=True) if counts[i]]
-    unit = torch.nn.functional.normalize(x.double(), dim=1)
-    taken: list[int] = []
-    for i in order:
-        if len(taken) == k:
-            break
-        if not taken or float((unit[taken] @ unit[i]).max()) < max_cosine:
-            taken.append(i)
-    return x[taken]
 
 
 class _StepOffset:
@@ -88,10 +70,3 @@ def restart_count(draws: int, share: float) -> int:
     if not 0 <= share < 1:
         raise ValueError(f"restart share must be in [0, 1); got {share}")
     return min(round(draws * share), max(draws - 1, 0))
-
-
-def anchors_of(history, to_normalized) -> Optional[Tensor]:
-    """The history's anchors in the normalized space, or None when nothing counted yet."""
-    if history is None or not bool(history.counts.any()):
-        return None
-    return to_normalized(restart_anchors(history.x, history.y, history.counts)).float()

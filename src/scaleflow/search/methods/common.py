@@ -39,16 +39,25 @@ def diverse_counted_first(counts: torch.Tensor, values: torch.Tensor, x: torch.T
     order = counted_first(counts, values, len(values))
     if max_cosine >= 1:
         return order[:n]
+    chosen = counted_apart(counts, values, x, n, max_cosine)
+    taken = set(chosen)
+    chosen += [i for i in order.tolist() if i not in taken][:n - len(chosen)]
+    return torch.tensor(chosen, dtype=torch.long)
+
+
+def counted_apart(counts: torch.Tensor, values: torch.Tensor, x: torch.Tensor, n: int,
+                  max_cosine: float) -> list[int]:
+    """Indices (at most `n`) of counted candidates (`counts: [N]`) of `x: [N, D]` taken greedily, best `values: [N]`
+    first (ties keep the candidates' order), each only if its cosine to every one taken before is below
+    `max_cosine`."""
     unit = torch.nn.functional.normalize(x.to(torch.float64), dim=1)
     chosen: list[int] = []
-    for i in order.tolist():
+    for i in counted_first(counts, values, len(values)).tolist():
         if len(chosen) == n or not counts[i]:
             break
         if not chosen or float((unit[chosen] @ unit[i]).max()) < max_cosine:
             chosen.append(i)
-    taken = set(chosen)
-    chosen += [i for i in order.tolist() if i not in taken][:n - len(chosen)]
-    return torch.tensor(chosen, dtype=torch.long)
+    return chosen
 
 
 def filter_info(counts: torch.Tensor, chosen: torch.Tensor) -> dict:

@@ -16,10 +16,11 @@ from scaleflow.search.gp import (ACQUISITIONS, Projection, Surrogate, acquisitio
                                  make_guide)
 from scaleflow.search.guidance import DiversityGuide, GuidanceConfig, GuidedVelocity
 from scaleflow.search.methods.base import History, Proposal, noise_seed, register
-from scaleflow.search.methods.common import OVERSAMPLE, diverse_counted_first, filter_info
+from scaleflow.search.methods.common import OVERSAMPLE, counted_apart, diverse_counted_first, filter_info
 from scaleflow.search.pareto import initial_scores
 from scaleflow.search.pareto_gp import PARETO_ACQUISITION, fit_pareto_gp
-from scaleflow.search.restarts import anchors_of, restart_count, sample_with_restarts
+from scaleflow.search.report import DIVERSE_K, DIVERSE_MAX_COSINE
+from scaleflow.search.restarts import restart_count, sample_with_restarts
 
 DEFAULT_SOLVER, DEFAULT_STEPS = "euler", 20
 # The guided search's own settings, chosen on the built-in `target` objective (README, "Guided search"): a
@@ -249,12 +250,13 @@ class GuidedPrior:
         if self.density_weight > 0:
             guide = DensityPenaltyGuide(guide, problem.run.velocity, problem.to_normalized, self.density_weight)
         guided = GuidedVelocity(problem.run.velocity, guide, self.guidance, to_original=problem.to_original)
-        n_restarts = restart_count(draws, self.restart_share)
-        anchors = anchors_of(history, problem.to_normalized) if n_restarts else None
-        if anchors is not None:  # the last rows restart from the best different candidates (`search.restarts`)
+        n_restarts = restart_count(draws, self.restart_share) if history.counts.any() else 0
+        if n_restarts:  # the last rows restart from the best different counted candidates (`search.restarts`)
+            anchors = history.x[counted_apart(history.counts, history.y, history.x, DIVERSE_K, DIVERSE_MAX_COSINE)]
             noise = sample_noise(draws, problem.dim, noise_seed(seed, step)) * self.noise_scale
-            end = sample_with_restarts(guided, problem.run.velocity.flow, noise, anchors, n_restarts,
-                                       self.restart_time, self.solver, self.steps)
+            end = sample_with_restarts(guided, problem.run.velocity.flow, noise,
+                                       problem.to_normalized(anchors).float(), n_restarts, self.restart_time,
+                                       self.solver, self.steps)
         else:
             end = generate(guided, draws, problem.dim, self.solver, self.steps, noise_seed(seed, step),
                            batch_size=draws, noise_scale=self.noise_scale).x
